@@ -1,0 +1,175 @@
+"""Where things live in each supported architecture family: one small table per family.
+
+Everything else in petl-search is generic. A family says, per stack of blocks (encoder, decoder):
+the module path of the block list, for each attention in a block (self, cross) where its projections
+live, and which modules begin and end the feed-forward sublayer. It also reads the geometry (widths,
+heads, block counts) off a model *config*, so parameters can be counted without building a model.
+
+A sublayer is described by its entry modules (their input is the sublayer's input x) and its exit
+module (its output is the sublayer's output h, before dropout/residual/norm). Sequential Δh reads h,
+parallel Δh reads x; both are added to h. This module must not import transformers' modeling code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .errors import UnsupportedModelError
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A q/k/v projection: its own module, or a slice `part` of `parts` of a fused module (GPT-2)."""
+
+    path: str
+    part: int | None = None
+    parts: int = 1
+
+
+@dataclass(frozen=True)
+class AttentionPaths:
+    kind: str  # "self" or "cross"
+    module: str  # the module that calls the attention interface
+    q: Projection
+    k: Projection
+    v: Projection
+    out: str
+
+
+@dataclass(frozen=True)
+class StackLayout:
+    name: str  # "encoder", "decoder"
+    blocks: str  # dotted suffix of the ModuleList of blocks, matched against the model's module names
+    attentions: tuple[AttentionPaths, ...]
+    ffn_in: tuple[str, ...]
+    ffn_out: str
+
+
+@dataclass(frozen=True)
+class AttentionGeometry:
+    kind: str
+    heads: int
+    kv_heads: int
+    head_dim: int
+
+    @property
+    def q_width(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_width(self) -> int:
+        return self.kv_heads * self.head_dim
+
+
+@dataclass(frozen=True)
+class BlockGeometry:
+    index: int  # counted across stacks, encoder first
+    stack: str
+    position: int  # index inside its stack
+    hidden: int
+    attentions: tuple[AttentionGeometry, ...]
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    model_types: tuple[str, ...]
+    stacks: tuple[StackLayout, ...]
+    # model config -> per stack: (number of blocks, hidden width, per-attention (kind, heads, kv_heads, head_dim))
+    read: Callable[[Any], tuple[tuple[int, int, tuple[tuple[str, int, int, int], ...]], ...]]
+    unsupported: Callable[[Any], str | None] = lambda config: None
+
+
+def _sep(prefix: str, q: str, k: str, v: str, out: str, kind: str = "self") -> AttentionPaths:
+    return AttentionPaths(kind, prefix, Projection(f"{prefix}.{q}"), Projection(f"{prefix}.{k}"),
+                          Projection(f"{prefix}.{v}"), out)
+
+
+def _bert_read(c: Any):
+    heads = c.num_attention_heads
+    return ((c.num_hidden_layers, c.hidden_size, (("self", heads, heads, c.hidden_size // heads),)),)
+
+
+def _bert_unsupported(c: Any) -> str | None:
+    if getattr(c, "add_cross_attention", False):
+        return "BERT-style cross-attention (add_cross_attention=True) has no layout table"
+    return None
+
+
+def _bart_read(c: Any):
+    eh, dh = c.encoder_attention_heads, c.decoder_attention_heads
+    d = c.d_model
+    return ((c.encoder_layers, d, (("self", eh, eh, d // eh),)),
+            (c.decoder_layers, d, (("self", dh, dh, d // dh), ("cross", dh, dh, d // dh))))
+
+
+def _gpt2_read(c: Any):
+    return ((c.n_layer, c.n_embd, (("self", c.n_head, c.n_head, c.n_embd // c.n_head),)),)
+
+
+def _gpt2_unsupported(c: Any) -> str | None:
+    if getattr(c, "add_cross_attention", False):
+        return "GPT-2 cross-attention (add_cross_attention=True) has no layout table"
+    return None
+
+
+def _llama_read(c: Any):
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    kv = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+    return ((c.num_hidden_layers, c.hidden_size, (("self", c.num_attention_heads, kv, head_dim),)),)
+
+
+_BERT_STACK = StackLayout(
+    "encoder", "encoder.layer",
+    (_sep("attention.self", "query", "key", "value", "attention.output.dense"),),
+    ("intermediate.dense",), "output.dense")
+
+FAMILIES: tuple[Family, ...] = (
+    Family("bert", ("bert", "roberta"), (_BERT_STACK,), _bert_read, _bert_unsupported),
+    Family("bart", ("bart",), (
+        StackLayout("encoder", "encoder.layers",
+                    (_sep("self_attn", "q_proj", "k_proj", "v_proj", "self_attn.out_proj"),), ("fc1",), "fc2"),
+        StackLayout("decoder", "decoder.layers",
+                    (_sep("self_attn", "q_proj", "k_proj", "v_proj", "self_attn.out_proj"),
+                     _sep("encoder_attn", "q_proj", "k_proj", "v_proj", "encoder_attn.out_proj", "cross")),
+                    ("fc1",), "fc2"),
+    ), _bart_read),
+    Family("gpt2", ("gpt2",), (
+        StackLayout("decoder", "h",
+                    (AttentionPaths("self", "attn", Projection("attn.c_attn", 0, 3), Projection("attn.c_attn", 1, 3),
+                                    Projection("attn.c_attn", 2, 3), "attn.c_proj"),),
+                    ("mlp.c_fc",), "mlp.c_proj"),
+    ), _gpt2_read, _gpt2_unsupported),
+    Family("llama", ("llama",), (
+        StackLayout("decoder", "layers",
+                    (_sep("self_attn", "q_proj", "k_proj", "v_proj", "self_attn.o_proj"),),
+                    ("mlp.gate_proj", "mlp.up_proj"), "mlp.down_proj"),
+    ), _llama_read),
+)
+
+SUPPORTED_MODEL_TYPES = tuple(t for f in FAMILIES for t in f.model_types)
+
+
+def family_of(model_config: Any) -> Family:
+    """The layout family of a transformers config; a clear error lists the supported model types."""
+    model_type = getattr(model_config, "model_type", None)
+    for family in FAMILIES:
+        if model_type in family.model_types:
+            reason = family.unsupported(model_config)
+            if reason:
+                raise UnsupportedModelError(f"model_type {model_type!r} is supported, but not this variant: {reason}")
+            return family
+    raise UnsupportedModelError(
+        f"model_type must be one of {list(SUPPORTED_MODEL_TYPES)}, but got {model_type!r} "
+        f"(add a Family table in petl_search/architectures.py to support it)")
+
+
+def geometry(model_config: Any) -> tuple[BlockGeometry, ...]:
+    """Every block of the model, numbered across stacks (encoder first), with its widths and attentions."""
+    family = family_of(model_config)
+    blocks: list[BlockGeometry] = []
+    for layout, (count, hidden, attns) in zip(family.stacks, family.read(model_config)):
+        attentions = tuple(AttentionGeometry(*a) for a in attns)
+        for position in range(count):
+            blocks.append(BlockGeometry(len(blocks), layout.name, position, hidden, attentions))
+    return tuple(blocks)

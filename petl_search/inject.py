@@ -1,0 +1,191 @@
+"""Put a PETLConfig on a Hugging Face model: freeze the backbone, add Δh modules, wire them with hooks.
+
+No modeling code is copied. All Δh parameters live under one submodule, `model.petl`, so one
+predicate (`is_petl_parameter`) decides what is trained and what is exported, and the backbone's own
+state-dict keys are unchanged. Sublayer sites are wired with forward hooks on the frozen modules that
+begin and end the sublayer (see architectures.py); head-attention sites go through attention.py.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from . import attention
+from .architectures import Family, Projection, StackLayout, family_of, geometry
+from .config import PETLConfig
+from .errors import PETLError, rule
+from .modules import PrefixBank, SiteDelta
+from .placement import Placement, plan
+
+PETL_PREFIX = "petl"
+
+
+def is_petl_parameter(name: str) -> bool:
+    """True for parameters petl-search added (and so trains and exports)."""
+    return name.split(".", 1)[0] == PETL_PREFIX
+
+
+class Wiring:
+    """Connects one SiteDelta to the frozen modules around it (a plain holder of hook callbacks).
+
+    entry (parallel only): the module whose input is the sublayer's input x; exit: the module whose
+    output h receives the increment, whole or in the slice [start, stop) of a fused projection.
+    """
+
+    def __init__(self, delta: SiteDelta, start: int | None, stop: int | None, same_module: bool) -> None:
+        self.delta = delta
+        self.start, self.stop = start, stop
+        self.same_module = same_module  # the exit module's own input is x (projections)
+        self._x: torch.Tensor | None = None
+
+    def capture(self, module: nn.Module, args: tuple) -> None:
+        self._x = args[0]
+
+    def add_increment(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        x = args[0] if self.same_module else self._x
+        self._x = None
+        if not self.delta.parallel:
+            x = None
+        if self.start is None:
+            return output + self.delta.increment(x, output)
+        h = output[..., self.start:self.stop]
+        inc = self.delta.increment(x, h)
+        return output + F.pad(inc, (self.start, output.shape[-1] - self.stop))
+
+
+def _get(root: nn.Module, path: str) -> nn.Module:
+    return root.get_submodule(path)
+
+
+def _find_blocks(model: nn.Module, suffix: str) -> nn.ModuleList:
+    found = [m for n, m in model.named_modules()
+             if isinstance(m, nn.ModuleList) and (n == suffix or n.endswith("." + suffix))]
+    if len(found) != 1:
+        raise PETLError(f"expected one block list named '*{suffix}' in {type(model).__name__}, found {len(found)}")
+    return found[0]
+
+
+def _blocks(model: nn.Module, family: Family) -> list[tuple[nn.Module, StackLayout]]:
+    """Every block of the model with its stack's layout, numbered as architectures.geometry numbers them."""
+    blocks = [(block, layout) for layout in family.stacks for block in _find_blocks(model, layout.blocks)]
+    expected = len(geometry(model.config))
+    if len(blocks) != expected:
+        raise PETLError(f"{type(model).__name__} has {len(blocks)} blocks but its config describes {expected}")
+    return blocks
+
+
+def _first_float(model: nn.Module) -> torch.Tensor:
+    return next(p for p in model.parameters() if p.is_floating_point())
+
+
+def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
+               train_modules: Iterable[str] = ()) -> nn.Module:
+    """Freeze `model` and add the Δh of `config` to it, in place; returns the model.
+
+    train_modules: names of submodules that stay trainable besides Δh (e.g. a task head "classifier").
+    """
+    if isinstance(config, Mapping):
+        config = PETLConfig.from_dict(config)
+    if not isinstance(config, PETLConfig):
+        raise rule("config", "a PETLConfig or a mapping of its fields", type(config).__name__)
+    if hasattr(model, PETL_PREFIX):
+        raise PETLError("this model already carries a PETL config; call remove_petl(model) first")
+    family = family_of(model.config)
+    placements = plan(config, model.config)
+    blocks = _blocks(model, family)
+
+    anchor = _first_float(model)
+    kw = {"dtype": anchor.dtype, "device": anchor.device}
+    keep = tuple(train_modules)
+    for name, param in model.named_parameters():
+        param.requires_grad_(any(name == k or name.startswith(k + ".") for k in keep))
+
+    container = nn.Module()
+    container.config = config
+    container.deltas = nn.ModuleDict()
+    container.prefixes = nn.ModuleDict()
+    handles: list[Any] = []
+    head_sites: list[nn.Module] = []
+
+    prefix_groups: dict[str, list[Placement]] = {}
+    for p in placements:
+        if p.spec.form == "prefix":
+            prefix_groups.setdefault(p.site, []).append(p)
+    for site, group in prefix_groups.items():
+        entries = {p.key: (p.attention_geometry.kv_heads, p.attention_geometry.head_dim) for p in group}
+        container.prefixes[site] = PrefixBank(group[0].spec.size, entries, group[0].block.hidden,
+                                              group[0].spec.reparam, **kw)
+
+    for p in placements:
+        block, layout = blocks[p.block.index]
+        paths = layout.attentions[p.attention] if p.attention is not None else None
+        if p.site == "attn_heads":
+            module = _get(block, paths.module)
+            site = module.__dict__.setdefault(attention.HEAD_SITE_ATTR, attention.HeadSite())
+            head_sites.append(module)
+            if p.spec.form == "prefix":
+                site.prefix, site.prefix_key = container.prefixes[p.site], p.key
+            else:
+                site.delta = container.deltas[p.key] = SiteDelta(p.spec, p.size, p.in_width, p.out_width, **kw)
+            continue
+        delta = SiteDelta(p.spec, p.size, p.in_width, p.out_width, **kw)
+        if p.site == "attn_qkv":
+            proj: Projection = getattr(paths, p.projection)
+            exit_module, entry, same = _get(block, proj.path), None, True
+            start = stop = None
+            if proj.part is not None:
+                start, stop = p.out_width * proj.part, p.out_width * (proj.part + 1)
+        else:
+            if p.site == "attn_out":
+                exit_module, entry = _get(block, paths.out), _get(block, paths.q.path)
+            else:
+                exit_module, entry = _get(block, layout.ffn_out), _get(block, layout.ffn_in[0])
+            same, start, stop = False, None, None
+        container.deltas[p.key] = delta
+        wiring = Wiring(delta, start, stop, same)
+        if delta.parallel and not same:
+            handles.append(entry.register_forward_pre_hook(wiring.capture))
+        handles.append(exit_module.register_forward_hook(wiring.add_increment))
+
+    object.__setattr__(container, "_handles", handles)
+    object.__setattr__(container, "_head_modules", head_sites)
+    object.__setattr__(container, "_attn_restore", None)
+    setattr(model, PETL_PREFIX, container)
+    if head_sites:
+        _use_petl_attention(model, container)
+    return model
+
+
+def _use_petl_attention(model: nn.Module, container: nn.Module) -> None:
+    current = model.config._attn_implementation
+    inner = current.removeprefix("petl_")
+    if inner not in attention.SUPPORTED_INNER:
+        raise rule("attn_implementation", f"one of {list(attention.SUPPORTED_INNER)} for Δh on head attention "
+                   "(prefixes, multi-head adapters)", current)
+    object.__setattr__(container, "_attn_restore", current)
+    model.set_attn_implementation(attention.implementation_name(inner))
+
+
+def petl_config(model: nn.Module) -> PETLConfig:
+    """The PETLConfig applied to `model` (error if none is)."""
+    container = getattr(model, PETL_PREFIX, None)
+    if container is None:
+        raise PETLError("this model carries no PETL config; call apply_petl(model, config) first")
+    return container.config
+
+
+def remove_petl(model: nn.Module) -> nn.Module:
+    """Take every Δh off `model` (hooks, attention routing, parameters). The backbone stays frozen."""
+    petl_config(model)
+    container = getattr(model, PETL_PREFIX)
+    for handle in container._handles:
+        handle.remove()
+    for module in container._head_modules:
+        module.__dict__.pop(attention.HEAD_SITE_ATTR, None)
+    if container._attn_restore is not None:
+        model.set_attn_implementation(container._attn_restore)
+    delattr(model, PETL_PREFIX)
+    return model

@@ -1,0 +1,88 @@
+"""The classical PETL methods, each one point of the unified design space (one place for all of them).
+
+    houlsby                  sequential bottleneck after attention and after the FFN (Houlsby et al. 2019)
+    pfeiffer                 sequential bottleneck after the FFN only (Pfeiffer et al. 2021)
+    prefix_tuning            prefix attention on every head (Li & Liang 2021)
+    lora                     linear low-rank Δ on the q and v projections, scaled by alpha/r (Hu et al. 2021)
+    parallel_adapter         parallel bottleneck on the FFN (He et al. 2022, "PA")
+    scaled_parallel_adapter  the same, composed as h + s·Δh
+    mh_parallel_adapter      multi-head parallel bottleneck on the head attention ("MH PA")
+    mam                      prefix (l=30) on attention + scaled PA (r=512, s=4) on the FFN
+
+Sizes are arguments; defaults are the papers'. This module must not import torch.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .config import DeltaSpec, PETLConfig
+from .errors import PETLConfigError
+
+
+def houlsby(r: int = 64, *, activation: str = "relu") -> PETLConfig:
+    adapter = dict(form="bottleneck", size=r, insertion="sequential", activation=activation)
+    return PETLConfig(attn_out=DeltaSpec(**adapter), ffn=DeltaSpec(**adapter))
+
+
+def pfeiffer(r: int = 64, *, activation: str = "relu") -> PETLConfig:
+    return PETLConfig(ffn=DeltaSpec(form="bottleneck", size=r, insertion="sequential", activation=activation))
+
+
+def prefix_tuning(l: int = 30, *, reparam: int | None = 512) -> PETLConfig:  # noqa: E741 (the paper's name)
+    return PETLConfig(attn_heads=DeltaSpec(form="prefix", size=l, reparam=reparam))
+
+
+def lora(r: int = 8, *, alpha: float = 16.0, projections: tuple[str, ...] = ("q", "v")) -> PETLConfig:
+    return PETLConfig(attn_qkv=DeltaSpec(form="lora", size=r, insertion="parallel", composition="scale",
+                                         scale=alpha / r, projections=projections))
+
+
+def parallel_adapter(r: int = 64, *, site: str = "ffn") -> PETLConfig:
+    return PETLConfig(**{site: DeltaSpec(form="bottleneck", size=r, insertion="parallel")})
+
+
+def scaled_parallel_adapter(r: int = 64, *, s: float = 4.0, site: str = "ffn") -> PETLConfig:
+    return PETLConfig(**{site: DeltaSpec(form="bottleneck", size=r, insertion="parallel",
+                                         composition="scale", scale=s)})
+
+
+def mh_parallel_adapter(heads: int, r_per_head: int = 30) -> PETLConfig:
+    """One bottleneck of width r_per_head per attention head, on the head attention, from the input.
+
+    Like prefix tuning's Eq. 10 (W_down = W_q P_kᵀ), each head's Δh reads that head's query x W_q^(i),
+    so MH PA with r_per_head = l stores as many parameters as a prefix of length l (plus biases).
+    """
+    return PETLConfig(attn_heads=DeltaSpec(form="bottleneck", size=heads * r_per_head, heads=heads,
+                                           insertion="parallel"))
+
+
+def mam(prefix_len: int = 30, ffn_r: int = 512, s: float = 4.0, *, reparam: int | None = 512) -> PETLConfig:
+    """Mix-and-Match adapter: prefix tuning on the heads + scaled parallel adapter on the FFN."""
+    return PETLConfig(
+        attn_heads=DeltaSpec(form="prefix", size=prefix_len, reparam=reparam),
+        ffn=DeltaSpec(form="bottleneck", size=ffn_r, insertion="parallel", composition="scale", scale=s),
+    )
+
+
+PRESETS: dict[str, Callable[..., PETLConfig]] = {
+    "houlsby": houlsby,
+    "pfeiffer": pfeiffer,
+    "prefix_tuning": prefix_tuning,
+    "lora": lora,
+    "parallel_adapter": parallel_adapter,
+    "scaled_parallel_adapter": scaled_parallel_adapter,
+    "mh_parallel_adapter": mh_parallel_adapter,
+    "mam": mam,
+}
+
+
+def preset(name: str, **kwargs: Any) -> PETLConfig:
+    """Build a named preset; unknown names and arguments get an error that lists the valid ones."""
+    if name not in PRESETS:
+        raise PETLConfigError(f"preset must be one of {sorted(PRESETS)}, but got {name!r}")
+    try:
+        return PRESETS[name](**kwargs)
+    except TypeError as exc:  # a wrong keyword: say which ones the preset takes
+        import inspect
+        params = list(inspect.signature(PRESETS[name]).parameters)
+        raise PETLConfigError(f"preset {name!r} takes arguments {params}, but got {sorted(kwargs)}") from exc
