@@ -9,17 +9,19 @@ The core API:
     save_petl / load_petl       config.json + weights.safetensors, onto a fresh base model
     merge_petl(model)           fold linear Δh (LoRA) into the base weights
 """
+__version__ = "0.1.0"
+
 from .config import DeltaSpec, PETLConfig, SITES
 from .errors import PETLConfigError, PETLError, UnsupportedModelError
 from .presets import PRESETS, preset
 from . import presets
 from .params import ParamCount, count_params
 from .inject import apply_petl, is_petl_parameter, petl_config, remove_petl
-
-__version__ = "0.1.0"
+from .merge import merge_petl, mergeable
+from .serialization import load_petl, save_petl
 
 __all__ = [
     "DeltaSpec", "PETLConfig", "SITES", "PETLConfigError", "PETLError", "UnsupportedModelError", "PRESETS",
     "preset", "presets", "ParamCount", "count_params", "apply_petl", "is_petl_parameter", "petl_config",
-    "remove_petl", "__version__",
+    "remove_petl", "merge_petl", "mergeable", "save_petl", "load_petl", "__version__",
 ]

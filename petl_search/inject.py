@@ -35,8 +35,10 @@ class Wiring:
     output h receives the increment, whole or in the slice [start, stop) of a fused projection.
     """
 
-    def __init__(self, delta: SiteDelta, start: int | None, stop: int | None, same_module: bool) -> None:
-        self.delta = delta
+    def __init__(self, key: str, delta: SiteDelta, exit_module: nn.Module, start: int | None, stop: int | None,
+                 same_module: bool) -> None:
+        self.key, self.delta, self.exit = key, delta, exit_module
+        self.handles: list[Any] = []
         self.start, self.stop = start, stop
         self.same_module = same_module  # the exit module's own input is x (projections)
         self._x: torch.Tensor | None = None
@@ -107,7 +109,7 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
     container.config = config
     container.deltas = nn.ModuleDict()
     container.prefixes = nn.ModuleDict()
-    handles: list[Any] = []
+    wirings: list[Wiring] = []
     head_sites: list[nn.Module] = []
 
     prefix_groups: dict[str, list[Placement]] = {}
@@ -145,12 +147,13 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
                 exit_module, entry = _get(block, layout.ffn_out), _get(block, layout.ffn_in[0])
             same, start, stop = False, None, None
         container.deltas[p.key] = delta
-        wiring = Wiring(delta, start, stop, same)
+        wiring = Wiring(p.key, delta, exit_module, start, stop, same)
         if delta.parallel and not same:
-            handles.append(entry.register_forward_pre_hook(wiring.capture))
-        handles.append(exit_module.register_forward_hook(wiring.add_increment))
+            wiring.handles.append(entry.register_forward_pre_hook(wiring.capture))
+        wiring.handles.append(exit_module.register_forward_hook(wiring.add_increment))
+        wirings.append(wiring)
 
-    object.__setattr__(container, "_handles", handles)
+    object.__setattr__(container, "_wirings", wirings)
     object.__setattr__(container, "_head_modules", head_sites)
     object.__setattr__(container, "_attn_restore", None)
     setattr(model, PETL_PREFIX, container)
@@ -181,8 +184,9 @@ def remove_petl(model: nn.Module) -> nn.Module:
     """Take every Δh off `model` (hooks, attention routing, parameters). The backbone stays frozen."""
     petl_config(model)
     container = getattr(model, PETL_PREFIX)
-    for handle in container._handles:
-        handle.remove()
+    for wiring in container._wirings:
+        for handle in wiring.handles:
+            handle.remove()
     for module in container._head_modules:
         module.__dict__.pop(attention.HEAD_SITE_ATTR, None)
     if container._attn_restore is not None:
