@@ -1,0 +1,137 @@
+"""Reference equivalence: our LoRA and prefix tuning against PEFT's with the same weights copied in,
+and the paper's Eq. 8 (prefix attention = gated mix of ordinary attention and attention over the
+prefix), checked numerically."""
+from __future__ import annotations
+
+import copy
+
+import peft
+import pytest
+import torch
+from torch import nn
+from transformers import AttentionInterface
+
+import petl_search as ps
+from petl_search.attention import HEAD_SITE_ATTR, HeadSite
+from petl_search.config import DeltaSpec
+from petl_search.modules import PrefixBank
+from conftest import ARCHS, hidden, make_inputs, make_model, randomise_deltas
+
+LORA_TARGETS = {"bert": ["query", "value"], "roberta": ["query", "value"], "bart": ["q_proj", "v_proj"],
+                "gpt2": ["c_attn"], "llama": ["q_proj", "v_proj"]}
+
+
+def _names(model: nn.Module) -> dict[int, str]:
+    return {id(m): n for n, m in model.named_modules()}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_lora_matches_peft(arch: str) -> None:
+    r, alpha = 2, 6.0
+    fused = arch == "gpt2"  # PEFT puts one LoRA on the fused c_attn; we put one per q, k, v slice
+    projections = ("q", "k", "v") if fused else ("q", "v")
+    peft_r = 3 * r if fused else r
+    base = make_model(arch)
+    ours = ps.apply_petl(copy.deepcopy(base), ps.presets.lora(r=r, alpha=alpha * r / peft_r,
+                                                              projections=projections))
+    randomise_deltas(ours)
+    theirs = peft.get_peft_model(copy.deepcopy(base), peft.LoraConfig(
+        r=peft_r, lora_alpha=alpha, target_modules=LORA_TARGETS[arch], lora_dropout=0.0))
+    names = _names(ours)
+    by_module: dict[str, list] = {}
+    for wiring in ours.petl._wirings:
+        by_module.setdefault(names[id(wiring.exit)], []).append(wiring)
+    with torch.no_grad():
+        for name, wirings in by_module.items():
+            layer = theirs.base_model.model.get_submodule(name)
+            wirings.sort(key=lambda w: w.start or 0)
+            a = torch.cat([w.delta.bottleneck.down_weight[0] for w in wirings])
+            b = torch.block_diag(*(w.delta.bottleneck.up_weight[0] for w in wirings))
+            layer.lora_A["default"].weight.copy_(a)
+            layer.lora_B["default"].weight.copy_(b)
+    inputs = make_inputs(arch)
+    with torch.no_grad():
+        torch.testing.assert_close(hidden(ours, inputs), theirs(**inputs).last_hidden_state, atol=1e-5, rtol=0)
+
+
+def _peft_prefix_weight(ours: nn.Module, n_layers: int, heads: int, length: int) -> torch.Tensor:
+    """Our per-module prefixes in PEFT's layout: (l, layers·2·heads·head_dim), keys before values."""
+    bank = ours.petl.prefixes["attn_heads"]
+    per_layer = [bank.kv(f"attn_heads_b{i}_self") for i in range(n_layers)]  # (2, H, l, d_h)
+    stacked = torch.stack(per_layer)  # (L, 2, H, l, d_h)
+    return stacked.permute(3, 0, 1, 2, 4).reshape(length, -1)
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta", "gpt2", "llama"])
+def test_prefix_tuning_matches_peft(arch: str) -> None:
+    length = 5
+    base = make_model(arch)
+    ours = ps.apply_petl(copy.deepcopy(base), ps.presets.prefix_tuning(l=length, reparam=None))
+    randomise_deltas(ours)
+    geo = ps.architectures.geometry(base.config)
+    attn = geo[0].attentions[0]
+    theirs = peft.get_peft_model(copy.deepcopy(base), peft.PrefixTuningConfig(
+        task_type="FEATURE_EXTRACTION", num_virtual_tokens=length, num_layers=len(geo),
+        token_dim=attn.kv_width, num_attention_heads=attn.kv_heads))
+    with torch.no_grad():
+        theirs.prompt_encoder["default"].embedding.weight.copy_(
+            _peft_prefix_weight(ours, len(geo), attn.kv_heads, length))
+    inputs = make_inputs(arch)
+    # PEFT feeds the prefix through the cache and adds l to every position id (it treats the prefix as
+    # l earlier tokens); we keep the paper's positions (Eq. 7). Cancel its offset to compare the rest.
+    first = base.config.pad_token_id + 1 if arch == "roberta" else 0  # RoBERTa counts from padding_idx + 1
+    positions = first + torch.arange(inputs["input_ids"].shape[1]).expand_as(inputs["input_ids"])
+    with torch.no_grad():
+        expected = theirs(**inputs, position_ids=positions - length).last_hidden_state
+        got = hidden(ours, {**inputs, "position_ids": positions})
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+class _Attention(nn.Module):
+    """The minimum an attention function reads off its module."""
+
+    is_causal = False
+
+
+@pytest.mark.parametrize("implementation", ["petl_sdpa", "petl_eager"])
+def test_prefix_attention_is_the_gated_composition_of_eq_8(implementation: str) -> None:
+    """He et al. Eq. 8: head = (1-λ(x))·Attn(xW_q, CW_k, CW_v) + λ(x)·Attn(xW_q, P_k, P_v), with
+    λ(x) = Σ_i exp(xW_q P_kᵀ)_i / (Σ_i exp(xW_q P_kᵀ)_i + Σ_j exp(xW_q W_kᵀ Cᵀ)_j)."""
+    torch.manual_seed(0)
+    batch, heads, t, d_h, length = 2, 3, 6, 8, 4
+    q, k, v = (torch.randn(batch, heads, t, d_h, dtype=torch.float64) for _ in range(3))
+    bank = PrefixBank(length, {"m": (heads, d_h)}, hidden=heads * d_h, reparam=None, dtype=torch.float64)
+    module = _Attention()
+    module.__dict__[HEAD_SITE_ATTR] = HeadSite(prefix=bank, prefix_key="m")
+    if implementation == "petl_eager":  # the eager function is looked up in the module's own file
+        _Attention.__module__ = "transformers.models.bert.modeling_bert"
+    scale = d_h ** -0.5
+    with torch.no_grad():
+        got, _ = AttentionInterface()[implementation](module, q, k, v, None, scaling=scale)
+        p_k, p_v = bank.kv("m")
+        logits_c = q @ k.transpose(-1, -2) * scale
+        logits_p = q @ p_k.transpose(-1, -2) * scale
+        attn_c = torch.softmax(logits_c, -1) @ v
+        attn_p = torch.softmax(logits_p, -1) @ p_v
+        mass_p, mass_c = logits_p.exp().sum(-1, keepdim=True), logits_c.exp().sum(-1, keepdim=True)
+        lam = mass_p / (mass_p + mass_c)
+        expected = ((1 - lam) * attn_c + lam * attn_p).transpose(1, 2)  # (B, T, H, d_h) like the function
+    torch.testing.assert_close(got, expected, atol=1e-10, rtol=0)
+    assert 0 < lam.min() and lam.max() < 1
+
+
+def test_multi_head_adapter_on_heads_is_block_diagonal_and_reads_each_heads_query() -> None:
+    """MH PA: head i's Δh is f(q_i W_down^(i)) W_up^(i) with q_i = x W_q^(i), added to head i's output."""
+    torch.manual_seed(0)
+    spec = DeltaSpec(form="bottleneck", size=8, heads=4, insertion="parallel")
+    model = ps.apply_petl(make_model("bert"), ps.PETLConfig(attn_heads=spec))
+    randomise_deltas(model)
+    delta = model.petl.deltas["attn_heads_b0_self"]
+    q = torch.randn(3, 32)
+    got = delta.bottleneck(q)
+    bn = delta.bottleneck
+    for head in range(4):
+        qi = q[:, head * 8:(head + 1) * 8]
+        zi = torch.relu(qi @ bn.down_weight[head].T + bn.down_bias[head * 2:(head + 1) * 2])
+        torch.testing.assert_close(got[:, head * 8:(head + 1) * 8],
+                                   zi @ bn.up_weight[head].T + bn.up_bias[head * 8:(head + 1) * 8])
