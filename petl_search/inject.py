@@ -98,6 +98,8 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
     family = family_of(model.config)
     placements = plan(config, model.config)
     blocks = _blocks(model, family)
+    uses_heads = any(p.site == "attn_heads" for p in placements)
+    inner = _inner_attention(model) if uses_heads else None  # checked before the model is touched
 
     anchor = _first_float(model)
     kw = {"dtype": anchor.dtype, "device": anchor.device}
@@ -157,19 +159,20 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
     object.__setattr__(container, "_head_modules", head_sites)
     object.__setattr__(container, "_attn_restore", None)
     setattr(model, PETL_PREFIX, container)
-    if head_sites:
-        _use_petl_attention(model, container)
+    if inner is not None:
+        object.__setattr__(container, "_attn_restore", model.config._attn_implementation)
+        model.set_attn_implementation(attention.implementation_name(inner))
     return model
 
 
-def _use_petl_attention(model: nn.Module, container: nn.Module) -> None:
+def _inner_attention(model: nn.Module) -> str:
+    """The attention implementation our head-attention function wraps (sdpa or eager)."""
     current = model.config._attn_implementation
     inner = current.removeprefix("petl_")
     if inner not in attention.SUPPORTED_INNER:
         raise rule("attn_implementation", f"one of {list(attention.SUPPORTED_INNER)} for Δh on head attention "
                    "(prefixes, multi-head adapters)", current)
-    object.__setattr__(container, "_attn_restore", current)
-    model.set_attn_implementation(attention.implementation_name(inner))
+    return inner
 
 
 def petl_config(model: nn.Module) -> PETLConfig:

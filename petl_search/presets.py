@@ -15,34 +15,34 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .config import DeltaSpec, PETLConfig
+from .config import PETLConfig
 from .errors import PETLConfigError
 
 
 def houlsby(r: int = 64, *, activation: str = "relu") -> PETLConfig:
     adapter = dict(form="bottleneck", size=r, insertion="sequential", activation=activation)
-    return PETLConfig(attn_out=DeltaSpec(**adapter), ffn=DeltaSpec(**adapter))
+    return PETLConfig(attn_out=dict(**adapter), ffn=dict(**adapter))
 
 
 def pfeiffer(r: int = 64, *, activation: str = "relu") -> PETLConfig:
-    return PETLConfig(ffn=DeltaSpec(form="bottleneck", size=r, insertion="sequential", activation=activation))
+    return PETLConfig(ffn=dict(form="bottleneck", size=r, insertion="sequential", activation=activation))
 
 
 def prefix_tuning(l: int = 30, *, reparam: int | None = 512) -> PETLConfig:  # noqa: E741 (the paper's name)
-    return PETLConfig(attn_heads=DeltaSpec(form="prefix", size=l, reparam=reparam))
+    return PETLConfig(attn_heads=dict(form="prefix", size=l, reparam=reparam))
 
 
 def lora(r: int = 8, *, alpha: float = 16.0, projections: tuple[str, ...] = ("q", "v")) -> PETLConfig:
-    return PETLConfig(attn_qkv=DeltaSpec(form="lora", size=r, insertion="parallel", composition="scale",
+    return PETLConfig(attn_qkv=dict(form="lora", size=r, insertion="parallel", composition="scale",
                                          scale=alpha / r, projections=projections))
 
 
 def parallel_adapter(r: int = 64, *, site: str = "ffn") -> PETLConfig:
-    return PETLConfig(**{site: DeltaSpec(form="bottleneck", size=r, insertion="parallel")})
+    return PETLConfig(**{site: dict(form="bottleneck", size=r, insertion="parallel")})
 
 
 def scaled_parallel_adapter(r: int = 64, *, s: float = 4.0, site: str = "ffn") -> PETLConfig:
-    return PETLConfig(**{site: DeltaSpec(form="bottleneck", size=r, insertion="parallel",
+    return PETLConfig(**{site: dict(form="bottleneck", size=r, insertion="parallel",
                                          composition="scale", scale=s)})
 
 
@@ -52,15 +52,15 @@ def mh_parallel_adapter(heads: int, r_per_head: int = 30) -> PETLConfig:
     Like prefix tuning's Eq. 10 (W_down = W_q P_kᵀ), each head's Δh reads that head's query x W_q^(i),
     so MH PA with r_per_head = l stores as many parameters as a prefix of length l (plus biases).
     """
-    return PETLConfig(attn_heads=DeltaSpec(form="bottleneck", size=heads * r_per_head, heads=heads,
+    return PETLConfig(attn_heads=dict(form="bottleneck", size=heads * r_per_head, heads=heads,
                                            insertion="parallel"))
 
 
 def mam(prefix_len: int = 30, ffn_r: int = 512, s: float = 4.0, *, reparam: int | None = 512) -> PETLConfig:
     """Mix-and-Match adapter: prefix tuning on the heads + scaled parallel adapter on the FFN."""
     return PETLConfig(
-        attn_heads=DeltaSpec(form="prefix", size=prefix_len, reparam=reparam),
-        ffn=DeltaSpec(form="bottleneck", size=ffn_r, insertion="parallel", composition="scale", scale=s),
+        attn_heads=dict(form="prefix", size=prefix_len, reparam=reparam),
+        ffn=dict(form="bottleneck", size=ffn_r, insertion="parallel", composition="scale", scale=s),
     )
 
 

@@ -1,0 +1,87 @@
+"""Head-attention Δh (prefixes, multi-head adapters) behave the same under sdpa and eager, with padding
+masks, and with a generation cache in decoders."""
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+import petl_search as ps
+from petl_search.config import DeltaSpec
+from conftest import ARCHS, TINY_CONFIGS, hidden, make_inputs, make_model, randomise_deltas
+
+HEAD_CONFIGS = {
+    "prefix": ps.presets.prefix_tuning(l=3, reparam=8),
+    "mh_pa": ps.presets.mh_parallel_adapter(heads=4, r_per_head=2),
+    "seq_heads_gate": ps.PETLConfig(attn_heads=DeltaSpec(form="bottleneck", size=4, insertion="sequential",
+                                                         composition="gate")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HEAD_CONFIGS))
+def test_sdpa_and_eager_agree(arch: str, name: str) -> None:
+    inputs = make_inputs(arch)
+    outputs = []
+    for attn in ("sdpa", "eager"):
+        model = ps.apply_petl(make_model(arch, attn=attn), HEAD_CONFIGS[name])
+        randomise_deltas(model)
+        assert model.config._attn_implementation == f"petl_{attn}"
+        with torch.no_grad():
+            outputs.append(hidden(model, inputs))
+    torch.testing.assert_close(outputs[0], outputs[1], atol=1e-5, rtol=0)
+
+
+def test_padding_is_still_masked_with_a_prefix(arch: str) -> None:
+    """Changing a padded token must not change the other tokens' outputs."""
+    model = ps.apply_petl(make_model(arch), HEAD_CONFIGS["prefix"])
+    randomise_deltas(model)
+    inputs = make_inputs(arch)
+    changed = {k: v.clone() for k, v in inputs.items()}
+    changed["input_ids"][-1, -1] = 5 if inputs["input_ids"][-1, -1] != 5 else 6
+    with torch.no_grad():
+        a, b = hidden(model, inputs), hidden(model, changed)
+    if arch == "bart":  # the encoder pads; compare the decoder output, which reads the encoder
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    else:
+        torch.testing.assert_close(a[-1, :-2], b[-1, :-2], atol=1e-6, rtol=0)
+
+
+def _lm(arch: str, attn: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    config = TINY_CONFIGS[arch]()
+    config._attn_implementation = attn
+    cls = AutoModelForSeq2SeqLM if arch == "bart" else AutoModelForCausalLM
+    return cls.from_config(config).eval()
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bart"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("name", ["prefix", "mh_pa"])
+def test_generation_with_cache_equals_without(arch: str, attn: str, name: str) -> None:
+    model = ps.apply_petl(_lm(arch, attn), HEAD_CONFIGS[name])
+    randomise_deltas(model)
+    ids = make_inputs(arch)["input_ids"][:1]
+    kwargs = dict(max_new_tokens=6, do_sample=False, output_scores=True, return_dict_in_generate=True,
+                  pad_token_id=0)
+    with torch.no_grad():
+        cached = model.generate(ids, use_cache=True, **kwargs)
+        uncached = model.generate(ids, use_cache=False, **kwargs)
+    assert torch.equal(cached.sequences, uncached.sequences)
+    for a, b in zip(cached.scores, uncached.scores):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_prefix_changes_every_attention_of_an_encoder_decoder() -> None:
+    """BART: encoder self-, decoder self- and cross-attention each get their own prefix."""
+    model = ps.apply_petl(make_model("bart"), HEAD_CONFIGS["prefix"])
+    assert sorted(model.petl.prefixes["attn_heads"].entries) == [
+        "attn_heads_b0_self", "attn_heads_b1_self", "attn_heads_b2_cross", "attn_heads_b2_self",
+        "attn_heads_b3_cross", "attn_heads_b3_self"]
+
+
+def test_unsupported_attention_implementation_is_refused() -> None:
+    model = make_model("llama")
+    model.config._attn_implementation_internal = "flex_attention"
+    with pytest.raises(ps.PETLError, match=r"attn_implementation must be one of \['sdpa', 'eager'\].*flex_attention"):
+        ps.apply_petl(model, HEAD_CONFIGS["prefix"])
+    assert not hasattr(model, "petl") and all(p.requires_grad for p in model.parameters())  # untouched

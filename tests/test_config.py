@@ -1,0 +1,152 @@
+"""PETLConfig / DeltaSpec: validation messages, canonical form, and exact counts on random points."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+import petl_search as ps
+from petl_search.config import ACTIVATIONS, COMPOSITIONS, INSERTIONS, DeltaSpec, PETLConfig
+from conftest import ARCHS, make_model
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"ffn": {"form": "adapter", "size": 8}}, r"ffn.form must be one of \['bottleneck', 'lora', 'prefix'\], but got 'adapter'"),
+    ({"mlp": {"form": "lora", "size": 8}}, r"site must be one of \['attn_heads', 'attn_out', 'attn_qkv', 'ffn'\], but got 'mlp'"),
+    ({"ffn": {"form": "lora", "size": 0}}, r"ffn.size must be a positive integer, but got 0"),
+    ({"ffn": {"form": "lora", "size": -3}}, r"ffn.size must be a positive integer, but got -3"),
+    ({"ffn": {"form": "lora", "size": 2.5}}, r"ffn.size must be a positive integer, but got 2.5"),
+    ({"attn_heads": {"form": "bottleneck", "size": 30, "heads": 4}},
+     r"attn_heads.size must be divisible by heads=4 \(each head gets size/heads\), but got 30"),
+    ({"ffn": {"form": "prefix", "size": 8}}, r"ffn.form must be one of \['bottleneck', 'lora'\], but got 'prefix'"),
+    ({"ffn": {"form": "bottleneck", "size": 8, "insertion": "diagonal"}},
+     r"ffn.insertion must be one of \['parallel', 'sequential'\], but got 'diagonal'"),
+    ({"ffn": {"form": "bottleneck", "size": 8, "composition": "add", "scale": 4}},
+     r"ffn.scale must be 1.0 with composition 'add'"),
+    ({"ffn": {"form": "bottleneck", "size": 8, "activation": "swish"}},
+     r"ffn.activation must be one of \['gelu', 'identity', 'relu', 'tanh'\], but got 'swish'"),
+    ({"ffn": {"form": "lora", "size": 8, "rank": 4}}, r"ffn has no field 'rank'"),
+    ({"ffn": {"form": "lora"}}, r"ffn.size is required"),
+    ({"attn_qkv": {"form": "lora", "size": 8, "projections": ["q", "o"]}}, r"attn_qkv.projections must be"),
+    ({"ffn": {"form": "lora", "size": 8, "projections": ["q"]}}, r"ffn.projections must be unset except at site 'attn_qkv'"),
+    ({"attn_heads": {"form": "prefix", "size": 8, "composition": "scale", "scale": 2}},
+     r"attn_heads.composition must be 'gate' for form 'prefix'"),
+    ({"attn_heads": {"form": "prefix", "size": 8, "heads": 4}}, r"attn_heads.heads must be 1 for form 'prefix'"),
+    ({"ffn": {"form": "lora", "size": 8, "layers": [0, 1], "layer_sizes": {"3": 4}}},
+     r"ffn.layer_sizes\[3\] must be for a block listed in layers=\[0, 1\]"),
+    ({"ffn": {"form": "lora", "size": 8, "reparam": 16}}, r"ffn.reparam must be None unless form is 'prefix'"),
+])
+def test_bad_points_are_rejected_with_a_clear_message(data, message) -> None:
+    with pytest.raises(ps.PETLConfigError, match=message):
+        PETLConfig.from_dict(data)
+
+
+def test_bad_preset_name_and_arguments() -> None:
+    with pytest.raises(ps.PETLConfigError, match=r"preset must be one of \[.*'mam'.*\], but got 'mamba'"):
+        ps.preset("mamba")
+    with pytest.raises(ps.PETLConfigError, match=r"preset 'lora' takes arguments \['r', 'alpha', 'projections'\]"):
+        ps.preset("lora", rank=4)
+    with pytest.raises(ps.PETLConfigError, match=r"ffn.size must be a positive integer, but got 0"):
+        ps.presets.scaled_parallel_adapter(r=0)
+    with pytest.raises(ps.PETLConfigError, match=r"DeltaSpec.size must be divisible by heads=5"):
+        DeltaSpec(form="bottleneck", size=12, heads=5)
+
+
+def test_unsupported_architecture_lists_the_supported_ones() -> None:
+    from transformers import T5Config
+    with pytest.raises(ps.UnsupportedModelError,
+                       match=r"model_type must be one of \['bert', 'roberta', 'bart', 'gpt2', 'llama'\], but got 't5'"):
+        ps.count_params(ps.presets.lora(), T5Config())
+
+
+def test_geometry_dependent_errors_name_the_model_limits() -> None:
+    config = make_model("bert").config
+    with pytest.raises(ps.PETLConfigError, match=r"ffn.layers must be block indices in \[0, 2\) for this model, but got \[0, 5\]"):
+        ps.count_params(PETLConfig(ffn=DeltaSpec(form="lora", size=2, layers=[0, 5])), config)
+    with pytest.raises(ps.PETLConfigError, match=r"ffn.heads must be a divisor of the widths .*in=32, out=32.*but got 3"):
+        ps.count_params(PETLConfig(ffn=DeltaSpec(form="lora", size=6, heads=3)), config)
+
+
+def test_canonical_form_makes_equal_points_equal() -> None:
+    a = PETLConfig(ffn=DeltaSpec(form="bottleneck", size=8, composition="scale", scale=1.0))
+    b = PETLConfig.from_dict({"ffn": {"form": "bottleneck", "size": 8, "insertion": "sequential",
+                                      "activation": "relu", "init": "bert"}})
+    assert a == b and a.to_json() == b.to_json() and a.fingerprint() == b.fingerprint() and hash(a) == hash(b)
+    c = PETLConfig(ffn=DeltaSpec(form="lora", size=8, layers=[3, 1, 1], layer_sizes={"1": 8, "3": 4}))
+    assert c.ffn.layers == (1, 3) and c.ffn.layer_sizes == ((3, 4),)
+    assert PETLConfig.from_json(c.to_json()) == c
+    assert json_keys_sorted(c.to_json())
+
+
+def json_keys_sorted(text: str) -> bool:
+    import json
+    return text == json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+
+
+def test_every_preset_round_trips_through_json_and_differs_from_the_others() -> None:
+    configs = {name: ps.preset(name, **({"heads": 4} if name == "mh_parallel_adapter" else {}))
+               for name in ps.PRESETS}
+    for config in configs.values():
+        assert PETLConfig.from_json(config.to_json()) == config
+    assert len({c.fingerprint() for c in configs.values()}) == len(configs)
+
+
+def test_mam_is_prefix_plus_scaled_parallel_adapter() -> None:
+    mam = ps.presets.mam()
+    assert mam.attn_heads == ps.presets.prefix_tuning(l=30).attn_heads
+    assert mam.ffn == ps.presets.scaled_parallel_adapter(r=512, s=4).ffn
+    assert mam.for_storage().attn_heads.reparam is None
+
+
+def random_point(rng: random.Random) -> PETLConfig:
+    """A random valid point of the space, touching every dimension."""
+    sites = {}
+    for site in ps.SITES:
+        if rng.random() < 0.4:
+            continue
+        forms = ["bottleneck", "lora"] + (["prefix"] * 2 if site == "attn_heads" else [])
+        form = rng.choice(forms)
+        if form == "prefix":
+            sites[site] = DeltaSpec(form="prefix", size=rng.randint(1, 6),
+                                    reparam=rng.choice([None, rng.randint(1, 16)]),
+                                    layers=rng.choice([None, [0], [1]]))
+            continue
+        heads = rng.choice([1, 2, 4])
+        size = heads * rng.randint(1, 6)
+        layers = rng.choice([None, [0], [0, 1]])
+        layer_sizes = {} if layers is None or rng.random() < 0.5 else {str(layers[-1]): heads * rng.randint(1, 3)}
+        composition = rng.choice(COMPOSITIONS)
+        sites[site] = DeltaSpec(
+            form=form, size=size, heads=heads, insertion=rng.choice(INSERTIONS), composition=composition,
+            scale=rng.choice([0.5, 4.0]) if composition in ("scale", "learned_scale") else 1.0,
+            activation=rng.choice(ACTIVATIONS) if form == "bottleneck" else None,
+            init=rng.choice(["bert", "lora"]), input_norm=rng.random() < 0.3, layers=layers,
+            layer_sizes=layer_sizes,
+            projections=rng.sample(["q", "k", "v"], rng.randint(1, 3)) if site == "attn_qkv" else None)
+    return PETLConfig(**sites)
+
+
+def test_counts_are_exact_on_random_points(arch: str) -> None:
+    rng = random.Random(f"points-{arch}")
+    for _ in range(25):
+        config = random_point(rng)
+        model = ps.apply_petl(make_model(arch), config)
+        created = sum(p.numel() for n, p in model.named_parameters() if ps.is_petl_parameter(n))
+        counted = ps.count_params(config, model.config)
+        assert counted.trained == created, config.describe()
+        stored = sum(t.numel() for t in ps.serialization.stored_state_dict(model).values())
+        assert counted.stored == stored, config.describe()
+        if all(spec.is_zero_init for _, spec in config.sites()):  # still starts at the frozen model
+            ids = torch.randint(3, 100, (1, 5))
+            kw = {"decoder_input_ids": ids} if arch == "bart" else {}
+            with torch.no_grad():
+                out = model(input_ids=ids, **kw).last_hidden_state
+                ps.remove_petl(model)
+                assert torch.equal(out, model(input_ids=ids, **kw).last_hidden_state)
+
+
+def test_describe_is_readable() -> None:
+    assert ps.presets.mam().describe() == (
+        "attn_heads:(prefix, l=30) + ffn:(bottleneck, parallel, r=512, scale s=4)")
+    assert PETLConfig().describe() == "frozen backbone (no Δh)"
