@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .config import PETLConfig
+from .config import PETLConfig, _positive_int
 from .errors import PETLConfigError
 
 
@@ -33,6 +33,7 @@ def prefix_tuning(l: int = 30, *, reparam: int | None = 512) -> PETLConfig:  # n
 
 
 def lora(r: int = 8, *, alpha: float = 16.0, projections: tuple[str, ...] = ("q", "v")) -> PETLConfig:
+    _positive_int("attn_qkv.size", r)  # before alpha / r
     return PETLConfig(attn_qkv=dict(form="lora", size=r, insertion="parallel", composition="scale",
                                          scale=alpha / r, projections=projections))
 

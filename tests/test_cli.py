@@ -1,0 +1,38 @@
+"""The command line: useful output, and one-line errors with exit status 2."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from petl_search.cli import main
+
+
+def test_presets_lists_every_preset_with_counts(capsys) -> None:
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert "mam" in out and "attn_heads:(prefix, l=30)" in out and "lora" in out
+
+
+def test_count_prints_json_with_the_stored_fraction(capsys, tmp_path) -> None:
+    assert main(["count", "--preset", "lora", "--arg", "r=4"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["params"]["stored"] == 6 * 2 * (4 * 384 + 384 * 4)  # 6 layers × q,v × (A + B)
+    config = tmp_path / "point.json"
+    config.write_text(json.dumps({"ffn": {"form": "lora", "size": 4}}))
+    assert main(["count", "--config", str(config)]) == 0
+    assert json.loads(capsys.readouterr().out)["params"]["stored"] == 6 * (4 * 384 + 384 * 4)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["count", "--preset", "lora", "--arg", "r=0"], "attn_qkv.size must be a positive integer, but got 0"),
+    (["count", "--preset", "lora", "--arg", "rank=4"], "preset 'lora' takes arguments"),
+    (["count", "--preset", "lora", "--arg", "r"], "--arg must look like KEY=VALUE"),
+    (["count"], "count needs exactly one of --preset NAME or --config FILE.json"),
+    (["count", "--config", "/nonexistent.json"], "--config file /nonexistent.json not found"),
+    (["presets", "--model", "/nonexistent/model"], "model '/nonexistent/model' could not be loaded"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv, message, capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err

@@ -1,0 +1,66 @@
+"""Smoke test on the real packaged MiniLM (offline) with real SST-2 sentences: LoRA and MAM apply,
+start where they should, learn in one step, and round-trip through save/load onto a fresh copy."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+import petl_search as ps
+from petl_search.models import DEFAULT_ENCODER, resolve_model
+
+GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+
+
+@pytest.fixture(scope="module")
+def batch() -> dict[str, torch.Tensor]:
+    path = GLUE / "SST-2" / "dev.tsv"
+    assert path.is_file(), f"the shared GLUE files are expected at {GLUE}"
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))[:8]
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_ENCODER))
+    encoded = tokenizer([r["sentence"] for r in rows], padding=True, return_tensors="pt")
+    encoded["labels"] = torch.tensor([int(r["label"]) for r in rows])
+    return dict(encoded)
+
+
+def load_minilm() -> torch.nn.Module:
+    return AutoModel.from_pretrained(resolve_model(DEFAULT_ENCODER)).eval()
+
+
+@pytest.mark.parametrize("name", ["lora", "mam"])
+def test_real_minilm_learns_and_round_trips(name: str, batch: dict, tmp_path) -> None:
+    torch.manual_seed(0)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    model = load_minilm()
+    assert model.config.model_type == "bert" and model.config.hidden_size == 384
+    with torch.no_grad():
+        frozen = model(**inputs).last_hidden_state
+    config = ps.preset(name)
+    ps.apply_petl(model, config)
+    counted = ps.count_params(config, model.config)
+    assert counted.trained == sum(p.numel() for n, p in model.named_parameters() if ps.is_petl_parameter(n))
+    assert counted.backbone == 22_713_216  # all-MiniLM-L6-v2
+    with torch.no_grad():
+        start = model(**inputs).last_hidden_state
+    assert torch.equal(start, frozen) == (name == "lora")
+
+    head = torch.nn.Linear(384, 2)
+    params = [p for p in model.parameters() if p.requires_grad] + list(head.parameters())
+    optimizer = torch.optim.AdamW(params, lr=1e-2)
+    model.train()
+    loss = torch.nn.functional.cross_entropy(head(model(**inputs).last_hidden_state[:, 0]), batch["labels"])
+    loss.backward()
+    optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        trained = model(**inputs).last_hidden_state
+    assert not torch.allclose(trained, start)
+
+    ps.save_petl(model, tmp_path / name)
+    fresh = ps.load_petl(load_minilm(), tmp_path / name)
+    with torch.no_grad():
+        assert torch.equal(fresh(**inputs).last_hidden_state, trained)
