@@ -104,6 +104,11 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
     anchor = _first_float(model)
     kw = {"dtype": anchor.dtype, "device": anchor.device}
     keep = tuple(train_modules)
+    names = [name for name, _ in model.named_parameters()]
+    unmatched = [k for k in keep if not any(n == k or n.startswith(k + ".") for n in names)]
+    if unmatched:
+        tops = sorted({n.split(".")[0] for n in names})
+        raise rule("train_modules", f"names of submodules with parameters (top level: {tops})", unmatched)
     for name, param in model.named_parameters():
         param.requires_grad_(any(name == k or name.startswith(k + ".") for k in keep))
 

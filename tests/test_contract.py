@@ -77,6 +77,9 @@ def test_train_modules_stay_trainable() -> None:
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert {"classifier.weight", "classifier.bias"} <= trainable
     assert all(ps.is_petl_parameter(n) or n.startswith("classifier.") for n in trainable)
+    with pytest.raises(ps.PETLError, match=r"train_modules must be names of submodules .*but got \['clasifier'\]"):
+        ps.apply_petl(AutoModelForSequenceClassification.from_config(TINY_CONFIGS["bert"]()),
+                      ps.presets.lora(r=2), train_modules=["clasifier"])
 
 
 def test_remove_petl_restores_the_frozen_model() -> None:
