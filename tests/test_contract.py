@@ -93,3 +93,21 @@ def test_remove_petl_restores_the_frozen_model() -> None:
     assert model.config._attn_implementation == "sdpa"
     with torch.no_grad():
         assert torch.equal(hidden(model, inputs), before)
+
+
+@pytest.mark.parametrize("name", ["mam", "lora", "houlsby"])
+def test_deepcopy_gives_an_independent_model(arch: str, name: str) -> None:
+    """Workers copy models (Ray, checkpoints): a copy must carry its own Δh and hooks."""
+    import copy
+    model = ps.apply_petl(make_model(arch), preset_for(name))
+    randomise_deltas(model)
+    twin = copy.deepcopy(model)
+    inputs = make_inputs(arch)
+    with torch.no_grad():
+        expected = hidden(model, inputs)
+        assert torch.equal(hidden(twin, inputs), expected)
+        for n, p in twin.named_parameters():
+            if ps.is_petl_parameter(n):
+                p.add_(1.0)
+        assert torch.equal(hidden(model, inputs), expected)
+        assert not torch.allclose(hidden(twin, inputs), expected)
