@@ -48,9 +48,7 @@ class Wiring:
 
     def add_increment(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         x = args[0] if self.same_module else self._x
-        self._x = None
-        if not self.delta.parallel:
-            x = None
+        self._x = None  # do not keep the activation alive past this call
         if self.start is None:
             return output + self.delta.increment(x, output)
         h = output[..., self.start:self.stop]
