@@ -51,17 +51,16 @@ def _row(name: str, config: PETLConfig, model_config: Any) -> str:
 
 def cmd_presets(args: argparse.Namespace) -> None:
     model_config = _model_config(args.model)
-    heads = getattr(model_config, "num_attention_heads", None) or getattr(model_config, "n_head", 1)
     print(f"model {args.model} ({model_config.model_type}); stored % is of the backbone")
     print(f"{'preset':<24} {'trained':>12} {'stored':>12} {'stored %':>10}  design point")
     for name in PRESETS:
-        kwargs = {"heads": heads} if name == "mh_parallel_adapter" else {}
-        print(_row(name, preset(name, **kwargs), model_config))
+        print(_row(name, preset(name, model_config=model_config), model_config))
 
 
 def cmd_count(args: argparse.Namespace) -> None:
     if (args.preset is None) == (args.config is None):
         raise PETLError("count needs exactly one of --preset NAME or --config FILE.json")
+    model_config = _model_config(args.model)
     if args.config is not None:
         path = Path(args.config)
         if not path.is_file():
@@ -72,8 +71,7 @@ def cmd_count(args: argparse.Namespace) -> None:
             raise PETLError(f"--config file {path} is not valid JSON: {exc}") from None
         name = path.stem
     else:
-        config, name = preset(args.preset, **_preset_kwargs(args.arg)), args.preset
-    model_config = _model_config(args.model)
+        config, name = preset(args.preset, model_config=model_config, **_preset_kwargs(args.arg)), args.preset
     counted = count_params(config, model_config)
     print(json.dumps({"name": name, "config": config.to_dict(), "fingerprint": config.fingerprint(),
                       "model": args.model, "params": counted.to_dict()}, indent=2, sort_keys=True))

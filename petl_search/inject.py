@@ -56,8 +56,9 @@ class Wiring:
         return output + F.pad(inc, (self.start, output.shape[-1] - self.stop))
 
 
-def _get(root: nn.Module, path: str) -> nn.Module:
-    return root.get_submodule(path)
+def _under(name: str, module: str) -> bool:
+    """Whether parameter `name` belongs to submodule `module` (or is it)."""
+    return name == module or name.startswith(module + ".")
 
 
 def _find_blocks(model: nn.Module, suffix: str) -> nn.ModuleList:
@@ -103,12 +104,12 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
     kw = {"dtype": anchor.dtype, "device": anchor.device}
     keep = tuple(train_modules)
     names = [name for name, _ in model.named_parameters()]
-    unmatched = [k for k in keep if not any(n == k or n.startswith(k + ".") for n in names)]
+    unmatched = [k for k in keep if not any(_under(n, k) for n in names)]
     if unmatched:
         tops = sorted({n.split(".")[0] for n in names})
         raise rule("train_modules", f"names of submodules with parameters (top level: {tops})", unmatched)
     for name, param in model.named_parameters():
-        param.requires_grad_(any(name == k or name.startswith(k + ".") for k in keep))
+        param.requires_grad_(any(_under(name, k) for k in keep))
 
     container = nn.Module()
     container.config = config
@@ -130,7 +131,7 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
         block, layout = blocks[p.block.index]
         paths = layout.attentions[p.attention] if p.attention is not None else None
         if p.site == "attn_heads":
-            module = _get(block, paths.module)
+            module = block.get_submodule(paths.module)
             site = module.__dict__.setdefault(attention.HEAD_SITE_ATTR, attention.HeadSite())
             head_sites.append(module)
             if p.spec.form == "prefix":
@@ -141,15 +142,15 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
         delta = SiteDelta(p.spec, p.size, p.in_width, p.out_width, **kw)
         if p.site == "attn_qkv":
             proj: Projection = getattr(paths, p.projection)
-            exit_module, entry, same = _get(block, proj.path), None, True
+            exit_module, entry, same = block.get_submodule(proj.path), None, True
             start = stop = None
             if proj.part is not None:
                 start, stop = p.out_width * proj.part, p.out_width * (proj.part + 1)
         else:
             if p.site == "attn_out":
-                exit_module, entry = _get(block, paths.out), _get(block, paths.q.path)
+                exit_module, entry = block.get_submodule(paths.out), block.get_submodule(paths.q.path)
             else:
-                exit_module, entry = _get(block, layout.ffn_out), _get(block, layout.ffn_in[0])
+                exit_module, entry = block.get_submodule(layout.ffn_out), block.get_submodule(layout.ffn_in[0])
             same, start, stop = False, None, None
         container.deltas[p.key] = delta
         wiring = Wiring(p.key, delta, exit_module, start, stop, same)

@@ -77,10 +77,17 @@ PRESETS: dict[str, Callable[..., PETLConfig]] = {
 }
 
 
-def preset(name: str, **kwargs: Any) -> PETLConfig:
-    """Build a named preset; unknown names and arguments get an error that lists the valid ones."""
+def preset(name: str, *, model_config: Any = None, **kwargs: Any) -> PETLConfig:
+    """Build a named preset; unknown names and arguments get an error that lists the valid ones.
+
+    With `model_config`, arguments that depend on the model (mh_parallel_adapter's `heads`: one Δh per
+    attention head) are read off it when not given.
+    """
     if name not in PRESETS:
         raise PETLConfigError(f"preset must be one of {sorted(PRESETS)}, but got {name!r}")
+    if name == "mh_parallel_adapter" and "heads" not in kwargs and model_config is not None:
+        from .architectures import geometry
+        kwargs["heads"] = geometry(model_config)[0].attentions[0].heads
     try:
         return PRESETS[name](**kwargs)
     except TypeError as exc:  # a wrong keyword: say which ones the preset takes

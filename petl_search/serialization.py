@@ -29,8 +29,8 @@ WEIGHTS_FILE = "weights.safetensors"
 
 def stored_state_dict(model: nn.Module) -> dict[str, Any]:
     """Δh tensors in stored form, keyed as a fresh container built from `config.for_storage()` keys them."""
+    petl_config(model)  # a clear error if the model carries no Δh
     container = getattr(model, PETL_PREFIX)
-    petl_config(model)
     state = {f"deltas.{k}": v.detach() for k, v in container.deltas.state_dict().items()}
     for site, bank in container.prefixes.items():
         state.update({f"prefixes.{site}.raw.{key}": value for key, value in bank.materialize().items()})

@@ -1,8 +1,6 @@
 """Tiny random models of every supported architecture family, built in memory (hidden 32, 2 blocks)."""
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from transformers import (AutoModel, BartConfig, BertConfig, GPT2Config, LlamaConfig, RobertaConfig)
@@ -27,14 +25,11 @@ TINY_CONFIGS = {
                                  intermediate_size=64, vocab_size=100),
 }
 ARCHS = tuple(TINY_CONFIGS)
-HEADS = 4  # attention heads of every tiny config
 
 
 def preset_for(name: str, **kwargs) -> ps.PETLConfig:
-    """A preset at tiny sizes (MH PA needs the model's head count)."""
-    if name == "mh_parallel_adapter":
-        kwargs.setdefault("heads", HEADS)
-    return ps.preset(name, **kwargs)
+    """A preset with its model-dependent arguments read off the tiny configs (all have the same heads)."""
+    return ps.preset(name, model_config=TINY_CONFIGS["bert"](), **kwargs)
 
 
 def make_model(arch: str, seed: int = 0, attn: str = "sdpa") -> torch.nn.Module:
@@ -73,8 +68,3 @@ def randomise_deltas(model: torch.nn.Module, seed: int = 3) -> None:
 @pytest.fixture(params=ARCHS)
 def arch(request) -> str:
     return request.param
-
-
-@pytest.fixture
-def base_copy():
-    return copy.deepcopy

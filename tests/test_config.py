@@ -8,7 +8,7 @@ import torch
 
 import petl_search as ps
 from petl_search.config import ACTIVATIONS, COMPOSITIONS, INSERTIONS, DeltaSpec, PETLConfig
-from conftest import ARCHS, make_model
+from conftest import ARCHS, make_model, preset_for
 
 
 @pytest.mark.parametrize("data,message", [
@@ -85,8 +85,7 @@ def json_keys_sorted(text: str) -> bool:
 
 
 def test_every_preset_round_trips_through_json_and_differs_from_the_others() -> None:
-    configs = {name: ps.preset(name, **({"heads": 4} if name == "mh_parallel_adapter" else {}))
-               for name in ps.PRESETS}
+    configs = {name: preset_for(name) for name in ps.PRESETS}
     for config in configs.values():
         assert PETLConfig.from_json(config.to_json()) == config
     assert len({c.fingerprint() for c in configs.values()}) == len(configs)
