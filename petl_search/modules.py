@@ -51,9 +51,9 @@ class Bottleneck(nn.Module):
         if self.norm is not None:
             x = self.norm(x)
         act = _ACTIVATIONS[self.activation]
-        if self.heads == 1:
-            z = act(F.linear(x, self.down_weight[0], self.down_bias))
-            return F.linear(z, self.up_weight[0], self.up_bias)
+        if self.heads == 1:  # flatten, not [0]: its backward is a view, where indexing's allocates a copy
+            z = act(F.linear(x, self.down_weight.flatten(0, 1), self.down_bias))
+            return F.linear(z, self.up_weight.flatten(0, 1), self.up_bias)
         xs = x.unflatten(-1, (self.heads, -1))
         z = torch.einsum("...hi,hri->...hr", xs, self.down_weight).flatten(-2)
         if self.down_bias is not None:
@@ -135,20 +135,19 @@ class PrefixBank(nn.Module):
                 key: nn.Parameter(torch.randn(2, kvh, length, hd, **kw) * 0.02)
                 for key, (kvh, hd) in self.entries.items()})
         else:
-            widths = [2 * kvh * hd for kvh, hd in self.entries.values()]
-            self.offsets = dict(zip(self.entries, [sum(widths[:i]) for i in range(len(widths))]))
             self.embedding = nn.Parameter(torch.randn(length, hidden, **kw))
             self.mlp_in = nn.Linear(hidden, reparam, **kw)
-            self.mlp_out = nn.Linear(reparam, sum(widths), **kw)
+            # The output layer, split by module: the same parameters as one wide Linear, but each attention
+            # call computes (and back-propagates into) only its own rows instead of a full-size gradient.
+            self.mlp_out = nn.ModuleDict({key: nn.Linear(reparam, 2 * kvh * hd, **kw)
+                                          for key, (kvh, hd) in self.entries.items()})
 
     def kv(self, key: str) -> torch.Tensor:
         """Prefix keys and values of one attention module, shape (2, kv_heads, l, head_dim)."""
         if self.reparam is None:
             return self.raw[key]
         kvh, hd = self.entries[key]
-        start, width = self.offsets[key], 2 * kvh * hd
-        z = torch.tanh(self.mlp_in(self.embedding))
-        out = F.linear(z, self.mlp_out.weight[start:start + width], self.mlp_out.bias[start:start + width])
+        out = self.mlp_out[key](torch.tanh(self.mlp_in(self.embedding)))
         return out.view(self.length, 2, kvh, hd).permute(1, 2, 0, 3)
 
     @torch.no_grad()
