@@ -2,6 +2,8 @@
 
     petl-search presets [--model NAME]              every preset, its design point and its parameter count
     petl-search count (--preset NAME [--arg K=V]... | --config FILE.json) [--model NAME]
+    petl-search train --task sst2 (--preset NAME [--arg K=V]... | --config FILE.json) [--model NAME]
+                      [--steps N] [--batch-size B] [--lr LR] [--eval-every N] [--seed S] [--out FILE.json]
 """
 from __future__ import annotations
 
@@ -57,10 +59,14 @@ def cmd_presets(args: argparse.Namespace) -> None:
         print(_row(name, preset(name, model_config=model_config), model_config))
 
 
-def cmd_count(args: argparse.Namespace) -> None:
-    if (args.preset is None) == (args.config is None):
-        raise PETLError("count needs exactly one of --preset NAME or --config FILE.json")
-    model_config = _model_config(args.model)
+def _design_point(args: argparse.Namespace, model_config: Any) -> tuple[PETLConfig, str]:
+    """The PETLConfig named on the command line (--preset with --arg, or --config FILE.json)."""
+    full = getattr(args, "full", False)
+    if (args.preset is not None) + (args.config is not None) + full != 1:
+        options = "--preset NAME, --config FILE.json" + (" or --full" if args.command == "train" else "")
+        raise PETLError(f"{args.command} needs exactly one of {options}")
+    if full:
+        return PETLConfig(), "full fine-tuning"
     if args.config is not None:
         path = Path(args.config)
         if not path.is_file():
@@ -69,12 +75,48 @@ def cmd_count(args: argparse.Namespace) -> None:
             config = PETLConfig.from_dict(json.loads(path.read_text()))
         except json.JSONDecodeError as exc:
             raise PETLError(f"--config file {path} is not valid JSON: {exc}") from None
-        name = path.stem
-    else:
-        config, name = preset(args.preset, model_config=model_config, **_preset_kwargs(args.arg)), args.preset
+        return config, path.stem
+    return preset(args.preset, model_config=model_config, **_preset_kwargs(args.arg)), args.preset
+
+
+def cmd_count(args: argparse.Namespace) -> None:
+    model_config = _model_config(args.model)
+    config, name = _design_point(args, model_config)
     counted = count_params(config, model_config)
     print(json.dumps({"name": name, "config": config.to_dict(), "fingerprint": config.fingerprint(),
                       "model": args.model, "params": counted.to_dict()}, indent=2, sort_keys=True))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from .tasks import get_task
+    from .trainer import TrainConfig, train
+
+    get_task(args.task)  # a typo fails here, in one line, before anything starts
+    config, name = _design_point(args, _model_config(args.model))
+    train_config = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
+                               eval_every=args.eval_every, seed=args.seed, threads=args.threads,
+                               max_seconds=args.max_seconds)
+    print(f"training {name}: {config.describe()} on {args.task} with {args.model}", file=sys.stderr)
+    with tqdm(total=args.steps, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
+        def progress(step: int, total: int, loss: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+
+        def on_eval(step: int, scores: dict[str, float]) -> None:
+            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+
+        result = train(config, args.task, model=args.model, train_config=train_config, data_dir=args.data_dir,
+                       on_eval=on_eval, progress=progress, full_finetune=args.full)
+    record = result.to_dict()
+    if args.out:
+        Path(args.out).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    summary = {k: record[k] for k in ("status", "reason", "metrics", "params", "steps", "throughput")}
+    summary["seconds"] = {k: round(v, 2) for k, v in record["seconds"].items()}
+    print(json.dumps(summary, indent=2, sort_keys=True))
+    if result.status == "failed":
+        raise PETLError(f"training failed: {result.reason}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +132,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config", help="a PETLConfig as a JSON file")
     c.add_argument("--model", default=DEFAULT_ENCODER)
     c.set_defaults(func=cmd_count)
+    t = sub.add_parser("train", help="train one design point on a task and print its result")
+    t.add_argument("--task", required=True, help="sst2, cola, stsb, mrpc, rte, qnli, wnli, mnli, qqp, xsum, wmt16_en_ro")
+    t.add_argument("--preset", choices=sorted(PRESETS))
+    t.add_argument("--arg", action="append", default=[], metavar="K=V", help="preset argument (JSON value)")
+    t.add_argument("--config", help="a PETLConfig as a JSON file")
+    t.add_argument("--full", action="store_true", help="full fine-tuning (every weight trained; the reference)")
+    t.add_argument("--model", default=DEFAULT_ENCODER)
+    t.add_argument("--data-dir", help="the GLUE folder (default: $PETL_SEARCH_GLUE_DIR or ../shared/data/glue)")
+    t.add_argument("--steps", type=int, default=300)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--eval-every", type=int, default=100)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--max-seconds", type=float, default=None, help="training time budget")
+    t.add_argument("--out", help="write the full result record (JSON) here")
+    t.set_defaults(func=cmd_train)
     return parser
 
 

@@ -28,7 +28,10 @@ def test_count_prints_json_with_the_stored_fraction(capsys, tmp_path) -> None:
     (["count", "--preset", "lora", "--arg", "r=0"], "attn_qkv.size must be a positive integer, but got 0"),
     (["count", "--preset", "lora", "--arg", "rank=4"], "preset 'lora' takes arguments"),
     (["count", "--preset", "lora", "--arg", "r"], "--arg must look like KEY=VALUE"),
-    (["count"], "count needs exactly one of --preset NAME or --config FILE.json"),
+    (["count"], "count needs exactly one of --preset NAME, --config FILE.json"),
+    (["train", "--task", "sst2", "--full", "--preset", "lora"],
+     "train needs exactly one of --preset NAME, --config FILE.json or --full"),
+    (["train", "--task", "sst3", "--preset", "lora"], "task must be one of"),
     (["count", "--config", "/nonexistent.json"], "--config file /nonexistent.json not found"),
     (["presets", "--model", "/nonexistent/model"], "model '/nonexistent/model' could not be loaded"),
 ])

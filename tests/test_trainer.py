@@ -1,0 +1,173 @@
+"""The candidate trainer on tiny real-architecture models: it learns, it is deterministic, it reports
+failures instead of raising, and it rejects bad input clearly."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+from transformers import (AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer, BartConfig,
+                          BertConfig)
+
+import petl_search as ps
+from petl_search.config import DeltaSpec, PETLConfig
+from petl_search.models import DEFAULT_ENCODER, resolve_model
+from petl_search.trainer import TrainConfig, train
+
+TOKENIZER = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_ENCODER))
+FILLER = "the a movie film story plot actor scene music some very quite rather it was is".split()
+
+
+def separable(n: int, seed: int) -> Dataset:
+    """Label 1 iff the sentence holds 'wonderful' (else 'terrible'), among random filler words."""
+    rng = random.Random(seed)
+    rows = {"text_a": [], "label": []}
+    for _ in range(n):
+        label = rng.randint(0, 1)
+        words = rng.choices(FILLER, k=rng.randint(3, 12))
+        words.insert(rng.randint(0, len(words)), "wonderful" if label else "terrible")
+        rows["text_a"].append(" ".join(words))
+        rows["label"].append(label)
+    return Dataset.from_dict(rows)
+
+
+DATA = DatasetDict({"train": separable(512, 0), "validation": separable(128, 1)})
+
+
+def tiny_classifier(task) -> tuple[torch.nn.Module, object]:
+    config = BertConfig(vocab_size=TOKENIZER.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, num_labels=task.num_labels, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)
+    return AutoModelForSequenceClassification.from_config(config), TOKENIZER
+
+
+FAST = TrainConfig(max_steps=100, batch_size=16, eval_every=20, learning_rate=1e-2, seed=0, threads=2)
+
+
+def run(config: PETLConfig, **kw):
+    return train(config, "sst2", data=DATA, model_factory=tiny_classifier, train_config=kw.pop("cfg", FAST), **kw)
+
+
+def test_loss_drops_and_the_metric_beats_chance() -> None:
+    result = run(ps.presets.lora(r=4))
+    assert result.status == "completed", result.reason
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0] * 0.7
+    assert result.metrics["accuracy"] > 0.8  # chance is 0.5 on this balanced task
+    assert result.steps == 100 and result.train_examples == 100 * 16
+    assert result.params["head"] == 32 * 2 + 2 and result.params["delta_trained"] == 2 * 2 * (4 * 32 * 2)
+    assert set(result.seconds) >= {"total", "model_load", "tokenize", "data", "compute", "eval"}
+    assert result.throughput > 0 and result.peak_memory_mb > 0
+
+
+def test_same_seed_same_result_and_another_seed_differs() -> None:
+    config = ps.presets.mam(prefix_len=4, ffn_r=8, reparam=16)
+    a, b = run(config), run(config)
+    assert a.metrics == b.metrics and a.history == b.history
+    c = run(config, cfg=TrainConfig(**{**FAST.__dict__, "seed": 1}))
+    assert c.history != a.history
+
+
+def test_full_finetuning_trains_every_weight() -> None:
+    result = run(PETLConfig(), full_finetune=True)
+    assert result.status == "completed" and result.metrics["accuracy"] > 0.8
+    assert result.params["trained_total"] == sum(p.numel() for p in tiny_classifier(ps.tasks.get_task("sst2"))[0]
+                                                 .parameters())
+    with pytest.raises(ps.PETLError, match="full_finetune trains every weight and takes no Δh"):
+        run(ps.presets.lora(), full_finetune=True)
+
+
+def test_nan_loss_and_out_of_memory_end_the_candidate_as_failed() -> None:
+    """Robust compositions keep even s = 3e38 finite (LayerNorm absorbs it), so the failures are made
+    in the model: a NaN weight, and a forward that runs out of memory."""
+    def poisoned(task):
+        model, tokenizer = tiny_classifier(task)
+        with torch.no_grad():
+            model.classifier.weight[0, 0] = float("nan")
+        return model, tokenizer
+
+    result = train(ps.presets.lora(r=2), "sst2", data=DATA, model_factory=poisoned, train_config=FAST)
+    assert result.status == "failed" and result.reason == "loss became nan at step 1" and result.metrics == {}
+
+    def out_of_memory(task):
+        model, tokenizer = tiny_classifier(task)
+        def hook(module, args, output):
+            if module.training and getattr(hook, "calls", 0) >= 3:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+            hook.calls = getattr(hook, "calls", 0) + 1
+        model.classifier.register_forward_hook(hook)
+        return model, tokenizer
+
+    result = train(ps.presets.lora(r=2), "sst2", data=DATA, model_factory=out_of_memory, train_config=FAST)
+    assert result.status == "failed" and result.reason.startswith("out of memory: CUDA out of memory")
+    assert result.steps == 3
+
+
+def test_a_bad_point_for_this_model_is_a_failed_candidate_not_a_crash() -> None:
+    result = run(PETLConfig(ffn=DeltaSpec(form="lora", size=6, heads=3)))
+    assert result.status == "failed" and "bad config: ffn.heads must be a divisor" in result.reason
+
+
+def test_on_eval_sees_every_evaluation_and_can_prune() -> None:
+    seen = []
+    result = run(ps.presets.lora(r=2), on_eval=lambda step, scores: seen.append((step, scores)) or step >= 40)
+    assert [s for s, _ in seen] == [20, 40]
+    assert result.status == "pruned" and result.steps == 40 and "accuracy" in result.metrics
+
+
+def test_early_stopping_and_time_budget() -> None:
+    cfg = TrainConfig(**{**FAST.__dict__, "max_steps": 400, "eval_every": 10, "early_stopping_patience": 2,
+                         "learning_rate": 1e-5})
+    result = run(ps.presets.lora(r=2), cfg=cfg)
+    assert result.steps < 400 and result.reason.startswith("early stopping")
+    timed = run(ps.presets.lora(r=2), cfg=TrainConfig(**{**FAST.__dict__, "max_steps": 10_000, "max_seconds": 1.0}))
+    assert timed.steps < 10_000 and timed.reason.startswith("time budget")
+
+
+def test_regression_task_reports_correlations() -> None:
+    rows = separable(256, 2)
+    data = DatasetDict({"train": rows, "validation": separable(64, 3)}).map(
+        lambda r: {"label": 5.0 * r["label"], "text_b": "a sentence pair"})
+    result = train(ps.presets.lora(r=2), "stsb", data=data, model_factory=tiny_classifier, train_config=FAST)
+    assert result.status == "completed" and result.metrics["pearson"] > 0.5
+    assert set(result.metrics) == {"pearson", "spearmanr", "combined"}
+
+
+def test_seq2seq_trains_and_reports_rouge() -> None:
+    def tiny_bart(task):
+        config = BartConfig(vocab_size=TOKENIZER.vocab_size, d_model=32, encoder_layers=1, decoder_layers=1,
+                            encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+                            decoder_ffn_dim=64, pad_token_id=TOKENIZER.pad_token_id, bos_token_id=TOKENIZER.cls_token_id,
+                            eos_token_id=TOKENIZER.sep_token_id, decoder_start_token_id=TOKENIZER.cls_token_id,
+                            forced_eos_token_id=None, max_position_embeddings=64)
+        return AutoModelForSeq2SeqLM.from_config(config), TOKENIZER
+
+    texts = [" ".join(random.Random(i).choices(FILLER, k=6)) for i in range(96)]
+    data = DatasetDict({"train": Dataset.from_dict({"source": texts, "target": texts}),
+                        "validation": Dataset.from_dict({"source": texts[:16], "target": texts[:16]})})
+    cfg = TrainConfig(max_steps=20, batch_size=16, eval_every=10, learning_rate=5e-3, max_target_length=12)
+    result = train(ps.presets.mam(prefix_len=2, ffn_r=8, reparam=None), "xsum", data=data, model_factory=tiny_bart,
+                   train_config=cfg)
+    assert result.status == "completed", result.reason
+    assert set(result.metrics) == {"rouge1", "rouge2", "rougeL", "rougeLsum"}
+    assert result.params["head"] == 0  # the LM head is tied to the embeddings: it stays frozen
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("max_steps", 0, "train.max_steps must be a positive integer, but got 0"),
+    ("learning_rate", 5, r"train.learning_rate must be a number in \(0, 1\), but got 5"),
+    ("eval_examples", -1, "train.eval_examples must be a positive integer or null, but got -1"),
+])
+def test_bad_train_config(field, value, message) -> None:
+    with pytest.raises(ps.PETLConfigError, match=message):
+        TrainConfig(**{field: value})
+    with pytest.raises(ps.PETLConfigError, match="train has no field 'epochs'"):
+        TrainConfig.from_dict({"epochs": 3})
+
+
+def test_unknown_task_and_missing_model() -> None:
+    with pytest.raises(ps.PETLError, match="task must be one of"):
+        train(ps.presets.lora(), "imdb", data=DATA, model_factory=tiny_classifier)
+    with pytest.raises(ps.PETLError, match="model '/no/such/model' could not be loaded"):
+        train(ps.presets.lora(), "sst2", model="/no/such/model", data=DATA)
