@@ -99,13 +99,15 @@ def cmd_train(args: argparse.Namespace) -> None:
                                eval_every=args.eval_every, seed=args.seed, threads=args.threads,
                                max_seconds=args.max_seconds)
     print(f"training {name}: {config.describe()} on {args.task} with {args.model}", file=sys.stderr)
-    with tqdm(total=args.steps, unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
+    # A live bar on a terminal; in a log (not a TTY) only the evaluation lines, one per evaluation.
+    with tqdm(total=args.steps, unit="step", file=sys.stderr, dynamic_ncols=True,
+              disable=not sys.stderr.isatty()) as bar:
         def progress(step: int, total: int, loss: float) -> None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
 
         def on_eval(step: int, scores: dict[str, float]) -> None:
-            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), file=sys.stderr)
 
         result = train(config, args.task, model=args.model, train_config=train_config, data_dir=args.data_dir,
                        on_eval=on_eval, progress=progress, full_finetune=args.full)
