@@ -143,10 +143,19 @@ def seed_everything(seed: int) -> None:
 
 
 def head_modules(model: torch.nn.Module) -> list[str]:
-    """The task head's submodules: every child with parameters except the backbone."""
+    """The task head's submodules: every child with parameters except the backbone, plus BERT's pooler.
+
+    BERT classifies from pooler(h_CLS) = tanh(W h_CLS + b); the pooler was trained for next-sentence
+    prediction (or not at all, in sentence encoders such as all-MiniLM), so it belongs to the task
+    head, as RoBERTa's classification head carries its own dense + tanh layer.
+    """
     base = getattr(model, "base_model_prefix", "")
-    return [name for name, child in model.named_children()
-            if name != base and next(child.parameters(), None) is not None]
+    heads = [name for name, child in model.named_children()
+             if name != base and next(child.parameters(), None) is not None]
+    backbone = getattr(model, base, None)
+    if backbone is not None and getattr(backbone, "pooler", None) is not None:
+        heads.append(f"{base}.pooler")
+    return heads
 
 
 def load_model(model: str, task: Task, seed: int) -> tuple[torch.nn.Module, Any]:

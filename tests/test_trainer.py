@@ -56,7 +56,8 @@ def test_loss_drops_and_the_metric_beats_chance() -> None:
     assert losses[-1] < losses[0] * 0.7
     assert result.metrics["accuracy"] > 0.8  # chance is 0.5 on this balanced task
     assert result.steps == 100 and result.train_examples == 100 * 16
-    assert result.params["head"] == 32 * 2 + 2 and result.params["delta_trained"] == 2 * 2 * (4 * 32 * 2)
+    assert result.params["head"] == (32 * 32 + 32) + (32 * 2 + 2)  # BERT's pooler + the classifier
+    assert result.params["delta_trained"] == 2 * 2 * (4 * 32 * 2)
     assert set(result.seconds) >= {"total", "model_load", "tokenize", "data", "compute", "eval"}
     assert result.throughput > 0 and result.peak_memory_mb > 0
 
