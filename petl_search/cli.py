@@ -90,7 +90,7 @@ def cmd_count(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
-    from .tasks import get_task
+    from .tasks import get_task, load_task
     from .trainer import TrainConfig, train
 
     get_task(args.task)  # a typo fails here, in one line, before anything starts
@@ -109,8 +109,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         def on_eval(step: int, scores: dict[str, float]) -> None:
             bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), file=sys.stderr)
 
+        data = load_task(args.task, hub=True) if args.hub else None
         result = train(config, args.task, model=args.model, train_config=train_config, data_dir=args.data_dir,
-                       on_eval=on_eval, progress=progress, full_finetune=args.full)
+                       data=data, on_eval=on_eval, progress=progress, full_finetune=args.full)
     record = result.to_dict()
     if args.out:
         Path(args.out).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--full", action="store_true", help="full fine-tuning (every weight trained; the reference)")
     t.add_argument("--model", default=DEFAULT_ENCODER)
     t.add_argument("--data-dir", help="the GLUE folder (default: $PETL_SEARCH_GLUE_DIR or ../shared/data/glue)")
+    t.add_argument("--hub", action="store_true", help="read the task from the Hugging Face Hub (needs network)")
     t.add_argument("--steps", type=int, default=300)
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--lr", type=float, default=1e-3)

@@ -73,6 +73,7 @@ def test_same_seed_same_result_and_another_seed_differs() -> None:
 def test_full_finetuning_trains_every_weight() -> None:
     result = run(PETLConfig(), full_finetune=True)
     assert result.status == "completed" and result.metrics["accuracy"] > 0.8
+    assert result.params["head"] == (32 * 32 + 32) + (32 * 2 + 2)  # still just the head
     assert result.params["trained_total"] == sum(p.numel() for p in tiny_classifier(ps.tasks.get_task("sst2"))[0]
                                                  .parameters())
     with pytest.raises(ps.PETLError, match="full_finetune trains every weight and takes no Δh"):
