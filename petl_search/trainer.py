@@ -11,6 +11,7 @@ The trainer reads a PETLConfig and a task name; it never imports the search spac
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import resource
@@ -70,9 +71,10 @@ class TrainConfig:
             raise rule("train.warmup_ratio", "a number in [0, 1)", self.warmup_ratio)
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise rule("train.max_seconds", "a positive number or null", self.max_seconds)
-        if self.weight_decay < 0 or self.max_grad_norm <= 0:
-            raise rule("train.weight_decay / train.max_grad_norm", ">= 0 / > 0",
-                       (self.weight_decay, self.max_grad_norm))
+        if self.weight_decay < 0:
+            raise rule("train.weight_decay", "a number >= 0", self.weight_decay)
+        if self.max_grad_norm <= 0:
+            raise rule("train.max_grad_norm", "a positive number", self.max_grad_norm)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
@@ -123,17 +125,13 @@ class _Clock:
     def add(self, phase: str, seconds: float) -> None:
         self.totals[phase] = self.totals.get(phase, 0.0) + seconds
 
-    def time(self, phase: str):
-        clock = self
-
-        class _Span:
-            def __enter__(self):
-                self.start = time.perf_counter()
-
-            def __exit__(self, *exc):
-                clock.add(phase, time.perf_counter() - self.start)
-
-        return _Span()
+    @contextlib.contextmanager
+    def time(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(phase, time.perf_counter() - start)
 
 
 def seed_everything(seed: int) -> None:
