@@ -1,0 +1,217 @@
+"""Search spaces as data: a YAML file says, per site, which values each design dimension may take.
+
+    name: unified
+    defaults:                      # applied to every site unless the site says otherwise
+      size: {low: 8, high: 512, log: true}     # a range (bounds inclusive; ints stay ints)
+      insertion: [parallel, sequential]        # a list: a categorical choice
+      scale: 4.0                               # a scalar: fixed
+    sites:
+      attn_heads: {optional: true, form: [prefix, bottleneck], prefix: {size: {low: 4, high: 200}}}
+      ffn:        {optional: false, form: [bottleneck]}
+
+Every dimension of DeltaSpec may appear (form, size, insertion, composition, scale, heads, activation,
+init, input_norm, layers, reparam, projections). `heads` may list `model`, the model's head count.
+A form's own block (`prefix:`, `bottleneck:`, `lora:`) overrides the site's values for that form.
+Conditionals follow the DeltaSpec rules: a dimension is only sampled where it applies (no `scale`
+unless the composition scales, no activation for LoRA, only length and reparam for a prefix), and
+each form's dimensions have their own Optuna names (`ffn.lora.size`), so distributions never clash.
+
+This module must not import torch: it turns a trial into a PETLConfig, nothing more.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .architectures import geometry
+from .config import FORMS, SITES, DeltaSpec, PETLConfig, _SITE_FORMS
+from .errors import PETLConfigError, PETLError
+
+# Which dimensions each form samples (beyond form itself); the order is the sampling order.
+FORM_DIMENSIONS = {
+    "prefix": ("size", "reparam", "layers"),
+    "bottleneck": ("size", "insertion", "composition", "scale", "heads", "activation", "init", "input_norm",
+                   "layers"),
+    "lora": ("size", "insertion", "composition", "scale", "heads", "init", "input_norm", "layers"),
+}
+SITE_KEYS = ("optional", "form", *FORMS)
+DIMENSIONS = tuple(dict.fromkeys(d for dims in FORM_DIMENSIONS.values() for d in dims)) + ("projections",)
+
+
+class SpaceError(PETLError):
+    """A search-space file is invalid; the message names the file, the key and the problem."""
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One dimension's allowed values: fixed, categorical, or an inclusive int/float range."""
+
+    kind: str  # "fixed", "categorical", "int", "float"
+    values: tuple = ()
+    low: float = 0
+    high: float = 0
+    log: bool = False
+    step: float | None = None
+
+    def suggest(self, trial: Any, name: str) -> Any:
+        if self.kind == "fixed":
+            return self.values[0]
+        if self.kind == "categorical":
+            # Optuna stores categorical values as plain scalars: lists (layers, projections) go as text.
+            raw = [_encode(v) for v in self.values]
+            return _decode(trial.suggest_categorical(name, raw))
+        if self.kind == "int":
+            return trial.suggest_int(name, int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
+        return trial.suggest_float(name, self.low, self.high, log=self.log, step=self.step)
+
+
+def _encode(value: Any) -> Any:
+    return ",".join(str(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str) and ("," in value or value.isdigit()):
+        parts = value.split(",")
+        return [int(p) if p.isdigit() else p for p in parts]
+    return value
+
+
+def _choice(where: str, spec: Any) -> Choice:
+    if isinstance(spec, list):
+        if not spec:
+            raise SpaceError(f"{where} must list at least one value, but got []")
+        return Choice("categorical", tuple(spec)) if len(spec) > 1 else Choice("fixed", tuple(spec))
+    if isinstance(spec, Mapping):
+        unknown = sorted(set(spec) - {"low", "high", "log", "step"})
+        if unknown or "low" not in spec or "high" not in spec:
+            raise SpaceError(f"{where} must be a list, a scalar or {{low, high[, log, step]}}, but got {dict(spec)}")
+        low, high = spec["low"], spec["high"]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+            raise SpaceError(f"{where}: low and high must be numbers, but got low={low!r}, high={high!r}")
+        if low > high:
+            raise SpaceError(f"{where}: `low <= high` must hold, but got (low={low}, high={high})")
+        log = bool(spec.get("log", False))
+        if log and low <= 0:
+            raise SpaceError(f"{where}: a log range needs low > 0, but got low={low}")
+        kind = "int" if isinstance(low, int) and isinstance(high, int) else "float"
+        return Choice(kind, (), low, high, log, spec.get("step"))
+    return Choice("fixed", (spec,))
+
+
+@dataclass(frozen=True)
+class SiteSpace:
+    site: str
+    optional: bool
+    forms: Choice
+    dims: Mapping[str, Mapping[str, Choice]]  # form -> dimension -> choice
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    source: str
+    sites: tuple[SiteSpace, ...]
+
+    def sample(self, trial: Any, model_config: Any) -> PETLConfig:
+        """Ask `trial` (an Optuna trial, or anything with its suggest_* methods) for one point."""
+        heads = geometry(model_config)[0].attentions[0].heads
+        specs: dict[str, DeltaSpec] = {}
+        for site in self.sites:
+            if site.optional and not trial.suggest_categorical(f"{site.site}.use", [True, False]):
+                continue
+            form = site.forms.suggest(trial, f"{site.site}.form")
+            values: dict[str, Any] = {"form": form}
+            for dim in FORM_DIMENSIONS[form] + (("projections",) if site.site == "attn_qkv" else ()):
+                choice = site.dims[form].get(dim)
+                if choice is None or (dim == "scale" and values.get("composition") not in ("scale", "learned_scale")):
+                    continue
+                value = choice.suggest(trial, f"{site.site}.{form}.{dim}")
+                values[dim] = heads if (dim == "heads" and value == "model") else value
+            if values.get("heads", 1) > 1:  # a multi-head size is per head in the space, total in the spec
+                values["size"] = values["size"] * values["heads"]
+            specs[site.site] = DeltaSpec.from_dict(values, where=site.site)
+        return PETLConfig(**specs)
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    """Read and validate a search-space YAML file; errors name the file, the key and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpaceError(f"search space {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpaceError(f"{path}: not valid YAML ({exc})") from None
+    return parse_space(data, source=str(path))
+
+
+def parse_space(data: Any, *, source: str = "<space>") -> SearchSpace:
+    if not isinstance(data, Mapping):
+        raise SpaceError(f"{source}: a search space is a mapping with keys name, defaults, sites")
+    unknown = sorted(set(data) - {"name", "description", "defaults", "sites"})
+    if unknown:
+        raise SpaceError(f"{source}: unknown key {unknown[0]!r}; allowed: ['defaults', 'description', 'name', 'sites']")
+    sites = data.get("sites")
+    if not isinstance(sites, Mapping) or not sites:
+        raise SpaceError(f"{source}: 'sites' must map at least one of {list(SITES)} to its choices")
+    defaults = _dimension_block(f"{source}: defaults", data.get("defaults") or {})
+    parsed = []
+    for site, block in sites.items():
+        where = f"{source}: sites.{site}"
+        if site not in SITES:
+            raise SpaceError(f"{source}: sites has unknown site {site!r}; sites are {list(SITES)}")
+        block = block or {}
+        if not isinstance(block, Mapping):
+            raise SpaceError(f"{where} must be a mapping of dimensions, but got {block!r}")
+        forms = _choice(f"{where}.form", block.get("form", list(_SITE_FORMS[site])))
+        for form in forms.values:
+            if form not in _SITE_FORMS[site]:
+                raise SpaceError(f"{where}.form: {form!r} is not allowed here; allowed: {list(_SITE_FORMS[site])}")
+        shared = {**defaults, **_dimension_block(where, {k: v for k, v in block.items() if k not in SITE_KEYS})}
+        dims = {}
+        for form in forms.values:
+            own = _dimension_block(f"{where}.{form}", block.get(form) or {})
+            dims[form] = {d: c for d, c in {**shared, **own}.items()
+                          if d in FORM_DIMENSIONS[form] or (d == "projections" and site == "attn_qkv")}
+            if "size" not in dims[form]:
+                raise SpaceError(f"{where}: form {form!r} needs a size (in defaults, the site or {form}:)")
+        parsed.append(SiteSpace(site, bool(block.get("optional", True)), forms, dims))
+    space = SearchSpace(str(data.get("name", Path(source).stem)), source, tuple(parsed))
+    _check_values(space)
+    return space
+
+
+def _dimension_block(where: str, block: Any) -> dict[str, Choice]:
+    if not isinstance(block, Mapping):
+        raise SpaceError(f"{where} must be a mapping of dimensions, but got {block!r}")
+    unknown = sorted(set(block) - set(DIMENSIONS))
+    if unknown:
+        raise SpaceError(f"{where}: unknown dimension {unknown[0]!r}; dimensions are {sorted(DIMENSIONS)}")
+    return {dim: _choice(f"{where}.{dim}", spec) for dim, spec in block.items()}
+
+
+def _check_values(space: SearchSpace) -> None:
+    """Every listed categorical value must be valid for DeltaSpec (caught at load, not mid-study)."""
+    for site in space.sites:
+        for form, dims in site.dims.items():
+            for dim, choice in dims.items():
+                for value in choice.values:
+                    probe = {"form": form, "size": 8}
+                    if dim == "heads":
+                        if value == "model" or (isinstance(value, int) and value > 0):
+                            continue
+                    elif dim == "scale":
+                        probe.update(composition="scale", scale=value)
+                    elif dim == "composition" and form == "prefix":
+                        continue
+                    else:
+                        probe[dim] = value
+                    if dim == "layers":
+                        continue  # checked against the model when sampled
+                    try:
+                        DeltaSpec.from_dict(probe, where=f"{site.site}")
+                    except PETLConfigError as exc:
+                        raise SpaceError(f"{space.source}: sites.{site.site}.{form}.{dim}: {exc}") from None

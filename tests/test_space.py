@@ -1,0 +1,109 @@
+"""Search spaces as data: YAML -> Optuna distributions, sampled points, presets as points, bad files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from transformers import BertConfig, LlamaConfig
+
+import petl_search as ps
+from petl_search.space import SpaceError, load_space, parse_space
+
+SPACES = sorted(Path(__file__).resolve().parents[1].joinpath("search_spaces").glob("*.yaml"))
+MINILM = BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def test_the_shipped_spaces_exist() -> None:
+    assert {p.stem for p in SPACES} >= {"unified", "paper_ablations", "mam_neighborhood"}
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_every_sampled_point_is_a_valid_config_that_fits_the_model(path: Path) -> None:
+    space = load_space(path)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(150):
+        trial = study.ask()
+        config = space.sample(trial, MINILM)
+        assert isinstance(config, ps.PETLConfig)
+        ps.count_params(config, MINILM, backbone=22_713_216)  # places on the model without error
+        seen.add(config.fingerprint())
+        study.tell(trial, 0.0)
+    assert len(seen) > 20  # the space is explored, not one point
+
+
+def test_yaml_ranges_become_the_optuna_distributions_they_say() -> None:
+    space = parse_space({"sites": {"ffn": {
+        "optional": False, "form": ["bottleneck"], "size": {"low": 8, "high": 512, "log": True},
+        "insertion": ["parallel", "sequential"], "composition": ["scale"], "scale": {"low": 0.5, "high": 8.0},
+        "activation": "gelu"}}})
+    study = optuna.create_study()
+    trial = study.ask()
+    config = space.sample(trial, MINILM)
+    assert trial.distributions == {  # single values (form, composition, activation) are fixed, not searched
+        "ffn.bottleneck.size": IntDistribution(8, 512, log=True),
+        "ffn.bottleneck.insertion": CategoricalDistribution(["parallel", "sequential"]),
+        "ffn.bottleneck.scale": FloatDistribution(0.5, 8.0),
+    }
+    assert config.ffn.activation == "gelu" and config.ffn.composition == "scale"
+    assert 8 <= config.ffn.size <= 512  # inclusive bounds, as Optuna's
+
+
+def test_presets_are_points_of_the_shipped_spaces() -> None:
+    """MAM is a point of mam_neighborhood, LoRA and MH PA of paper_ablations: the search can find them."""
+    mam = load_space("search_spaces/mam_neighborhood.yaml").sample(optuna.trial.FixedTrial({
+        "attn_heads.use": True, "attn_heads.form": "prefix", "attn_heads.prefix.size": 30,
+        "attn_heads.prefix.reparam": 512, "ffn.form": "bottleneck", "ffn.bottleneck.size": 512,
+        "ffn.bottleneck.insertion": "parallel", "ffn.bottleneck.composition": "scale", "ffn.bottleneck.scale": 4.0,
+        "ffn.bottleneck.activation": "relu", "ffn.bottleneck.init": "bert", "ffn.bottleneck.input_norm": False}), MINILM)
+    assert mam == ps.presets.mam()
+    ablations = load_space("search_spaces/paper_ablations.yaml")
+    off = {f"{s}.use": False for s in ("attn_heads", "attn_out", "attn_qkv", "ffn")}
+    mh_pa = ablations.sample(optuna.trial.FixedTrial({
+        **off, "attn_heads.use": True, "attn_heads.form": "bottleneck", "attn_heads.bottleneck.size": 30,
+        "attn_heads.bottleneck.insertion": "parallel", "attn_heads.bottleneck.composition": "add",
+        "attn_heads.bottleneck.heads": "model", "attn_heads.bottleneck.activation": "relu",
+        "attn_heads.bottleneck.init": "bert"}), MINILM)
+    assert mh_pa == ps.presets.mh_parallel_adapter(heads=12, r_per_head=30)
+    lora = ablations.sample(optuna.trial.FixedTrial({
+        **off, "attn_qkv.use": True, "attn_qkv.form": "lora", "attn_qkv.lora.size": 8,
+        "attn_qkv.lora.insertion": "parallel", "attn_qkv.lora.composition": "scale", "attn_qkv.lora.scale": 2.0,
+        "attn_qkv.lora.init": "lora", "attn_qkv.lora.projections": "q,v"}), MINILM)
+    assert lora == ps.presets.lora(r=8, alpha=16)
+
+
+def test_heads_model_follows_the_model() -> None:
+    space = parse_space({"sites": {"attn_heads": {"optional": False, "form": ["bottleneck"], "size": [2],
+                                                  "heads": ["model"]}}})
+    llama = LlamaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=8, num_key_value_heads=2)
+    config = space.sample(optuna.create_study().ask(), llama)
+    assert config.attn_heads.heads == 8 and config.attn_heads.size == 16  # 2 per head
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"sites": {"mlp": {}}}, r"sites has unknown site 'mlp'; sites are \['attn_heads', 'attn_out', 'attn_qkv', 'ffn'\]"),
+    ({"sites": {"ffn": {"form": ["prefix"], "size": [8]}}}, r"sites.ffn.form: 'prefix' is not allowed here"),
+    ({"sites": {"ffn": {"size": {"low": 9, "high": 3}}}}, r"sites.ffn.size: `low <= high` must hold, but got \(low=9, high=3\)"),
+    ({"sites": {"ffn": {"size": {"low": 0, "high": 3, "log": True}}}}, r"a log range needs low > 0"),
+    ({"sites": {"ffn": {"rank": [8]}}}, r"sites.ffn: unknown dimension 'rank'"),
+    ({"sites": {"ffn": {"form": ["lora"]}}}, r"form 'lora' needs a size"),
+    ({"sites": {"ffn": {"size": [8], "activation": ["swish"]}}}, r"sites.ffn.bottleneck.activation: .*but got 'swish'"),
+    ({"sites": {}}, r"'sites' must map at least one of"),
+    ({"site": {}}, r"unknown key 'site'"),
+    ({"sites": {"ffn": {"size": []}}}, r"sites.ffn.size must list at least one value"),
+])
+def test_bad_space_files_say_the_file_the_key_and_the_problem(data, message) -> None:
+    with pytest.raises(SpaceError, match=message):
+        parse_space(data, source="bad.yaml")
+
+
+def test_unreadable_and_missing_files(tmp_path) -> None:
+    with pytest.raises(SpaceError, match="search space .*nope.yaml not found"):
+        load_space(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("sites: [unclosed")
+    with pytest.raises(SpaceError, match="broken.yaml: not valid YAML"):
+        load_space(broken)
