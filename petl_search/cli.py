@@ -4,6 +4,8 @@
     petl-search count (--preset NAME [--arg K=V]... | --config FILE.json) [--model NAME]
     petl-search train --task sst2 (--preset NAME [--arg K=V]... | --config FILE.json) [--model NAME]
                       [--steps N] [--batch-size B] [--lr LR] [--eval-every N] [--seed S] [--out FILE.json]
+    petl-search search STUDY.yaml [--address ADDR] [--storage URL] [--n-trials N] [--concurrency C]
+    petl-search status STUDY.yaml [--storage URL]
 """
 from __future__ import annotations
 
@@ -15,18 +17,9 @@ from typing import Any, Sequence
 
 from .config import PETLConfig
 from .errors import PETLError
-from .models import DEFAULT_ENCODER, resolve_model
+from .models import DEFAULT_ENCODER, load_model_config as _model_config
 from .params import count_params
 from .presets import PRESETS, preset
-
-
-def _model_config(name: str) -> Any:
-    from transformers import AutoConfig
-
-    try:
-        return AutoConfig.from_pretrained(resolve_model(name))
-    except OSError as exc:
-        raise PETLError(f"model {name!r} could not be loaded: {str(exc).splitlines()[0]}") from None
 
 
 def _value(text: str) -> Any:
@@ -122,6 +115,45 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise PETLError(f"training failed: {result.reason}")
 
 
+def _study(args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    from .study import load_study
+
+    spec = load_study(args.study)
+    overrides = {k: v for k, v in (("n_trials", getattr(args, "n_trials", None)),
+                                   ("concurrency", getattr(args, "concurrency", None)),
+                                   ("storage", args.storage)) if v is not None}
+    for key in ("n_trials", "concurrency"):
+        if key in overrides and overrides[key] < 1:
+            raise PETLError(f"--{key.replace('_', '-')} must be a positive integer, but got {overrides[key]}")
+    return replace(spec, **overrides)
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from .search import run_study
+
+    spec = _study(args)  # a typo in the study fails here, in one line, before Ray starts
+    try:
+        run_study(spec, address=args.address, progress=lambda line: print(line, flush=True))
+    except KeyboardInterrupt:
+        raise PETLError(f"interrupted; finished trials are saved in {spec.storage}: run the same command to "
+                        f"resume") from None
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from .front import read_records
+    from .proposer import open_study
+    from .search import summary
+
+    spec = _study(args)
+    records = read_records(open_study(spec, create=False))
+    print(summary(records, spec))
+    running = [r for r in records if r.state == "RUNNING"]
+    if running:
+        print("running (or left running by an interrupted run): " + ", ".join(f"#{r.number} {r.label}" for r in running))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="petl-search", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -153,6 +185,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-seconds", type=float, default=None, help="training time budget")
     t.add_argument("--out", help="write the full result record (JSON) here")
     t.set_defaults(func=cmd_train)
+    s = sub.add_parser("search", help="run (or resume) a study: Ray Tune trains, Optuna proposes, storage keeps all")
+    s.add_argument("study", help="a study YAML file, or a name under studies/")
+    s.add_argument("--address", help="join a running Ray cluster (e.g. 'auto' or ray://head:10001); "
+                                     "default: start Ray on this machine")
+    s.add_argument("--storage", help="an SQLAlchemy URL overriding the study's storage (e.g. postgresql://...)")
+    s.add_argument("--n-trials", type=int, help="search trials in total (raise it to extend a finished study)")
+    s.add_argument("--concurrency", type=int, help="trials at once (default: the study's)")
+    s.set_defaults(func=cmd_search)
+    st = sub.add_parser("status", help="print a study's counts and its current Pareto front")
+    st.add_argument("study", help="a study YAML file, or a name under studies/")
+    st.add_argument("--storage", help="an SQLAlchemy URL overriding the study's storage")
+    st.set_defaults(func=cmd_status)
     return parser
 
 

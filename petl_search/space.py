@@ -139,13 +139,17 @@ class SearchSpace:
 def load_space(path: str | Path) -> SearchSpace:
     """Read and validate a search-space YAML file; errors name the file, the key and the problem."""
     path = Path(path)
+    return parse_space(read_yaml(path, SpaceError, "search space"), source=str(path))
+
+
+def read_yaml(path: Path, error: type[PETLError], what: str) -> Any:
+    """A YAML file's content; a missing or malformed file is one `error` naming the file."""
     if not path.is_file():
-        raise SpaceError(f"search space {path} not found")
+        raise error(f"{what} {path} not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise SpaceError(f"{path}: not valid YAML ({exc})") from None
-    return parse_space(data, source=str(path))
+        raise error(f"{path}: not valid YAML ({exc})") from None
 
 
 def parse_space(data: Any, *, source: str = "<space>") -> SearchSpace:

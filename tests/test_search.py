@@ -1,0 +1,134 @@
+"""Whole studies on local Ray with 2 workers, a tiny real-architecture model and a toy task: the storage
+holds every trial and the front; a study killed mid-run resumes without losing or double counting a trial;
+`petl-search search/status` print progress and fronts, and a bad study is one clear error."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from petl_search.cli import main
+from petl_search.config import PETLConfig
+from petl_search.front import front_records, read_records
+from petl_search.proposer import open_study
+from petl_search.search import run_study
+from petl_search.study import load_study
+from petl_search.toy import write_tiny_model, write_toy_glue
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("toy")
+    write_tiny_model(folder / "model")
+    write_toy_glue(folder / "glue")
+    return folder
+
+
+def write_study(folder: Path, name: str, **overrides) -> Path:
+    data = {"name": name, "model": str(folder / "model"), "task": "sst2", "data_dir": str(folder / "glue"),
+            "space": str(ROOT / "search_spaces" / "unified.yaml"), "budget": 0.05,
+            "sampler": {"name": "tpe", "seed": 0, "startup_trials": 3}, "n_trials": 5, "concurrency": 2,
+            "resources": {"cpus": 1}, "early_stopping": {"grace_evals": 1, "reduction_factor": 2},
+            "train": {"max_steps": 60, "eval_every": 20, "batch_size": 16, "learning_rate": 0.01},
+            "baselines": ["lora"]}
+    data.update(overrides)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_study_runs_on_two_ray_workers_and_its_storage_holds_trials_and_front(toy, capsys) -> None:
+    spec = load_study(write_study(toy, "e2e"))
+    records = run_study(spec)
+    out = capsys.readouterr().out
+    trained = [r for r in records if r.kind in ("search", "baseline")]
+    assert sum(r.kind == "search" for r in trained) == 5 and sum(r.kind == "baseline" for r in trained) == 1
+    assert all(r.state in ("COMPLETE", "PRUNED", "FAIL") for r in trained)
+    assert all(r.reason for r in trained if r.state != "COMPLETE")  # every non-success says why
+    baseline = next(r for r in trained if r.kind == "baseline")
+    assert baseline.state == "COMPLETE"  # baselines are never stopped early: they are the reference
+    assert max(r.metric for r in trained if r.metric is not None) > 0.7  # the toy task is learnt in 60 steps
+    # what a later reader (status, dashboards) sees comes from the storage alone
+    stored = read_records(optuna.load_study(study_name="e2e", storage=spec.storage))
+    assert [(r.number, r.state, r.metric) for r in stored] == [(r.number, r.state, r.metric) for r in records]
+    front = front_records(stored)
+    assert front and all(PETLConfig.from_dict(r.config) for r in front)
+    assert all(r.stored_fraction <= 0.05 for r in trained)
+    # two trials ran at the same time: some trial started before another one ended
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in optuna.load_study(
+        study_name="e2e", storage=spec.storage).get_trials() if t.user_attrs.get("kind") in ("search", "baseline"))
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
+    assert "[6/6]" in out and "Pareto front" in out and "best baseline: lora(r=" in out
+    # status prints the same front from the storage
+    assert main(["status", str(toy / "e2e.yaml")]) == 0
+    status = capsys.readouterr().out
+    for r in front:
+        assert f"{r.stored_params:,}" in status
+
+
+def test_a_killed_study_resumes_without_losing_or_recounting_trials(toy) -> None:
+    path = write_study(toy, "killed", n_trials=6, baselines=[], early_stopping=None,
+                       train={"max_steps": 120, "eval_every": 40, "batch_size": 16, "learning_rate": 0.01})
+    spec = load_study(path)
+    command = [sys.executable, "-m", "petl_search.cli", "search", str(path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:  # wait for one finished trial while others run
+            time.sleep(1)
+            if spec.folder.joinpath("study.db").exists():
+                states = [t.state for t in optuna.load_study(study_name="killed", storage=spec.storage).get_trials()]
+                if optuna.trial.TrialState.COMPLETE in states and optuna.trial.TrialState.RUNNING in states:
+                    break
+        else:
+            pytest.fail("the study never had a finished and a running trial at once")
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the driver and everything it started, at once
+        process.wait()
+    before = {t.number: (t.state, t.values) for t in optuna.load_study(study_name="killed",
+                                                                        storage=spec.storage).get_trials()}
+    finished_before = {n for n, (state, _) in before.items() if state == optuna.trial.TrialState.COMPLETE}
+    running_before = {n for n, (state, _) in before.items() if state == optuna.trial.TrialState.RUNNING}
+    assert finished_before and running_before
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=400)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"resuming: trials {sorted(running_before)} were interrupted" in resumed.stdout
+    study = optuna.load_study(study_name="killed", storage=spec.storage)
+    after = {t.number: t for t in study.get_trials()}
+    for n in finished_before:  # nothing finished was lost or re-told
+        assert (after[n].state, after[n].values) == before[n]
+    for n in running_before:
+        assert after[n].state == optuna.trial.TrialState.FAIL and after[n].user_attrs["interrupted"]
+    counted = [t for t in after.values() if t.user_attrs.get("kind") == "search" and
+               not t.user_attrs.get("interrupted")]
+    assert len(counted) == 6 and all(t.state.is_finished() for t in counted)  # exactly n_trials, none twice
+    configs = [PETLConfig.from_dict(t.user_attrs["petl_config"]).fingerprint() for t in counted]
+    assert len(set(configs)) == len(configs)
+    for n in running_before:  # each interrupted point was trained again
+        assert after[n].user_attrs["petl_config"] in [t.user_attrs["petl_config"] for t in counted]
+
+
+def test_search_and_status_reject_bad_input_in_one_line(toy, tmp_path, capsys) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ntask: sst2\nspace: nowhere.yaml\nbudget: 0.01\n")
+    assert main(["search", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("petl-search: error: ") and "nowhere.yaml" in err and err.count("\n") == 1
+    fresh = write_study(toy, "never_run")
+    assert main(["status", str(fresh)]) == 2
+    assert "has no results yet" in capsys.readouterr().err
+    assert main(["search", str(fresh), "--n-trials", "0"]) == 2
+    assert "--n-trials must be a positive integer" in capsys.readouterr().err
+    missing_data = write_study(toy, "no_data", data_dir=str(tmp_path))
+    assert main(["search", str(missing_data)]) == 2
+    assert "SST-2/train.tsv not found" in capsys.readouterr().err

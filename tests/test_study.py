@@ -1,0 +1,210 @@
+"""Study files and the proposer: bad files fail before anything starts; every point handed to a worker is a
+valid PETLConfig within budget; over-budget points reach the sampler as infeasible and are never trained;
+nothing is trained twice; interrupted trials are queued again; results are told to Optuna exactly once."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from petl_search.config import PETLConfig
+from petl_search.errors import PETLError
+from petl_search.front import read_records
+from petl_search.params import count_params
+from petl_search.proposer import Proposer, open_study, reconcile
+from petl_search.study import Baseline, StudyError, fit_to_budget, load_study, make_sampler, parse_study
+
+from conftest import TINY_CONFIGS
+
+ROOT = Path(__file__).resolve().parents[1]
+SPACES = ROOT / "search_spaces"
+
+
+def study_data(tmp_path: Path, **overrides) -> dict:
+    data = {"name": "t", "model": "tiny", "task": "sst2", "space": str(SPACES / "unified.yaml"), "budget": 0.05,
+            "n_trials": 6, "sampler": {"name": "random", "seed": 0}, "baselines": ["lora"],
+            "storage": f"sqlite:///{tmp_path / 'study.db'}", "train": {"max_steps": 10}}
+    data.update(overrides)
+    return data
+
+
+def test_shipped_studies_load() -> None:
+    for path in sorted((ROOT / "studies").glob("*.yaml")):
+        spec = load_study(path)
+        assert spec.storage == f"sqlite:///{(ROOT / 'studies' / spec.name / 'study.db')}"
+        assert spec.space().sites
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"budgett": 0.1}, "unknown key 'budgett'"),
+    ({"task": "sst3"}, "task must be one of"),
+    ({"budget": 1.5}, "budget must be a fraction of the backbone in (0, 1]"),
+    ({"budget": "1%"}, "budget must be a fraction"),
+    ({"n_trials": 0}, "n_trials must be a positive integer"),
+    ({"sampler": {"name": "cmaes"}}, "sampler.name must be one of ['tpe', 'nsga2', 'gp', 'random']"),
+    ({"sampler": {"name": "tpe", "startup": 3}}, "sampler has no option 'startup'"),
+    ({"objectives": ["stored_params", "metric"]}, "objectives must be [metric, stored_params]"),
+    ({"resources": {"cpu": 1}}, "resources must be {cpus: N, gpus: F}"),
+    ({"resources": {"gpus": -1}}, "resources.gpus must be a number >= 0"),
+    ({"early_stopping": {"grace_evals": 0}}, "early_stopping.grace_evals must be a positive integer"),
+    ({"train": {"max_stepz": 10}}, "train has no field 'max_stepz'"),
+    ({"train": {"max_steps": -1}}, "train.max_steps must be a positive integer"),
+    ({"train": {"seed": 3}}, "train.seed is set per trial"),
+    ({"baselines": ["lorra"]}, "baselines[0].preset must be one of"),
+    ({"baselines": [{"preset": "lora", "seeds": []}]}, "baselines[0].seeds must be a list"),
+    ({"space": "nowhere.yaml"}, "space: search space"),
+    ({"storage": "study.db"}, "storage must be an SQLAlchemy URL"),
+    ({"name": "my study"}, "name must be a name of letters"),
+])
+def test_bad_study_files_name_the_key_and_the_problem(tmp_path, change, message) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(study_data(tmp_path, **change)))
+    with pytest.raises(StudyError) as info:
+        load_study(path)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+def test_a_missing_or_broken_file_is_one_clear_error(tmp_path) -> None:
+    with pytest.raises(StudyError, match="study file .*nope.yaml not found"):
+        load_study(tmp_path / "nope.yaml")
+    (tmp_path / "broken.yaml").write_text("name: [unclosed\n")
+    with pytest.raises(StudyError, match="not valid YAML"):
+        load_study(tmp_path / "broken.yaml")
+
+
+@pytest.mark.parametrize("name", ["tpe", "nsga2", "gp", "random"])
+def test_every_sampler_is_built(tmp_path, name) -> None:
+    spec = parse_study(study_data(tmp_path, sampler={"name": name, "seed": 3}))
+    assert type(make_sampler(spec)).__name__.lower().startswith(name.replace("nsga2", "nsgaii")[:3])
+
+
+@pytest.mark.parametrize("preset, args", [("lora", {}), ("houlsby", {}), ("prefix_tuning", {}),
+                                          ("mam", {"prefix_len": 2}), ("mh_parallel_adapter", {})])
+def test_baselines_are_fitted_to_the_largest_size_within_budget(preset, args) -> None:
+    model_config = TINY_CONFIGS["bert"]()
+    config, label = fit_to_budget(Baseline(preset, args), 0.05, model_config)
+    from petl_search.presets import SIZE_ARGUMENT, preset as build
+
+    size = int(re.search(rf"{SIZE_ARGUMENT[preset]}=(\d+)", label).group(1))
+    assert count_params(config, model_config).stored_fraction <= 0.05
+    bigger = build(preset, model_config=model_config, **{**args, SIZE_ARGUMENT[preset]: size + 1})
+    assert count_params(bigger, model_config).stored_fraction > 0.05
+    # explicit sizes are kept, even over budget: the user asked for that point
+    kept, kept_label = fit_to_budget(Baseline("lora", {"r": 64}), 0.05, model_config)
+    assert kept == build("lora", r=64) and kept_label == "lora(r=64)"
+
+
+def test_a_baseline_that_cannot_fit_is_refused() -> None:
+    with pytest.raises(StudyError, match="does not fit the budget .* even with r=1"):
+        fit_to_budget(Baseline("houlsby"), 1e-6, TINY_CONFIGS["bert"]())
+
+
+def completed(proposer: Proposer, number: int, metric: float) -> dict:
+    """A trainer record as a worker sends it back (the proposer never looks inside the model)."""
+    trial = proposer.study.get_trials(deepcopy=False)[number]
+    return {"status": "completed", "main_metric": "accuracy", "metrics": {"accuracy": metric},
+            "params": {"delta_stored": trial.user_attrs["stored_params"]}, "throughput": 10.0, "steps": 10}
+
+
+def make_proposer(tmp_path, **overrides) -> Proposer:
+    spec = parse_study(study_data(tmp_path, **overrides))
+    return Proposer(open_study(spec), spec, TINY_CONFIGS["bert"]())
+
+
+def test_candidates_are_valid_points_within_budget_and_over_budget_ones_teach_the_sampler(tmp_path) -> None:
+    proposer = make_proposer(tmp_path, n_trials=12, budget=0.02)
+    model_config = TINY_CONFIGS["bert"]()
+    seen = []
+    while (candidate := proposer.next()) is not None:
+        config = PETLConfig.from_dict(candidate.petl_config)
+        assert count_params(config, model_config).stored_fraction <= 0.02
+        seen.append(candidate)
+        proposer.finish(candidate.number, completed(proposer, candidate.number, 0.5 + 0.01 * len(seen)))
+    assert [c.kind for c in seen] == ["baseline"] + ["search"] * 12
+    trials = proposer.study.get_trials()
+    over = [t for t in trials if t.user_attrs["kind"] == "over_budget"]
+    assert over, "a 2% budget on the unified space must reject some proposals"
+    for t in over:  # told as complete with the metric's floor, and infeasible, so the sampler learns
+        assert t.state == optuna.trial.TrialState.COMPLETE and t.values[0] == 0.0
+        assert t.constraints["budget"] > 0 and t.user_attrs["stored_fraction"] > 0.02
+    for t in trials:
+        if t.user_attrs["kind"] in ("search", "baseline"):
+            assert t.constraints["budget"] <= 0
+    assert all(t.user_attrs["kind"] != "search" or t not in proposer.study.best_trials for t in over)
+
+
+def test_a_point_proposed_twice_is_not_trained_twice(tmp_path) -> None:
+    space = tmp_path / "one_point.yaml"
+    space.write_text(yaml.safe_dump({"name": "one", "sites": {"attn_qkv": {"optional": False, "form": ["lora"],
+                     "size": 2, "insertion": "parallel", "composition": "add", "heads": 1, "init": "lora",
+                     "input_norm": False, "projections": [["q", "v"]]}}}))
+    proposer = make_proposer(tmp_path, space=str(space), n_trials=3, baselines=[])
+    proposer.max_rejections = 20
+    first = proposer.next()
+    proposer.finish(first.number, completed(proposer, first.number, 0.7))
+    with pytest.raises(PETLError, match="20 points in a row that were over the budget .* or already trained"):
+        proposer.next()
+    duplicates = [t for t in proposer.study.get_trials() if t.user_attrs["kind"] == "duplicate"]
+    assert duplicates and all(t.values == [0.7, t.user_attrs["stored_params"]] for t in duplicates)
+    assert sum(r.kind == "search" for r in read_records(proposer.study)) == 1
+
+
+def test_outcomes_are_told_once_with_their_reasons(tmp_path) -> None:
+    proposer = make_proposer(tmp_path, baselines=[], n_trials=4)
+    a, b, c, d = (proposer.next() for _ in range(4))
+    assert proposer.next() is None
+    proposer.finish(a.number, completed(proposer, a.number, 0.9))
+    proposer.finish(b.number, {"status": "failed", "reason": "loss became nan at step 3"})
+    proposer.finish(c.number, None, stopped_reason="stopped early by ASHA at step 5")
+    proposer.finish(d.number, None, error="the worker raised or died")
+    states = {r.number: (r.state, r.reason) for r in read_records(proposer.study)}
+    assert states[a.number] == ("COMPLETE", None)
+    assert states[b.number] == ("FAIL", "loss became nan at step 3")
+    assert states[c.number] == ("PRUNED", "stopped early by ASHA at step 5")
+    assert states[d.number] == ("FAIL", "the worker raised or died")
+    with pytest.raises(ValueError, match="Cannot tell a COMPLETE trial"):  # Optuna refuses a second tell: a trial cannot be counted twice
+        proposer.study.tell(a.number, [0.1, 1.0])
+
+
+def test_the_same_failure_three_times_before_any_success_stops_the_study(tmp_path) -> None:
+    proposer = make_proposer(tmp_path, baselines=[], n_trials=10)
+    for _ in range(3):
+        candidate = proposer.next()
+        proposer.finish(candidate.number, {"status": "failed", "reason": "model 'x' could not be loaded"})
+    assert proposer.abort and "model 'x' could not be loaded" in proposer.abort
+    assert proposer.next() is None
+
+
+def test_resume_requeues_interrupted_points_and_keeps_finished_ones(tmp_path) -> None:
+    proposer = make_proposer(tmp_path, n_trials=4, baselines=[{"preset": "lora", "seeds": [0, 1]}])
+    base0, base1, s1, s2 = (proposer.next() for _ in range(4))
+    proposer.finish(base0.number, completed(proposer, base0.number, 0.8))
+    proposer.finish(s1.number, completed(proposer, s1.number, 0.7))
+    # the process dies here: base1 and s2 are left RUNNING in the storage
+    spec = proposer.spec
+    study = open_study(spec)
+    assert sorted(reconcile(study)) == sorted([base1.number, s2.number])
+    resumed = Proposer(study, spec, TINY_CONFIGS["bert"]())
+    assert resumed.remaining == 1 + 3  # baseline seed 1, and 3 of the 4 search trials
+    again = [resumed.next() for _ in range(4)]
+    assert resumed.next() is None
+    assert again[0].kind == "baseline" and again[0].seed == 1
+    assert again[1].petl_config == s2.petl_config  # the interrupted point is trained again, first
+    for c in again:
+        resumed.finish(c.number, completed(resumed, c.number, 0.6))
+    records = read_records(study)
+    trained = [r for r in records if r.kind in ("search", "baseline") and not r.extra.get("interrupted")]
+    assert len(trained) == 4 + 2 and all(r.state == "COMPLETE" for r in trained)
+    assert next(r for r in records if r.number == s1.number).metric == 0.7  # untouched by the resume
+
+
+def test_a_changed_definition_is_refused_but_more_trials_are_fine(tmp_path) -> None:
+    open_study(parse_study(study_data(tmp_path)))
+    open_study(parse_study(study_data(tmp_path, n_trials=50, concurrency=2)))
+    with pytest.raises(PETLError, match=r"different definition \(changed: budget\)"):
+        open_study(parse_study(study_data(tmp_path, budget=0.1)))
+    with pytest.raises(PETLError, match="has no results yet"):
+        open_study(parse_study(study_data(tmp_path, name="other")), create=False)
