@@ -1,8 +1,8 @@
 """Sample efficiency: the study's sampler against random search, same space, budget and trials, several seeds.
 
 Each trial really trains (the project's trainer) and is proposed and told through `Proposer`, the code
-the Ray searcher drives; trials run one after another in this process, so the comparison measures the
-sampler, not scheduling. Hypervolume is of (dev metric, 1 - stored/budget) with reference (0, 0), over
+the Ray searcher drives; trials run one after another in this process (`run_study_inline`), so the
+comparison measures the sampler, not scheduling. Hypervolume is of (dev metric, 1 - stored/budget) with reference (0, 0), over
 search trials only. The summary line is the fraction of the trials the sampler needs to reach random
 search's final mean hypervolume (target: <= 0.5).
 
@@ -20,12 +20,10 @@ from pathlib import Path
 
 from transformers.utils import logging as hf_logging
 
-from petl_search.front import read_records, study_hypervolume
-from petl_search.models import load_model_config
-from petl_search.proposer import Proposer, open_study
+from petl_search.front import study_hypervolume
+from petl_search.search import run_study_inline
 from petl_search.study import parse_study
 from petl_search.toy import write_tiny_model, write_toy_glue
-from petl_search.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,15 +36,10 @@ def run_one(args: argparse.Namespace, sampler: str, seed: int, workdir: Path) ->
                                                       else {})},
         "train": {"max_steps": args.steps, "eval_every": args.steps, "batch_size": 16, "learning_rate": args.lr,
                   "eval_examples": None},
-        "seed": seed, "storage": f"sqlite:///{workdir / f'{sampler}-{seed}.db'}"})
-    study = open_study(spec)
-    proposer = Proposer(study, spec, load_model_config(spec.model))
-    curve = []
-    while (candidate := proposer.next()) is not None:
-        result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_dir,
-                       train_config=spec.train_config(candidate.seed, args.threads))
-        proposer.finish(candidate.number, result.to_dict())
-        curve.append(study_hypervolume(read_records(study), budget_fraction=spec.budget))
+        "resources": {"cpus": args.threads}, "seed": seed, "storage": f"sqlite:///{workdir / f'{sampler}-{seed}.db'}"})
+    curve: list[float] = []
+    run_study_inline(spec, progress=lambda line: None, on_record=lambda records: curve.append(
+        study_hypervolume(records, budget_fraction=spec.budget)))
     return curve
 
 

@@ -8,6 +8,7 @@ The core API:
     count_params(config, cfg)   trained / stored Δh parameters, analytically
     save_petl / load_petl       config.json + weights.safetensors, onto a fresh base model
     merge_petl(model)           fold linear Δh (LoRA) into the base weights
+    load(model, folder)         put an exported study result (Δh + task head) on a base model
 """
 __version__ = "0.1.0"
 
@@ -19,9 +20,10 @@ from .params import ParamCount, count_params
 from .inject import apply_petl, is_petl_parameter, petl_config, remove_petl
 from .merge import merge_petl, mergeable
 from .serialization import load_petl, save_petl
+from .export import load
 
 __all__ = [
     "DeltaSpec", "PETLConfig", "SITES", "PETLConfigError", "PETLError", "UnsupportedModelError", "PRESETS",
     "preset", "presets", "ParamCount", "count_params", "apply_petl", "is_petl_parameter", "petl_config",
-    "remove_petl", "merge_petl", "mergeable", "save_petl", "load_petl", "__version__",
+    "remove_petl", "merge_petl", "mergeable", "save_petl", "load_petl", "load", "__version__",
 ]

@@ -6,6 +6,8 @@
                       [--steps N] [--batch-size B] [--lr LR] [--eval-every N] [--seed S] [--out FILE.json]
     petl-search search STUDY.yaml [--address ADDR] [--storage URL] [--n-trials N] [--concurrency C]
     petl-search status STUDY.yaml [--storage URL]
+    petl-search dashboard STUDY.yaml [--out FILE.html] [--serve [--port P]]
+    petl-search export STUDY.yaml (--trial N | --best [--max-params F]) --out DIR [--force] [--steps N | --full-train]
 """
 from __future__ import annotations
 
@@ -80,7 +82,15 @@ def cmd_count(args: argparse.Namespace) -> None:
                       "model": args.model, "params": counted.to_dict()}, indent=2, sort_keys=True))
 
 
+def _quiet_transformers() -> None:
+    """No weight-loading reports (a new task head is expected to be missing from the checkpoint)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
 def cmd_train(args: argparse.Namespace) -> None:
+    _quiet_transformers()
     from tqdm import tqdm
 
     from .tasks import get_task, load_task
@@ -154,6 +164,45 @@ def cmd_status(args: argparse.Namespace) -> None:
         print("running (or left running by an interrupted run): " + ", ".join(f"#{r.number} {r.label}" for r in running))
 
 
+def cmd_dashboard(args: argparse.Namespace) -> None:
+    spec = _study(args)
+    if args.serve:
+        from .proposer import open_study
+
+        open_study(spec, create=False)  # a clear error for an unknown or empty study, before the server
+        import optuna_dashboard
+
+        print(f"optuna-dashboard on http://{args.host}:{args.port} for {spec.storage} (Ctrl-C stops it)", flush=True)
+        optuna_dashboard.run_server(spec.storage, host=args.host, port=args.port)
+        return
+    from .dashboard import write_dashboard
+
+    print(f"wrote {write_dashboard(spec, args.out)}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from .export import export_trial, select_trial
+    from .front import read_records
+    from .proposer import open_study
+
+    _quiet_transformers()
+    spec = _study(args)
+    if (args.trial is None) == (not args.best):
+        raise PETLError("say which trial: --trial N, or --best [--max-params F] (not both)")
+    if args.max_params is not None and not 0 < args.max_params <= 1:
+        raise PETLError(f"--max-params is a fraction of the backbone in (0, 1], but got {args.max_params}")
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.force:  # before any training
+        raise PETLError(f"{out} exists and is not empty; pass --force to replace it")
+    record = select_trial(read_records(open_study(spec, create=False)), trial=args.trial, best=args.best,
+                          max_params=args.max_params)
+    done = export_trial(spec, record, out, force=args.force, steps=args.steps, full_train=args.full_train,
+                        progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(json.dumps({"folder": str(done.folder), "trial": record.number, "design_point": record.label,
+                      "metric": done.metric, "trial_metric": record.metric, "reproduced": done.reproduced,
+                      "stored_params": record.stored_params, "peft": done.peft}, indent=2))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="petl-search", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -197,6 +246,25 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("study", help="a study YAML file, or a name under studies/")
     st.add_argument("--storage", help="an SQLAlchemy URL overriding the study's storage")
     st.set_defaults(func=cmd_status)
+    d = sub.add_parser("dashboard", help="write a study's self-contained HTML dashboard (or serve optuna-dashboard)")
+    d.add_argument("study", help="a study YAML file, or a name under studies/")
+    d.add_argument("--out", help="the HTML file (default dashboards/<name>.html)")
+    d.add_argument("--storage", help="an SQLAlchemy URL overriding the study's storage")
+    d.add_argument("--serve", action="store_true", help="serve the live optuna-dashboard on the same storage")
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--port", type=int, default=8080)
+    d.set_defaults(func=cmd_dashboard)
+    e = sub.add_parser("export", help="re-train a study's trial and write it as a loadable folder")
+    e.add_argument("study", help="a study YAML file, or a name under studies/")
+    e.add_argument("--trial", type=int, help="the trial number to export")
+    e.add_argument("--best", action="store_true", help="the best completed trial (fewest parameters on ties)")
+    e.add_argument("--max-params", type=float, help="with --best: at most this fraction of the backbone")
+    e.add_argument("--out", required=True, help="the folder to write")
+    e.add_argument("--force", action="store_true", help="replace the folder if it exists")
+    e.add_argument("--steps", type=int, help="train this many steps instead of the trial's")
+    e.add_argument("--full-train", action="store_true", help="train at least one epoch of the full training set")
+    e.add_argument("--storage", help="an SQLAlchemy URL overriding the study's storage")
+    e.set_defaults(func=cmd_export)
     return parser
 
 

@@ -219,8 +219,10 @@ def reconcile(study: optuna.Study) -> list[int]:
     """
     interrupted = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        handed_out = t.user_attrs.get("kind") in COUNTED_KINDS  # else killed while being proposed
         set_trial_attr(study, t.number, "interrupted", True)
-        set_trial_attr(study, t.number, "reason", "interrupted; its point was queued again")
+        set_trial_attr(study, t.number, "reason", "interrupted; its point was queued again" if handed_out
+                       else "interrupted while being proposed; nothing was trained")
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         if t.user_attrs.get("kind") == "search":
             study.enqueue_trial(dict(t.params))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import PETLError
-from .front import TrialRecord, best_baseline, counts, front_records
+from .front import TrialRecord, best_baseline, counts, front_records, read_records
 from .models import load_model_config
 from .proposer import Candidate, Proposer, open_study, reconcile
 from .study import StudySpec
@@ -35,8 +35,6 @@ def run_candidate(config: dict[str, Any]) -> None:
     from .trainer import train
 
     cand, run = config["candidate"], config["run"]
-    spec_train = dict(run["train"])
-    threads = spec_train.pop("threads", None) or max(1, int(run["cpus"]))
 
     def on_eval(step: int, scores: dict[str, float]) -> bool:
         tune.report({SCORE: scores[run["main_metric"]], "step": step})
@@ -45,7 +43,7 @@ def run_candidate(config: dict[str, Any]) -> None:
     try:
         from .trainer import TrainConfig
 
-        train_config = TrainConfig.from_dict({**spec_train, "threads": threads, "seed": cand["seed"]})
+        train_config = TrainConfig.from_dict({**run["train"], "seed": cand["seed"]})
         result = train(cand["petl_config"], run["task"], model=run["model"], data_dir=run["data_dir"],
                        train_config=train_config, on_eval=on_eval)
         record = result.to_dict()
@@ -134,8 +132,8 @@ def run_study(spec: StudySpec, *, address: str | None = None,
              f"budget {spec.budget:.3%} of {spec.model}, storage {spec.storage}")
 
     ray_dir = (spec.folder / "ray").resolve()
-    run = {"task": spec.task, "model": spec.model, "data_dir": spec.data_dir, "train": dict(spec.train),
-           "cpus": spec.cpus, "main_metric": _main_metric(spec.task), "ray_dir": str(ray_dir)}
+    run = {"task": spec.task, "model": spec.model, "data_dir": spec.data_dir,
+           "train": {**spec.train, "threads": spec.threads}, "main_metric": _main_metric(spec.task), "ray_dir": str(ray_dir)}
     own_ray = not ray.is_initialized()
     if own_ray:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no tables; we print progress
@@ -156,6 +154,28 @@ def run_study(spec: StudySpec, *, address: str | None = None,
     if proposer.abort:
         raise PETLError(f"study {spec.name} stopped: {proposer.abort}")
     return records
+
+
+def run_study_inline(spec: StudySpec, *, progress: Callable[[str], None] = print,
+                     on_record: Callable[[list[TrialRecord]], None] | None = None) -> list[TrialRecord]:
+    """Run `spec` in this process, one trial after another, without Ray and without early stopping.
+
+    The same Proposer, storage and trainer as `run_study`; for debugging a study, for benchmarks that
+    compare samplers (no scheduling noise) and for tests. on_record(records) runs after each trial.
+    """
+    from .trainer import train
+
+    study = open_study(spec)
+    reconcile(study)
+    proposer = Proposer(study, spec, load_model_config(spec.model))
+    while (candidate := proposer.next()) is not None:
+        result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_dir,
+                       train_config=spec.train_config(candidate.seed))
+        finished = proposer.finish(candidate.number, result.to_dict())
+        progress(f"#{finished.number} {finished.kind} {finished.label}: {finished.state.lower()} {finished.metric}")
+        if on_record:
+            on_record(read_records(study))
+    return read_records(study)
 
 
 def _scheduler(spec: StudySpec) -> Any:
@@ -199,8 +219,6 @@ def progress_line(record: TrialRecord, records: list[TrialRecord], total: int, s
 
 
 def _finish(study: Any, spec: StudySpec, progress: Callable[[str], None]) -> list[TrialRecord]:
-    from .front import read_records
-
     records = read_records(study)
     progress(summary(records, spec))
     return records

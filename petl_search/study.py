@@ -108,11 +108,16 @@ class StudySpec:
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=list))
 
-    def train_config(self, seed: int, threads: int | None = None) -> Any:
+    @property
+    def threads(self) -> int:
+        """torch threads per trial: the trainer's `threads` if set, else the trial's CPUs."""
+        return self.train.get("threads") or max(1, int(self.cpus))
+
+    def train_config(self, seed: int) -> Any:
+        """How a trial of this study trains (exports re-train with it, and so reproduce the trial)."""
         from .trainer import TrainConfig
 
-        values = {"threads": threads, **self.train, "seed": seed}
-        return TrainConfig.from_dict(values)
+        return TrainConfig.from_dict({**self.train, "threads": self.threads, "seed": seed})
 
 
 def load_study(path: str | Path) -> StudySpec:

@@ -86,8 +86,10 @@ def test_a_killed_study_resumes_without_losing_or_recounting_trials(toy) -> None
         while time.time() < deadline:  # wait for one finished trial while others run
             time.sleep(1)
             if spec.folder.joinpath("study.db").exists():
-                states = [t.state for t in optuna.load_study(study_name="killed", storage=spec.storage).get_trials()]
-                if optuna.trial.TrialState.COMPLETE in states and optuna.trial.TrialState.RUNNING in states:
+                trials = optuna.load_study(study_name="killed", storage=spec.storage).get_trials()
+                if any(t.state == optuna.trial.TrialState.COMPLETE for t in trials) and any(
+                        t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get("kind") == "search"
+                        for t in trials):
                     break
         else:
             pytest.fail("the study never had a finished and a running trial at once")
@@ -114,8 +116,12 @@ def test_a_killed_study_resumes_without_losing_or_recounting_trials(toy) -> None
     assert len(counted) == 6 and all(t.state.is_finished() for t in counted)  # exactly n_trials, none twice
     configs = [PETLConfig.from_dict(t.user_attrs["petl_config"]).fingerprint() for t in counted]
     assert len(set(configs)) == len(configs)
-    for n in running_before:  # each interrupted point was trained again
-        assert after[n].user_attrs["petl_config"] in [t.user_attrs["petl_config"] for t in counted]
+    for n in running_before:  # each interrupted candidate was trained again (a half-made proposal needs not)
+        if after[n].user_attrs.get("kind") == "search":
+            assert after[n].user_attrs["petl_config"] in [t.user_attrs["petl_config"] for t in counted]
+        else:
+            assert after[n].user_attrs["reason"] == "interrupted while being proposed; nothing was trained"
+    assert any(after[n].user_attrs.get("kind") == "search" for n in running_before)
 
 
 def test_search_and_status_reject_bad_input_in_one_line(toy, tmp_path, capsys) -> None:

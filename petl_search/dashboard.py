@@ -1,0 +1,161 @@
+"""Render a study's dashboard: one self-contained HTML file (plotly.js inlined, no network to open it).
+
+The numbers come from `report.py` (pure functions, tested); this module only draws them:
+1. the Pareto front: metric vs stored parameters (% of the backbone, log axis); front, dominated,
+   stopped and failed trials drawn differently; the seed methods labelled where they were evaluated;
+2. hypervolume after each search trial;
+3. the effect of each design dimension on the metric, within budget bands (points compared only with
+   points of similar size);
+4. parameter importances (Optuna's default evaluator, over the search trials' sampled parameters);
+5. the table of front points with their design points.
+"""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from .front import TrialRecord, front_records
+from .metrics import floor
+from .report import DIMENSIONS, dimension_effects, hypervolume_curve, importances, scatter_points, seed_methods
+from .study import StudySpec
+
+STYLE = {"front": ("#1f77b4", "circle", 11), "dominated": ("#b0b0b0", "circle", 8),
+         "pruned": ("#ff7f0e", "x", 8), "failed": ("#d62728", "x-thin", 9)}
+
+
+def front_figure(records: list[TrialRecord], spec: StudySpec, metric: str) -> Any:
+    import plotly.graph_objects as go
+
+    points = scatter_points(records)
+    scored = [p for p in points if p.metric is not None]
+    bottom = min((p.metric for p in scored), default=0.0) - 0.02
+    fig = go.Figure()
+    for status, (color, symbol, size) in STYLE.items():
+        group = [p for p in points if p.status == status and p.percent]
+        if not group:
+            continue
+        # trials without a metric (stopped, failed) sit on a strip under the lowest score
+        ys = [p.metric if p.metric is not None else bottom for p in group]
+        fig.add_trace(go.Scatter(
+            x=[p.percent for p in group], y=ys, mode="markers", name=f"{status} ({len(group)})",
+            marker={"color": color, "symbol": symbol, "size": size, "line": {"width": 1, "color": "#333"}},
+            text=[f"#{p.number} {p.kind}: {html.escape(p.label)}" + (f"<br>{html.escape(p.reason or '')}"
+                                                                    if p.metric is None else "") for p in group],
+            hovertemplate="%{text}<br>%{x:.3f}% of the backbone<br>" + metric + " %{y:.4f}<extra></extra>"))
+    front = front_records(records)
+    if front:
+        fig.add_trace(go.Scatter(x=[100 * r.stored_fraction for r in front], y=[r.metric for r in front],
+                                 mode="lines", line={"shape": "hv", "color": "#1f77b4", "width": 1.5},
+                                 name="Pareto front", hoverinfo="skip"))
+    seeds = seed_methods(records)
+    if seeds:
+        fig.add_trace(go.Scatter(
+            x=[s["percent"] for s in seeds], y=[s["mean"] for s in seeds], mode="markers+text",
+            name="seed methods (mean ± std over seeds)", text=[s["label"] for s in seeds], textposition="top center",
+            marker={"symbol": "diamond-open", "size": 14, "color": "#2ca02c", "line": {"width": 2}},
+            error_y={"type": "data", "array": [s["std"] for s in seeds], "visible": True},
+            hovertemplate="%{text}<br>%{x:.3f}%<br>" + metric + " %{y:.4f}<extra></extra>"))
+    fig.add_vline(x=100 * spec.budget, line_dash="dash", line_color="#888",
+                  annotation_text=f"budget {100 * spec.budget:g}%")
+    fig.update_layout(title=f"{spec.name}: {metric} vs stored Δh parameters", xaxis_type="log",
+                      xaxis_title="stored Δh parameters (% of the backbone, log scale)", yaxis_title=f"{metric} (dev)",
+                      height=560, template="plotly_white")
+    return fig
+
+
+def hypervolume_figure(records: list[TrialRecord], spec: StudySpec, metric: str) -> Any:
+    import plotly.graph_objects as go
+
+    curve = hypervolume_curve(records, spec.budget, floor(metric))
+    fig = go.Figure(go.Scatter(x=[n for n, _ in curve], y=[v for _, v in curve], mode="lines+markers",
+                               name="hypervolume"))
+    fig.update_layout(title=f"hypervolume of ({metric}, 1 - stored/budget) after each search trial",
+                      xaxis_title="trial number", yaxis_title="hypervolume", height=380, template="plotly_white")
+    return fig
+
+
+def effects_figure(records: list[TrialRecord], metric: str) -> Any:
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    names = list(DIMENSIONS)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True)
+    for col, dimension in enumerate(names, start=1):
+        for effect in dimension_effects(records, dimension):
+            low, high = effect.band
+            fig.add_trace(go.Bar(
+                x=[f"{100 * low:.3g}–{100 * high:.3g}%"], y=[effect.mean], name=effect.value, legendgroup=dimension,
+                showlegend=False, text=[f"{effect.value} (n={effect.n})"], textposition="inside",
+                error_y={"type": "data", "array": [effect.std], "visible": True},
+                hovertemplate=f"{dimension} = {effect.value}<br>budget band %{{x}}<br>mean {metric} %{{y:.4f}} "
+                              f"± {effect.std:.4f} (n={effect.n})<extra></extra>"), row=1, col=col)
+    fig.update_layout(title=f"effect of each design dimension on {metric}, within budget bands (×4 wide)",
+                      barmode="group", height=420, template="plotly_white")
+    fig.update_yaxes(title_text=f"mean {metric}", row=1, col=1)
+    return fig
+
+
+def importance_figure(study: Any, metric: str) -> Any:
+    import plotly.graph_objects as go
+
+    scores, note = importances(study)
+    fig = go.Figure(go.Bar(x=list(scores.values())[::-1], y=list(scores)[::-1], orientation="h"))
+    fig.update_layout(title=f"parameter importances for {metric} ({note})", height=max(300, 28 * len(scores) + 120),
+                      template="plotly_white", xaxis_title="importance (Optuna's default evaluator)")
+    return fig
+
+
+def front_table_html(records: list[TrialRecord], metric: str) -> str:
+    rows = []
+    for r in front_records(records):
+        rows.append(f"<tr><td>{r.number}</td><td>{r.kind}</td><td>{r.metric:.4f}</td><td>{r.stored_params:,}</td>"
+                    f"<td>{100 * r.stored_fraction:.3f}%</td><td>{html.escape(r.label)}</td>"
+                    f"<td><code>{html.escape(json.dumps(r.config, sort_keys=True))}</code></td></tr>")
+    return ("<table id='front-table'><thead><tr><th>trial</th><th>kind</th><th>" + html.escape(metric) +
+            "</th><th>stored</th><th>% backbone</th><th>design point</th><th>config</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table>")
+
+
+def render(records: list[TrialRecord], spec: StudySpec, study: Any, metric: str) -> str:
+    """The whole report as one HTML document."""
+    from plotly.offline import get_plotlyjs
+
+    from .front import counts
+
+    figures = [("front", front_figure(records, spec, metric)), ("hypervolume", hypervolume_figure(records, spec, metric)),
+               ("effects", effects_figure(records, metric)), ("importances", importance_figure(study, metric))]
+    blocks = "\n".join(f"<section id='{name}'>{fig.to_html(full_html=False, include_plotlyjs=False, div_id=name + '-plot')}"
+                       f"</section>" for name, fig in figures)
+    summary = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts(records).items() if v)
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{html.escape(spec.name)}: petl-search dashboard</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1400px}} table{{border-collapse:collapse;font-size:13px}}
+td,th{{border:1px solid #ccc;padding:4px 6px;vertical-align:top}} code{{font-size:11px;word-break:break-all}}</style>
+<script type="text/javascript">{get_plotlyjs()}</script></head>
+<body><h1>{html.escape(spec.name)}</h1>
+<p>{html.escape(spec.description)}</p>
+<p>{html.escape(spec.model)} on {html.escape(spec.task)}, budget {100 * spec.budget:g}% of the backbone's parameters
+(stored Δh). Trials: {html.escape(summary)}.</p>
+{blocks}
+<section id="front-points"><h2>Front points</h2>{front_table_html(records, metric)}</section>
+</body></html>
+"""
+
+
+def write_dashboard(spec: StudySpec, out: str | Path | None = None) -> Path:
+    """Read the study's storage and write its dashboard (default: dashboards/<name>.html)."""
+    from .errors import PETLError
+    from .front import read_records
+    from .proposer import open_study
+    from .tasks import get_task
+
+    study = open_study(spec, create=False)
+    records = read_records(study)
+    if not any(r.scored for r in records):
+        raise PETLError(f"study {spec.name!r} has no completed trials yet: nothing to draw")
+    path = Path(out) if out else Path("dashboards") / f"{spec.name}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(records, spec, study, get_task(spec.task).main_metric))
+    return path

@@ -1,0 +1,264 @@
+"""Take a study's chosen configuration away as a module that loads onto a base model with one call.
+
+    petl-search export quickstart --best --max-params 0.005 --out exported/
+    model = petl_search.load(AutoModelForSequenceClassification.from_pretrained(base, num_labels=2), "exported/")
+
+A search keeps results, not weights, so export trains the trial again with its exact settings (model,
+task, trainer budget, seed): on the same machine and device that gives the trial's model bit for bit,
+and the export checks it (the dev metric must equal the stored one). `--steps N` or `--full-train`
+trains longer instead. The folder holds `config.json` + `weights.safetensors` (Δh, as `save_petl`
+writes them), `head.safetensors` (the task head trained with it), `trial.json` (the study's record),
+`README.md` (a card: task, metric, parameters, how to load) and, where the configuration is plain LoRA
+on attention projections, `peft/` (a folder PEFT loads). It is written to a temporary folder and moved
+into place, so a failed export leaves nothing half-written; an existing folder is kept unless `force`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .config import PETLConfig
+from .errors import PETLError
+from .front import TrialRecord
+from .study import StudySpec
+
+HEAD_FILE = "head.safetensors"
+TRIAL_FILE = "trial.json"
+CARD_FILE = "README.md"
+PEFT_DIR = "peft"
+
+
+def select_trial(records: Iterable[TrialRecord], *, trial: int | None = None, best: bool = False,
+                 max_params: float | None = None) -> TrialRecord:
+    """The trial to export: by number, or the best metric (fewest parameters on ties) within max_params."""
+    records = list(records)
+    scored = [r for r in records if r.scored]
+    if not scored:
+        raise PETLError("the study has no completed trials to export yet")
+    if trial is not None:
+        chosen = next((r for r in records if r.number == trial), None)
+        if chosen is None:
+            raise PETLError(f"trial {trial} is not in the study (its trials are 0..{len(records) - 1})")
+        if not chosen.scored:
+            what = {"over_budget": "was over the budget and never trained",
+                    "duplicate": f"repeated trial {chosen.extra.get('duplicate_of')}: export that one"}.get(
+                chosen.kind, f"did not complete ({chosen.state.lower()}: {chosen.reason})")
+            raise PETLError(f"trial {trial} {what}; only completed trials can be exported")
+        return chosen
+    if not best:
+        raise PETLError("say which trial: --trial N, or --best [--max-params F]")
+    pool = [r for r in scored if max_params is None or r.stored_fraction <= max_params]
+    if not pool:
+        smallest = min(scored, key=lambda r: r.stored_fraction)
+        raise PETLError(f"no completed trial stores at most {max_params:.4%} of the backbone (the smallest, "
+                        f"trial {smallest.number}, stores {smallest.stored_fraction:.4%})")
+    return max(pool, key=lambda r: (r.metric, -r.stored_params, -r.number))
+
+
+def peft_lora_config(config: PETLConfig, model: Any) -> tuple[dict[str, Any] | None, str]:
+    """PEFT LoraConfig arguments when `config` (on `model`) is plain LoRA on separate projections, else why not."""
+    spec = config.attn_qkv
+    if spec is None or any(getattr(config, site) is not None for site in ("attn_heads", "attn_out", "ffn")):
+        return None, "PEFT's LoRA modifies projections: the configuration has Δh at other sites"
+    if (spec.form, spec.insertion, spec.heads, spec.input_norm, spec.layer_sizes) != ("lora", "parallel", 1, False, ()):
+        return None, "PEFT's LoRA is a parallel, single-head low-rank Δ without input norm or per-layer sizes"
+    if spec.composition not in ("add", "scale"):
+        return None, f"PEFT's LoRA has a fixed scale, not composition {spec.composition!r}"
+    names = {id(m): n for n, m in model.named_modules()}
+    targets = set()
+    for wiring in model.petl._wirings:
+        if wiring.start is not None:
+            return None, "the model fuses q, k and v in one module (GPT-2): PEFT's LoRA would span all three"
+        targets.add(names[id(wiring.exit)].rsplit(".", 1)[-1])
+    scale = spec.scale if spec.composition == "scale" else 1.0
+    args = {"r": spec.size, "lora_alpha": scale * spec.size, "target_modules": sorted(targets),
+            "lora_dropout": 0.0, "bias": "none"}
+    if spec.layers is not None:
+        args["layers_to_transform"] = list(spec.layers)
+    return args, ""
+
+
+@dataclass(frozen=True)
+class Exported:
+    folder: Path
+    record: TrialRecord
+    metric: float  # the exported model's dev metric
+    reproduced: bool | None  # equal to the trial's metric (None: trained differently on purpose)
+    peft: str  # "written", or why not
+
+
+def export_trial(spec: StudySpec, record: TrialRecord, out: str | Path, *, force: bool = False,
+                 steps: int | None = None, full_train: bool = False,
+                 progress: Callable[[str], None] = print) -> Exported:
+    """Re-train `record`'s point as the study trained it (or longer), check it, and write the folder."""
+    from .tasks import get_task
+    from .trainer import _load_cached, train
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not force:
+        raise PETLError(f"{out} exists and is not empty; pass --force to replace it")
+    task = get_task(spec.task)
+    train_config = spec.train_config(record.seed if record.seed is not None else spec.seed)
+    if full_train:
+        n_train = len(_load_cached(spec.task, spec.data_dir)["train"])
+        steps = max(steps or 0, math.ceil(n_train / train_config.batch_size), train_config.max_steps)
+    if steps is not None:
+        train_config = replace(train_config, max_steps=steps)
+    progress(f"training trial {record.number} ({record.label}) for {train_config.max_steps} steps")
+    result = train(record.config, task, model=spec.model, data_dir=spec.data_dir, train_config=train_config,
+                   keep_model=True)
+    if result.status != "completed":
+        raise PETLError(f"re-training trial {record.number} failed: {result.reason}")
+    metric = result.metrics[task.main_metric]
+    reproduced = metric == record.metric if steps is None else None
+    if reproduced is False:
+        progress(f"warning: the re-trained model scores {metric:.6f}, the trial scored {record.metric:.6f} "
+                 f"(another machine, device or library version than the study's)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        peft_status = write_folder(staging, result, spec, record, reproduced)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return Exported(out, record, metric, reproduced, peft_status)
+
+
+def write_folder(folder: Path, result: Any, spec: StudySpec, record: TrialRecord, reproduced: bool | None) -> str:
+    from safetensors.torch import save_file
+
+    from .serialization import save_petl
+    from .trainer import head_modules
+
+    model = result.trained_model
+    save_petl(model, folder, overwrite=True, metadata={"study": spec.name, "trial": record.number,
+                                                        "task": spec.task, "base_model": spec.model})
+    heads = head_modules(model) if spec.task not in ("xsum", "wmt16_en_ro") else []
+    head_state = {name: p.detach().contiguous().cpu() for name, p in model.named_parameters()
+                  if any(name == h or name.startswith(h + ".") for h in heads)}
+    if head_state:
+        save_file(head_state, str(folder / HEAD_FILE), metadata={"format": "pt"})
+    document = {"study": spec.name, "trial": record.number, "kind": record.kind, "label": record.label,
+                "base_model": spec.model, "task": spec.task, "main_metric": result.main_metric,
+                "trial_metric": record.metric, "exported_metric": result.metrics[result.main_metric],
+                "reproduced": reproduced, "metrics": result.metrics, "params": result.params,
+                "train_config": result.train_config, "petl_config": record.config}
+    (folder / TRIAL_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    peft_status = write_peft(folder / PEFT_DIR, model, PETLConfig.from_dict(record.config), heads)
+    (folder / CARD_FILE).write_text(card(document, peft_status))
+    return peft_status
+
+
+def write_peft(folder: Path, model: Any, config: PETLConfig, heads: list[str]) -> str:
+    """A PEFT LoRA folder with the same weights (and the trained head as modules_to_save), if expressible."""
+    import copy
+
+    args, why = peft_lora_config(config, model)
+    if args is None:
+        return f"not written: {why}"
+    try:
+        import peft
+    except ImportError:
+        return "not written: install peft (`pip install peft`) to export a PEFT folder"
+    import torch
+
+    from .inject import remove_petl
+
+    wirings = {id(w.exit): w for w in model.petl._wirings}
+    names = {id(m): n for n, m in model.named_modules()}
+    base = remove_petl(copy.deepcopy(model))  # trained head, frozen backbone, no Δh
+    wrapped = peft.get_peft_model(base, peft.LoraConfig(**args, modules_to_save=heads or None))
+    with torch.no_grad():
+        for key, wiring in wirings.items():
+            layer = wrapped.base_model.model.get_submodule(names[key])
+            layer.lora_A["default"].weight.copy_(wiring.delta.bottleneck.down_weight[0])
+            layer.lora_B["default"].weight.copy_(wiring.delta.bottleneck.up_weight[0])
+    wrapped.save_pretrained(str(folder))
+    return "written"
+
+
+def load(model: Any, directory: str | Path, *, merge: bool = False) -> Any:
+    """Put an exported configuration (Δh and, if saved, the task head) on a fresh base model.
+
+    merge=True then folds Δh into the base weights (no extra cost at inference); it refuses, naming
+    the parts, when a Δh is not linear (bottleneck activations, prefixes, gates).
+    """
+    from safetensors.torch import load_file
+
+    from .merge import merge_petl
+    from .serialization import load_petl
+
+    directory = Path(directory)
+    load_petl(model, directory)
+    head_path = directory / HEAD_FILE
+    if head_path.is_file():
+        state = load_file(str(head_path))
+        own = dict(model.named_parameters())
+        missing = sorted(k for k in state if k not in own or own[k].shape != state[k].shape)
+        if missing:
+            raise PETLError(f"{head_path} does not fit this model's head ({missing[0]}): build the model with "
+                            f"the task's head (e.g. num_labels) as the card says")
+        import torch
+
+        with torch.no_grad():
+            for name, value in state.items():
+                own[name].copy_(value)
+    if merge:
+        merge_petl(model)
+    return model
+
+
+def card(doc: dict[str, Any], peft_status: str) -> str:
+    params = doc["params"]
+    main = doc["main_metric"]
+    check = {True: f"equal to the trial's {doc['trial_metric']:.4f}: the trial's model, reproduced",
+             False: f"the trial scored {doc['trial_metric']:.4f}: not reproduced exactly on this machine",
+             None: "trained longer than the trial"}[doc["reproduced"]]
+    head = "AutoModelForSeq2SeqLM" if doc["task"] in ("xsum", "wmt16_en_ro") else "AutoModelForSequenceClassification"
+    labels = "" if head.endswith("Seq2SeqLM") else f", num_labels={_num_labels(doc['task'])}"
+    peft_text = ("`peft/` holds the same LoRA for PEFT:\n\n```python\nfrom peft import PeftModel\n"
+                 f"model = PeftModel.from_pretrained({head}.from_pretrained(base{labels}), \"peft\")\n```\n"
+                 if peft_status == "written" else f"PEFT folder: {peft_status}.\n")
+    return f"""# {doc['label']}
+
+Exported from study `{doc['study']}`, trial {doc['trial']} ({doc['kind']}), by petl-search.
+
+| | |
+|---|---|
+| base model | `{doc['base_model']}` |
+| task | `{doc['task']}` |
+| {main} (dev) | {doc['exported_metric']:.4f} ({check}) |
+| Δh stored parameters | {params['delta_stored']:,} ({100 * params['delta_stored_fraction']:.3f}% of the backbone's {params['backbone']:,}) |
+| task head parameters | {params['head']:,} |
+| trained for | {doc['train_config']['max_steps']} steps of batch {doc['train_config']['batch_size']}, seed {doc['train_config']['seed']} |
+
+Design point (`config.json`): `{json.dumps(doc['petl_config'], sort_keys=True)}`
+
+## Load it
+
+```python
+from transformers import {head}
+import petl_search
+from petl_search.models import resolve_model
+
+base = resolve_model("{doc['base_model']}")
+model = {head}.from_pretrained(base{labels})
+petl_search.load(model, "path/to/this/folder")            # Δh + the trained task head
+# petl_search.load(model, "path/to/this/folder", merge=True)  # fold linear Δh into the weights
+```
+
+{peft_text}"""
+
+
+def _num_labels(task: str) -> int:
+    from .tasks import get_task
+
+    return get_task(task).num_labels

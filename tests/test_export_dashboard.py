@@ -1,0 +1,178 @@
+"""Dashboards and export on a real (toy) study: the HTML is self-contained and renders in headless
+Chromium; export re-trains the trial bit for bit, loads onto a fresh model with the same predictions,
+and writes a PEFT folder for plain LoRA that PEFT loads with the same outputs; bad input is refused."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import optuna
+import peft
+import pytest
+import torch
+import yaml
+
+import petl_search
+from petl_search.cli import main
+from petl_search.dashboard import write_dashboard
+from petl_search.errors import PETLError
+from petl_search.export import export_trial, select_trial
+from petl_search.front import front_records, read_records
+from petl_search.search import run_study_inline
+from petl_search.study import load_study
+from petl_search.tasks import get_task
+from petl_search.toy import write_tiny_model, write_toy_glue
+from petl_search.trainer import collate, encode, load_model, train, _load_cached
+
+ROOT = Path(__file__).resolve().parents[1]
+BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("toy")
+    write_tiny_model(folder / "model")
+    write_toy_glue(folder / "glue")
+    path = folder / "toy.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "toy", "model": str(folder / "model"), "task": "sst2", "data_dir": str(folder / "glue"),
+        "space": str(ROOT / "search_spaces" / "unified.yaml"), "budget": 0.05, "n_trials": 5,
+        "sampler": {"name": "random", "seed": 1}, "resources": {"cpus": 1},
+        "train": {"max_steps": 40, "eval_every": 20, "batch_size": 16, "learning_rate": 0.01},
+        "baselines": [{"preset": "lora", "args": {"r": 4}}, {"preset": "houlsby", "args": {"r": 4}}]}))
+    spec = load_study(path)
+    run_study_inline(spec, progress=lambda line: None)
+    return spec
+
+
+def dev_logits(model, spec) -> torch.Tensor:
+    """Logits of the whole toy dev set, in one batch (the exported model and the trial's must agree)."""
+    task = get_task(spec.task)
+    tokenizer = load_model(spec.model, task, 0)[1]
+    data = encode(_load_cached(spec.task, spec.data_dir)["validation"], tokenizer, task, spec.train_config(0),
+                  ("test", spec.name))
+    batch = collate(data, list(range(len(data))), tokenizer.pad_token_id, torch.device("cpu"), True)
+    batch.pop("labels")
+    model.eval()
+    with torch.no_grad():
+        return model(**batch).logits
+
+
+def fresh_model(spec):
+    return load_model(spec.model, get_task(spec.task), seed=123)[0]  # another seed: the head must be loaded
+
+
+def test_export_reproduces_the_trial_and_loads_with_the_same_predictions(study, tmp_path) -> None:
+    records = read_records(optuna.load_study(study_name="toy", storage=study.storage))
+    lora = next(r for r in records if r.kind == "baseline" and r.label == "lora(r=4)")
+    done = export_trial(study, lora, tmp_path / "lora", progress=lambda line: None)
+    assert done.reproduced is True and done.metric == lora.metric
+    assert sorted(p.name for p in done.folder.iterdir()) == ["README.md", "config.json", "head.safetensors", "peft",
+                                                             "trial.json", "weights.safetensors"]
+    # the trial's model, trained again in this process, against the export loaded onto a fresh model
+    trial_model = train(lora.config, study.task, model=study.model, data_dir=study.data_dir,
+                        train_config=study.train_config(lora.seed), keep_model=True).trained_model
+    expected = dev_logits(trial_model, study)
+    loaded = petl_search.load(fresh_model(study), done.folder)
+    assert torch.equal(dev_logits(loaded, study), expected)  # bit for bit on CPU
+    merged = petl_search.load(fresh_model(study), done.folder, merge=True)
+    assert not hasattr(merged, "petl")
+    torch.testing.assert_close(dev_logits(merged, study), expected, atol=1e-5, rtol=0)
+    # PEFT loads the same LoRA (and the trained head, as modules_to_save) and gives the same outputs
+    with_peft = peft.PeftModel.from_pretrained(fresh_model(study), str(done.folder / "peft"))
+    torch.testing.assert_close(dev_logits(with_peft, study), expected, atol=1e-5, rtol=0)
+    card = (done.folder / "README.md").read_text()
+    assert "reproduced" in card and "petl_search.load(model" in card and "PeftModel.from_pretrained" in card
+    assert json.loads((done.folder / "trial.json").read_text())["exported_metric"] == lora.metric
+
+
+def test_export_of_a_non_lora_point_has_no_peft_folder_and_says_why(study, tmp_path) -> None:
+    records = read_records(optuna.load_study(study_name="toy", storage=study.storage))
+    houlsby = next(r for r in records if r.label == "houlsby(r=4)")
+    done = export_trial(study, houlsby, tmp_path / "h", progress=lambda line: None)
+    assert not (done.folder / "peft").exists() and done.peft.startswith("not written: ")
+    with pytest.raises(PETLError, match="only linear Δh .* can be merged"):
+        petl_search.load(fresh_model(study), done.folder, merge=True)
+
+
+def test_bad_export_requests_are_refused_before_training(study, tmp_path, capsys) -> None:
+    records = read_records(optuna.load_study(study_name="toy", storage=study.storage))
+    with pytest.raises(PETLError, match="trial 999 is not in the study"):
+        select_trial(records, trial=999)
+    unscored = [r for r in records if not r.scored and r.kind != "duplicate"]
+    for r in unscored:
+        with pytest.raises(PETLError, match=f"trial {r.number} .*only completed trials can be exported"):
+            select_trial(records, trial=r.number)
+    with pytest.raises(PETLError, match="no completed trial stores at most 0.0000%"):
+        select_trial(records, best=True, max_params=1e-9)
+    with pytest.raises(PETLError, match="no completed trials"):
+        select_trial([r for r in records if not r.scored], best=True)
+    best = select_trial(records, best=True)
+    assert best.metric == max(r.metric for r in records if r.scored)
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    source = study.source
+    assert main(["export", source, "--best", "--out", str(out)]) == 2
+    assert "exists and is not empty; pass --force" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"  # nothing overwritten
+    assert main(["export", source, "--out", str(out)]) == 2
+    assert "--trial N, or --best" in capsys.readouterr().err
+    assert main(["export", source, "--best", "--max-params", "2", "--out", str(out)]) == 2
+    assert main(["export", source, "--best", "--out", str(out), "--force", "--steps", "5"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["reproduced"] is None and not (out / "keep.txt").exists()
+    assert main(["dashboard", str(ROOT / "studies" / "quickstart.yaml"), "--storage",
+                 f"sqlite:///{tmp_path / 'empty.db'}"]) == 2
+    assert "has no results yet" in capsys.readouterr().err
+
+
+def test_dashboard_is_one_self_contained_file_with_the_front(study, tmp_path) -> None:
+    path = write_dashboard(study, tmp_path / "toy.html")
+    text = path.read_text()
+    assert not re.findall(r"<script[^>]*\ssrc=|<link[^>]*href=|<iframe", text)  # opens with no network
+    assert "Plotly" in text[:text.index("</head>")]  # plotly.js itself is inlined
+    records = read_records(optuna.load_study(study_name="toy", storage=study.storage))
+    front = front_records(records)
+    table = text[text.index("<table id='front-table'>"):]
+    assert table.count("<tr><td>") == len(front)
+    for div in ("front-plot", "hypervolume-plot", "effects-plot", "importances-plot"):
+        assert f'id="{div}"' in text
+    assert "lora(r=4)" in text and "houlsby(r=4)" in text  # seed methods labelled
+
+
+def test_dashboard_renders_in_headless_chromium(study, tmp_path) -> None:
+    if BROWSER is None:
+        if os.environ.get("PETL_REQUIRE_BROWSER"):
+            pytest.fail("PETL_REQUIRE_BROWSER is set but no chromium is installed")
+        pytest.skip("no chromium on this machine (CI installs it: apt-get install chromium)")
+    path = write_dashboard(study, tmp_path / "toy.html")
+    flags = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
+    dom = subprocess.run(flags + ["--enable-logging=stderr", "--v=0", "--dump-dom", path.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count('class="main-svg"') >= 4  # plotly drew every figure
+    assert "scatterlayer" in dom.stdout and "Pareto front" in dom.stdout
+    console_errors = [line for line in dom.stderr.splitlines() if "CONSOLE" in line and ("Error" in line or
+                                                                                        "Uncaught" in line)]
+    assert not console_errors, console_errors
+    shot = tmp_path / "toy.png"
+    subprocess.run(flags + ["--window-size=1400,1800", f"--screenshot={shot}", path.as_uri()], capture_output=True,
+                   timeout=120, check=True)
+    assert shot.stat().st_size > 20_000
+
+
+def test_serve_uses_optuna_dashboard_on_the_same_storage(study) -> None:
+    import optuna_dashboard
+
+    app = optuna_dashboard.wsgi(study.storage)
+    status = []
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/api/studies", "QUERY_STRING": "", "SERVER_NAME": "test",
+               "SERVER_PORT": "80", "wsgi.input": io.BytesIO(b""), "wsgi.url_scheme": "http", "SERVER_PROTOCOL": "HTTP/1.1"}
+    body = b"".join(app(environ, lambda s, headers, exc_info=None: status.append(s)))
+    assert status[0].startswith("200") and b'"study_name": "toy"' in body.replace(b'":"', b'": "')
