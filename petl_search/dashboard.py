@@ -4,8 +4,8 @@ The numbers come from `report.py` (pure functions, tested); this module only dra
 1. the Pareto front: metric vs stored parameters (% of the backbone, log axis); front, dominated,
    stopped and failed trials drawn differently; the seed methods labelled where they were evaluated;
 2. hypervolume after each search trial;
-3. the effect of each design dimension on the metric, within budget bands (points compared only with
-   points of similar size);
+3. the effect of each design dimension (insertion, representation, composition, heads, form, size,
+   scale) on the metric, within budget bands (points compared only with points of similar size);
 4. parameter importances (Optuna's default evaluator, over the search trials' sampled parameters);
 5. the table of front points with their design points.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -81,19 +82,27 @@ def effects_figure(records: list[TrialRecord], metric: str) -> Any:
     from plotly.subplots import make_subplots
 
     names = list(DIMENSIONS)
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True)
-    for col, dimension in enumerate(names, start=1):
-        for effect in dimension_effects(records, dimension):
-            low, high = effect.band
-            fig.add_trace(go.Bar(
-                x=[f"{100 * low:.3g}–{100 * high:.3g}%"], y=[effect.mean], name=effect.value, legendgroup=dimension,
-                showlegend=False, text=[f"{effect.value} (n={effect.n})"], textposition="inside",
-                error_y={"type": "data", "array": [effect.std], "visible": True},
-                hovertemplate=f"{dimension} = {effect.value}<br>budget band %{{x}}<br>mean {metric} %{{y:.4f}} "
-                              f"± {effect.std:.4f} (n={effect.n})<extra></extra>"), row=1, col=col)
+    cols = 4
+    rows = math.ceil(len(names) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names)
+    for i, dimension in enumerate(names):
+        row, col = divmod(i, cols)
+        effects = dimension_effects(records, dimension)
+        if not effects:
+            fig.add_annotation(text="no budget band holds two values yet", showarrow=False, x=0, y=0,
+                               row=row + 1, col=col + 1)
+            continue
+        # dots with ± std bars, not bars from zero: the differences are a few points of the metric
+        fig.add_trace(go.Scatter(
+            x=[f"{100 * e.band[0]:.3g}–{100 * e.band[1]:.3g}%<br>{e.value}" for e in effects],
+            y=[e.mean for e in effects], mode="markers", showlegend=False, marker={"size": 9},
+            error_y={"type": "data", "array": [e.std for e in effects], "visible": True},
+            text=[f"{dimension} = {e.value}, n={e.n}" for e in effects],
+            hovertemplate="%{text}<br>mean " + metric + " %{y:.4f}<extra></extra>"), row=row + 1, col=col + 1)
     fig.update_layout(title=f"effect of each design dimension on {metric}, within budget bands (×4 wide)",
-                      barmode="group", height=420, template="plotly_white")
-    fig.update_yaxes(title_text=f"mean {metric}", row=1, col=1)
+                      height=380 * rows, template="plotly_white")
+    for row in range(1, rows + 1):
+        fig.update_yaxes(title_text=f"mean {metric}", row=row, col=1)
     return fig
 
 

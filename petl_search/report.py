@@ -55,12 +55,36 @@ def _form(config: dict) -> Any:
     return _single({spec.get("form") for _, spec in _specs(config)})
 
 
+def _bucket(value: float, edges: Sequence[float], unit: str) -> str:
+    """The range of `edges` holding value, as text: a numeric dimension becomes a few ordered groups."""
+    for low, high in zip(edges, edges[1:]):
+        if low <= value < high:
+            return f"{unit} {low:g}–{high:g}"
+    return f"{unit} ≥ {edges[-1]:g}" if value >= edges[-1] else f"{unit} < {edges[0]:g}"
+
+
+def _size(config: dict) -> Any:
+    """Bottleneck r / prefix l, in ×4 groups (the largest Δh's size when there are several)."""
+    sizes = [spec.get("size") for _, spec in _specs(config) if spec.get("size")]
+    return _bucket(max(sizes), (1, 5, 17, 65, 257, 1025), "size") if sizes else None
+
+
+def _scale(config: dict) -> Any:
+    """The fixed scale s of scaled compositions (points with other compositions are left out)."""
+    scales = {spec.get("scale") for _, spec in _specs(config)
+              if spec.get("form") != "prefix" and spec.get("composition") == "scale"}
+    value = _single(scales)
+    return _bucket(value, (0.5, 1, 2, 4, 8), "s") if value is not None else None
+
+
 DIMENSIONS: dict[str, Callable[[dict], Any]] = {
     "insertion": _dim("insertion"),
     "representation": _representation,
     "composition": _composition,
     "heads": _heads,
     "form": _form,
+    "size": _size,
+    "scale": _scale,
 }
 
 

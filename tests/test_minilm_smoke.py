@@ -11,8 +11,9 @@ from transformers import AutoModel, AutoTokenizer
 
 import petl_search as ps
 from petl_search.models import DEFAULT_ENCODER, resolve_model
+from petl_search.tasks import default_glue_dir
 
-GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+GLUE = default_glue_dir() or Path("$PETL_SEARCH_GLUE_DIR or ../shared/data/glue")  # one rule for every test
 
 
 @pytest.fixture(scope="module")

@@ -47,6 +47,19 @@ def test_dimension_effects_compare_only_within_a_band_and_only_single_valued_poi
     assert [(e.value, e.mean) for e in heads] == [("multi-head", 0.8), ("single-head", 0.7)]
 
 
+def test_size_and_scale_are_grouped_into_ranges() -> None:
+    def with_(size, scale=None):
+        spec = {"form": "bottleneck", "insertion": "parallel", "size": size, "heads": 1,
+                "composition": "scale" if scale else "add", "scale": scale or 1.0}
+        return {"ffn": spec}
+
+    records = [rec(0, 0.8, 0.01, with_(8, 4.0)), rec(1, 0.7, 0.01, with_(64, 1.5)), rec(2, 0.6, 0.01, with_(70))]
+    sizes = {e.value: e.mean for e in dimension_effects(records, "size")}
+    assert sizes == {"size 5–17": 0.8, "size 17–65": 0.7, "size 65–257": 0.6}
+    scales = {e.value: e.n for e in dimension_effects(records, "scale")}
+    assert scales == {"s 4–8": 1, "s 1–2": 1}  # the unscaled point has no scale to compare
+
+
 def test_hypervolume_curve_counts_search_trials_in_order() -> None:
     records = [rec(0, 0.8, 0.005, PA, kind="baseline"), rec(1, 0.7, 0.002, PA), rec(2, None, 0.003, PA, state="FAIL"),
                rec(3, 0.9, 0.008, SA), rec(4, 0.5, 0.02, SA, kind="over_budget")]
