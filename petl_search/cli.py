@@ -7,6 +7,7 @@
     petl-search search STUDY.yaml [--address ADDR] [--storage URL] [--n-trials N] [--concurrency C]
     petl-search status STUDY.yaml [--storage URL]
     petl-search dashboard STUDY.yaml [--out FILE.html] [--serve [--port P]]
+    petl-search report STUDY.yaml [--out FILE.md]
     petl-search export STUDY.yaml (--trial N | --best [--max-params F]) --out DIR [--force] [--steps N | --full-train]
 """
 from __future__ import annotations
@@ -203,6 +204,24 @@ def cmd_export(args: argparse.Namespace) -> None:
                       "stored_params": record.stored_params, "peft": done.peft}, indent=2))
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from .findings import markdown
+    from .front import read_records
+    from .proposer import open_study
+    from .tasks import get_task
+
+    spec = _study(args)
+    records = read_records(open_study(spec, create=False))
+    if not any(r.scored for r in records):
+        raise PETLError(f"study {spec.name!r} has no completed trials yet: nothing to report")
+    text = markdown(records, get_task(spec.task).main_metric, spec.name)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}", file=sys.stderr)
+    print(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="petl-search", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -265,6 +284,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--full-train", action="store_true", help="train at least one epoch of the full training set")
     e.add_argument("--storage", help="an SQLAlchemy URL overriding the study's storage")
     e.set_defaults(func=cmd_export)
+    r = sub.add_parser("report", help="answer the paper's questions from a study's trials (Markdown)")
+    r.add_argument("study", help="a study YAML file, or a name under studies/")
+    r.add_argument("--out", help="also write the Markdown here (e.g. docs/<name>.md)")
+    r.add_argument("--storage", help="an SQLAlchemy URL overriding the study's storage")
+    r.set_defaults(func=cmd_report)
     return parser
 
 

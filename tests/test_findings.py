@@ -1,0 +1,66 @@
+"""The paper's questions from a study's trials: controlled baseline pairs with Welch intervals (checked
+against SciPy), FFN vs attention per budget band, MAM against the search front, and the Markdown report."""
+from __future__ import annotations
+
+import pytest
+from scipy import stats
+
+from petl_search.findings import (baseline_comparisons, mam_placement, markdown, parse_label,
+                                  welch_interval)
+from petl_search.front import TrialRecord
+
+_numbers = iter(range(10_000))
+
+
+def rec(label, metric, fraction, kind="baseline", config=None) -> TrialRecord:
+    return TrialRecord(number=next(_numbers), state="COMPLETE", kind=kind, label=label, metric=metric,
+                       stored_params=int(fraction * 1e7), stored_fraction=fraction, config=config or {})
+
+
+def test_parse_label() -> None:
+    assert parse_label("lora(r=8)") == ("lora", {"r": "8"})
+    assert parse_label("parallel_adapter(r=3,site=attn_heads)") == ("parallel_adapter", {"r": "3", "site": "attn_heads"})
+    assert parse_label("houlsby") == ("houlsby", {})
+
+
+@pytest.mark.parametrize("a, b", [([0.80, 0.82, 0.81], [0.70, 0.74, 0.69, 0.71]), ([1.0, 2.0], [1.5, 1.4, 1.6])])
+def test_welch_interval_matches_scipy(a, b) -> None:
+    expected = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert welch_interval(a, b) == pytest.approx((expected.low, expected.high))
+
+
+def study_records() -> list[TrialRecord]:
+    return [
+        *(rec("parallel_adapter(r=245)", m, 0.0499) for m in (0.83, 0.84, 0.835)),
+        *(rec("pfeiffer(r=245)", m, 0.0499) for m in (0.80, 0.81, 0.805)),
+        *(rec("scaled_parallel_adapter(r=245)", m, 0.0499) for m in (0.83, 0.845, 0.82)),
+        *(rec("parallel_adapter(r=4)", m, 0.00091) for m in (0.78, 0.79, 0.785)),
+        *(rec("prefix_tuning(l=246)", m, 0.0499) for m in (0.81, 0.80, 0.805)),
+        *(rec("lora(r=2)", m, 0.00081) for m in (0.79, 0.80, 0.795)),
+        *(rec("mam(ffn_r=215)", m, 0.0498) for m in (0.82, 0.83, 0.825)),
+        rec("a", 0.83, 0.02, kind="search"), rec("b", 0.86, 0.06, kind="search"), rec("c", 0.81, 0.01, kind="search"),
+    ]
+
+
+def test_controlled_pairs_and_representation_by_band() -> None:
+    comparisons = {c.question: c for c in baseline_comparisons(study_records())}
+    insertion = comparisons["insertion: parallel vs sequential FFN adapter, at the budget"]
+    assert insertion.a.label == "parallel_adapter(r=245)" and insertion.b.label == "pfeiffer(r=245)"
+    assert insertion.difference == pytest.approx(0.03) and insertion.verdict == "parallel_adapter(r=245) better"
+    scaled = comparisons["composition: scaled vs plain parallel adapter, at the budget"]
+    assert scaled.verdict == "not distinguishable from noise" and scaled.low < 0 < scaled.high
+    assert "heads: multi-head vs single-head adapter on the head attention, at a tiny budget" not in comparisons
+    bands = [c for q, c in comparisons.items() if q.startswith("representation")]
+    assert [(c.a.label, c.b.label) for c in bands] == [("parallel_adapter(r=4)", "lora(r=2)"),
+                                                         ("parallel_adapter(r=245)", "prefix_tuning(l=246)")]  # 0.835 > 0.832
+
+
+def test_mam_against_the_front_and_the_markdown() -> None:
+    records = study_records()
+    (mam,) = mam_placement(records)
+    assert mam.mam.mean == pytest.approx(0.825)
+    assert [r.label for r in mam.dominated_by] == ["a"]  # b has more parameters, c scores less
+    assert mam.best_within.label == "a"
+    text = markdown(records, "accuracy", "s")
+    assert "| insertion: parallel vs sequential FFN adapter, at the budget |" in text
+    assert "parallel_adapter(r=245) better" in text and "mam(ffn_r=215)" in text
