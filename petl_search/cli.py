@@ -208,13 +208,12 @@ def cmd_report(args: argparse.Namespace) -> None:
     from .findings import markdown
     from .front import read_records
     from .proposer import open_study
-    from .tasks import get_task
 
     spec = _study(args)
     records = read_records(open_study(spec, create=False))
     if not any(r.scored for r in records):
         raise PETLError(f"study {spec.name!r} has no completed trials yet: nothing to report")
-    text = markdown(records, get_task(spec.task).main_metric, spec.name)
+    text = markdown(records, spec.main_metric, spec.name)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)

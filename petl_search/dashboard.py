@@ -158,7 +158,6 @@ def write_dashboard(spec: StudySpec, out: str | Path | None = None) -> Path:
     from .errors import PETLError
     from .front import read_records
     from .proposer import open_study
-    from .tasks import get_task
 
     study = open_study(spec, create=False)
     records = read_records(study)
@@ -166,5 +165,5 @@ def write_dashboard(spec: StudySpec, out: str | Path | None = None) -> Path:
         raise PETLError(f"study {spec.name!r} has no completed trials yet: nothing to draw")
     path = Path(out) if out else Path("dashboards") / f"{spec.name}.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(records, spec, study, get_task(spec.task).main_metric))
+    path.write_text(render(records, spec, study, spec.main_metric))
     return path

@@ -62,6 +62,10 @@ def select_trial(records: Iterable[TrialRecord], *, trial: int | None = None, be
 
 def peft_lora_config(config: PETLConfig, model: Any) -> tuple[dict[str, Any] | None, str]:
     """PEFT LoraConfig arguments when `config` (on `model`) is plain LoRA on separate projections, else why not."""
+    heads = config.attn_heads
+    if heads is not None and heads.form == "prefix" and all(getattr(config, s) is None for s in ("attn_out", "attn_qkv", "ffn")):
+        return None, ("PEFT's prefix tuning shifts position ids by the prefix length, so a PEFT folder would not "
+                      "give this model's outputs (load it with petl_search.load)")
     spec = config.attn_qkv
     if spec is None or any(getattr(config, site) is not None for site in ("attn_heads", "attn_out", "ffn")):
         return None, "PEFT's LoRA modifies projections: the configuration has Δh at other sites"

@@ -82,7 +82,7 @@ class Proposer:
                  on_finish: Callable[[TrialRecord, list[TrialRecord]], None] | None = None) -> None:
         self.study, self.spec, self.model_config, self.on_finish = study, spec, model_config, on_finish
         self.space = spec.space()
-        self.metric_floor = floor(_main_metric(spec.task))
+        self.metric_floor = floor(spec.main_metric)
         records = read_records(study)
         done = [r for r in records if r.kind in COUNTED_KINDS and r.state in ("COMPLETE", "PRUNED", "FAIL")
                 and not r.extra.get("interrupted")]
@@ -236,8 +236,3 @@ def set_trial_attr(study: optuna.Study, number: int, key: str, value: Any) -> No
     storage.set_trial_user_attr(storage.get_trial_id_from_study_id_trial_number(study._study_id, number),
                                 key, value)
 
-
-def _main_metric(task: str) -> str:
-    from .tasks import get_task
-
-    return get_task(task).main_metric

@@ -133,7 +133,8 @@ def run_study(spec: StudySpec, *, address: str | None = None,
 
     ray_dir = (spec.folder / "ray").resolve()
     run = {"task": spec.task, "model": spec.model, "data_dir": spec.data_dir,
-           "train": {**spec.train, "threads": spec.threads}, "main_metric": _main_metric(spec.task), "ray_dir": str(ray_dir)}
+           "train": {**spec.train, "threads": spec.threads}, "main_metric": spec.main_metric,
+           "ray_dir": str(ray_dir)}
     own_ray = not ray.is_initialized()
     if own_ray:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no tables; we print progress
@@ -153,6 +154,10 @@ def run_study(spec: StudySpec, *, address: str | None = None,
     records = _finish(study, spec, progress)
     if proposer.abort:
         raise PETLError(f"study {spec.name} stopped: {proposer.abort}")
+    left = proposer.remaining + sum(r.state == "RUNNING" for r in records)
+    if left:  # Ctrl-C: Ray stops the trials and returns; the storage keeps every finished one
+        progress(f"interrupted with {left} trials still to run: run the same command to resume "
+                 f"(not Ray's Tuner.restore: the study's storage is what resumes)")
     return records
 
 
@@ -200,11 +205,6 @@ def _scheduler(spec: StudySpec) -> Any:
                          reduction_factor=spec.early_stopping["reduction_factor"], metric=SCORE, mode="max")
 
 
-def _main_metric(task: str) -> str:
-    from .tasks import get_task
-
-    return get_task(task).main_metric
-
 
 def progress_line(record: TrialRecord, records: list[TrialRecord], total: int, spec: StudySpec,
                   elapsed: float) -> str:
@@ -229,7 +229,7 @@ def summary(records: list[TrialRecord], spec: StudySpec) -> str:
     from .front import front_table, matches_or_beats
 
     c = counts(records)
-    metric = _main_metric(spec.task)
+    metric = spec.main_metric
     lines = [f"study {spec.name}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in c.items() if v),
              f"Pareto front ({metric} vs stored parameters; baselines included):",
              front_table(front_records(records), metric)]

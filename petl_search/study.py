@@ -109,6 +109,13 @@ class StudySpec:
         return json.loads(json.dumps(asdict(self), default=list))
 
     @property
+    def main_metric(self) -> str:
+        """The task's metric the study maximises (accuracy, matthews_correlation, pearson, ...)."""
+        from .tasks import get_task
+
+        return get_task(self.task).main_metric
+
+    @property
     def threads(self) -> int:
         """torch threads per trial: the trainer's `threads` if set, else the trial's CPUs."""
         return self.train.get("threads") or max(1, int(self.cpus))

@@ -100,6 +100,22 @@ def test_export_of_a_non_lora_point_has_no_peft_folder_and_says_why(study, tmp_p
         petl_search.load(fresh_model(study), done.folder, merge=True)
 
 
+def test_peft_expressibility_is_decided_with_a_reason() -> None:
+    from petl_search.export import peft_lora_config
+    from conftest import make_model
+
+    model = petl_search.apply_petl(make_model("bert"), petl_search.presets.lora(r=2, alpha=4.0))
+    args, _ = peft_lora_config(petl_search.presets.lora(r=2, alpha=4.0), model)
+    assert args == {"r": 2, "lora_alpha": 4.0, "target_modules": ["query", "value"], "lora_dropout": 0.0,
+                    "bias": "none"}
+    for config, why in [(petl_search.presets.prefix_tuning(l=3, reparam=None), "shifts position ids"),
+                        (petl_search.presets.houlsby(r=2), "Δh at other sites"),
+                        (petl_search.presets.mam(prefix_len=2, ffn_r=4), "Δh at other sites")]:
+        assert why in peft_lora_config(config, petl_search.apply_petl(make_model("bert"), config))[1]
+    gpt2 = petl_search.apply_petl(make_model("gpt2"), petl_search.presets.lora(r=2))
+    assert "fuses q, k and v" in peft_lora_config(petl_search.presets.lora(r=2), gpt2)[1]
+
+
 def test_bad_export_requests_are_refused_before_training(study, tmp_path, capsys) -> None:
     records = read_records(optuna.load_study(study_name="toy", storage=study.storage))
     with pytest.raises(PETLError, match="trial 999 is not in the study"):
