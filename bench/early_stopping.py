@@ -19,7 +19,8 @@ from pathlib import Path
 from petl_search.front import study_hypervolume
 from petl_search.search import run_study
 from petl_search.study import parse_study
-from petl_search.toy import write_tiny_model, write_toy_glue
+
+import setting  # bench/setting.py: the toy setting unless --model/--data-dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,8 +43,7 @@ def timed(args: argparse.Namespace, seed: int, early: bool, workdir: Path) -> tu
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="default: a tiny random BERT written to a temporary folder")
-    parser.add_argument("--data-dir", help="GLUE folder; default: the toy task")
+    setting.add_arguments(parser)
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--seeds", type=int, default=2)
@@ -51,8 +51,7 @@ def main() -> None:
     totals = {True: [0.0, 0.0], False: [0.0, 0.0]}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        args.model = args.model or str(write_tiny_model(workdir / "model"))
-        args.data_dir = args.data_dir or str(write_toy_glue(workdir / "glue", train=2048))
+        setting.resolve(args, workdir, train_examples=2048)
         for seed in range(args.seeds):
             row = {}
             for early in (False, True):

@@ -23,7 +23,8 @@ from transformers.utils import logging as hf_logging
 from petl_search.front import study_hypervolume
 from petl_search.search import run_study_inline
 from petl_search.study import parse_study
-from petl_search.toy import write_tiny_model, write_toy_glue
+
+import setting  # bench/setting.py: the toy setting unless --model/--data-dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,8 +47,7 @@ def run_one(args: argparse.Namespace, sampler: str, seed: int, workdir: Path) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sampler", default="tpe", choices=["tpe", "nsga2", "gp"])
-    parser.add_argument("--model", help="default: a tiny random BERT written to a temporary folder")
-    parser.add_argument("--data-dir", help="GLUE folder; default: the toy task")
+    setting.add_arguments(parser)
     parser.add_argument("--space", default="unified.yaml")
     parser.add_argument("--budget", type=float, default=0.05)
     parser.add_argument("--trials", type=int, default=40)
@@ -61,10 +61,7 @@ def main() -> None:
     hf_logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        if args.model is None:
-            args.model = str(write_tiny_model(workdir / "model"))
-        if args.data_dir is None:
-            args.data_dir = str(write_toy_glue(workdir / "glue"))
+        setting.resolve(args, workdir)
         curves: dict[str, list[list[float]]] = {}
         start = time.time()
         for seed in range(args.seeds):

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from petl_search.search import run_study
 from petl_search.study import parse_study
-from petl_search.toy import write_tiny_model, write_toy_glue
+
+import setting  # bench/setting.py: the toy setting unless --model/--data-dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,16 +41,14 @@ def timed_study(args: argparse.Namespace, workers: int, cpus: int, workdir: Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="default: a tiny random BERT written to a temporary folder")
-    parser.add_argument("--data-dir", help="GLUE folder; default: the toy task")
+    setting.add_arguments(parser)
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--single-threads", type=int, default=1, help="CPUs (threads) of the single worker")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        args.model = args.model or str(write_tiny_model(workdir / "model"))
-        args.data_dir = args.data_dir or str(write_toy_glue(workdir / "glue", train=2048))
+        setting.resolve(args, workdir, train_examples=2048)
         one_s, one_n = timed_study(args, 1, args.single_threads, workdir)
         two_s, two_n = timed_study(args, 2, 1, workdir)
     one_rate, two_rate = 3600 * one_n / one_s, 3600 * two_n / two_s
