@@ -9,7 +9,8 @@ trials that were running, under new numbers, marking the old ones `interrupted`.
 Points over the budget are rejected analytically and never trained: they are told to Optuna as complete,
 with the metric's floor and their true size, and a positive `budget` constraint, so the sampler learns
 where the budget lies (TPE, NSGA-II and GP read `trial.set_constraint`). A point sampled twice is not
-trained twice: the earlier result is told again. Neither kind counts as a trial of the study.
+trained twice: the earlier outcome (result, early stop or failure) is told again. Neither kind counts
+as a trial of the study.
 """
 from __future__ import annotations
 
@@ -98,7 +99,7 @@ class Proposer:
         self.abort: str | None = None  # set when the study cannot succeed; next() then proposes nothing
         self.known: dict[str, int] = {}  # config fingerprint -> trial number that trained it
         for r in records:
-            if r.kind in COUNTED_KINDS and r.config and r.state in ("COMPLETE", "RUNNING") \
+            if r.kind in COUNTED_KINDS and r.config and r.state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING") \
                     and not r.extra.get("interrupted") and r.seed == spec.seed:
                 self.known.setdefault(PETLConfig.from_dict(r.config).fingerprint(), r.number)
 
@@ -163,7 +164,9 @@ class Proposer:
             trial.set_user_attr(key, value)
         if previous.state == optuna.trial.TrialState.COMPLETE:
             self.study.tell(trial, previous.values)
-        else:  # still running (or pruned/failed): nothing to learn yet
+        elif previous.state == optuna.trial.TrialState.PRUNED:  # stopped early once: not worth a second run
+            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:  # failed (it would again) or still running (nothing to learn yet)
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
     def _values(self, named: Mapping[str, float]) -> list[float]:

@@ -152,6 +152,23 @@ def test_a_point_proposed_twice_is_not_trained_twice(tmp_path) -> None:
     assert sum(r.kind == "search" for r in read_records(proposer.study)) == 1
 
 
+def test_a_point_stopped_early_or_failed_is_not_trained_again(tmp_path) -> None:
+    space = tmp_path / "two_points.yaml"
+    space.write_text(yaml.safe_dump({"name": "two", "sites": {"attn_qkv": {"optional": False, "form": ["lora"],
+                     "size": [2, 3], "insertion": "parallel", "composition": "add", "heads": 1, "init": "lora",
+                     "input_norm": False, "projections": [["q", "v"]]}}}))
+    proposer = make_proposer(tmp_path, space=str(space), n_trials=5, baselines=[])
+    proposer.max_rejections = 30
+    first, second = proposer.next(), proposer.next()
+    proposer.finish(first.number, None, stopped_reason="stopped early by ASHA at step 5")
+    proposer.finish(second.number, {"status": "failed", "reason": "out of memory"})
+    with pytest.raises(PETLError, match="already trained"):
+        proposer.next()
+    repeats = [t for t in proposer.study.get_trials() if t.user_attrs["kind"] == "duplicate"]
+    assert repeats and {t.state.name for t in repeats} <= {"PRUNED", "FAIL"}
+    assert all(t.state.name == ("PRUNED" if t.user_attrs["duplicate_of"] == first.number else "FAIL") for t in repeats)
+
+
 def test_outcomes_are_told_once_with_their_reasons(tmp_path) -> None:
     proposer = make_proposer(tmp_path, baselines=[], n_trials=4)
     a, b, c, d = (proposer.next() for _ in range(4))
