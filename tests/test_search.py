@@ -77,19 +77,20 @@ def test_a_study_runs_on_two_ray_workers_and_its_storage_holds_trials_and_front(
 
 def test_a_killed_study_resumes_without_losing_or_recounting_trials(toy) -> None:
     path = write_study(toy, "killed", n_trials=6, baselines=[], early_stopping=None,
-                       train={"max_steps": 120, "eval_every": 40, "batch_size": 16, "learning_rate": 0.01})
+                       train={"max_steps": 240, "eval_every": 80, "batch_size": 16, "learning_rate": 0.01})
     spec = load_study(path)
     command = [sys.executable, "-m", "petl_search.cli", "search", str(path)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 240
         while time.time() < deadline:  # wait for one finished trial while others run
-            time.sleep(1)
+            time.sleep(0.5)
             if spec.folder.joinpath("study.db").exists():
                 trials = optuna.load_study(study_name="killed", storage=spec.storage).get_trials()
+                # a search trial that started moments ago cannot finish before the kill below lands
                 if any(t.state == optuna.trial.TrialState.COMPLETE for t in trials) and any(
                         t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get("kind") == "search"
-                        for t in trials):
+                        and time.time() - t.user_attrs.get("started", 0) < 2 for t in trials):
                     break
         else:
             pytest.fail("the study never had a finished and a running trial at once")
