@@ -86,7 +86,10 @@ def test_a_killed_study_resumes_without_losing_or_recounting_trials(toy) -> None
         while time.time() < deadline:  # wait for one finished trial while others run
             time.sleep(0.5)
             if spec.folder.joinpath("study.db").exists():
-                trials = optuna.load_study(study_name="killed", storage=spec.storage).get_trials()
+                try:
+                    trials = optuna.load_study(study_name="killed", storage=spec.storage).get_trials()
+                except KeyError:  # the file exists, the study is being created in it
+                    continue
                 # a search trial that started moments ago cannot finish before the kill below lands
                 if any(t.state == optuna.trial.TrialState.COMPLETE for t in trials) and any(
                         t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get("kind") == "search"
