@@ -221,6 +221,12 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(text)
 
 
+def _study_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments every study command takes: which study, and optionally another storage."""
+    parser.add_argument("study", help="a study YAML file, or a name under studies/")
+    parser.add_argument("--storage", help="an SQLAlchemy URL overriding the study's storage (e.g. postgresql://...)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="petl-search", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -253,27 +259,24 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="write the full result record (JSON) here")
     t.set_defaults(func=cmd_train)
     s = sub.add_parser("search", help="run (or resume) a study: Ray Tune trains, Optuna proposes, storage keeps all")
-    s.add_argument("study", help="a study YAML file, or a name under studies/")
+    _study_arguments(s)
     s.add_argument("--address", help="join a running Ray cluster (e.g. 'auto' or ray://head:10001); "
                                      "default: start Ray on this machine")
-    s.add_argument("--storage", help="an SQLAlchemy URL overriding the study's storage (e.g. postgresql://...)")
     s.add_argument("--n-trials", type=int, help="search trials in total (raise it to extend a finished study)")
     s.add_argument("--concurrency", type=int, help="trials at once (default: the study's)")
     s.set_defaults(func=cmd_search)
     st = sub.add_parser("status", help="print a study's counts and its current Pareto front")
-    st.add_argument("study", help="a study YAML file, or a name under studies/")
-    st.add_argument("--storage", help="an SQLAlchemy URL overriding the study's storage")
+    _study_arguments(st)
     st.set_defaults(func=cmd_status)
     d = sub.add_parser("dashboard", help="write a study's self-contained HTML dashboard (or serve optuna-dashboard)")
-    d.add_argument("study", help="a study YAML file, or a name under studies/")
+    _study_arguments(d)
     d.add_argument("--out", help="the HTML file (default dashboards/<name>.html)")
-    d.add_argument("--storage", help="an SQLAlchemy URL overriding the study's storage")
     d.add_argument("--serve", action="store_true", help="serve the live optuna-dashboard on the same storage")
     d.add_argument("--host", default="127.0.0.1")
     d.add_argument("--port", type=int, default=8080)
     d.set_defaults(func=cmd_dashboard)
     e = sub.add_parser("export", help="re-train a study's trial and write it as a loadable folder")
-    e.add_argument("study", help="a study YAML file, or a name under studies/")
+    _study_arguments(e)
     e.add_argument("--trial", type=int, help="the trial number to export")
     e.add_argument("--best", action="store_true", help="the best completed trial (fewest parameters on ties)")
     e.add_argument("--max-params", type=float, help="with --best: at most this fraction of the backbone")
@@ -281,12 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--force", action="store_true", help="replace the folder if it exists")
     e.add_argument("--steps", type=int, help="train this many steps instead of the trial's")
     e.add_argument("--full-train", action="store_true", help="train at least one epoch of the full training set")
-    e.add_argument("--storage", help="an SQLAlchemy URL overriding the study's storage")
     e.set_defaults(func=cmd_export)
     r = sub.add_parser("report", help="answer the paper's questions from a study's trials (Markdown)")
-    r.add_argument("study", help="a study YAML file, or a name under studies/")
+    _study_arguments(r)
     r.add_argument("--out", help="also write the Markdown here (e.g. docs/<name>.md)")
-    r.add_argument("--storage", help="an SQLAlchemy URL overriding the study's storage")
     r.set_defaults(func=cmd_report)
     return parser
 
