@@ -101,7 +101,7 @@ def export_trial(spec: StudySpec, record: TrialRecord, out: str | Path, *, force
                  progress: Callable[[str], None] = print) -> Exported:
     """Re-train `record`'s point as the study trained it (or longer), check it, and write the folder."""
     from .tasks import get_task
-    from .trainer import _load_cached, train
+    from .trainer import load_cached_task, train
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
@@ -109,7 +109,7 @@ def export_trial(spec: StudySpec, record: TrialRecord, out: str | Path, *, force
     task = get_task(spec.task)
     train_config = spec.train_config(record.seed if record.seed is not None else spec.seed)
     if full_train:
-        n_train = len(_load_cached(spec.task, spec.data_dir)["train"])
+        n_train = len(load_cached_task(spec.task, spec.data_dir)["train"])
         steps = max(steps or 0, math.ceil(n_train / train_config.batch_size), train_config.max_steps)
     if steps is not None:
         train_config = replace(train_config, max_steps=steps)
@@ -140,12 +140,13 @@ def write_folder(folder: Path, result: Any, spec: StudySpec, record: TrialRecord
     from safetensors.torch import save_file
 
     from .serialization import save_petl
+    from .tasks import get_task
     from .trainer import head_modules
 
     model = result.trained_model
     save_petl(model, folder, overwrite=True, metadata={"study": spec.name, "trial": record.number,
                                                         "task": spec.task, "base_model": spec.model})
-    heads = head_modules(model) if spec.task not in ("xsum", "wmt16_en_ro") else []
+    heads = [] if get_task(spec.task).kind == "seq2seq" else head_modules(model)  # seq2seq: the LM head is frozen
     head_state = {name: p.detach().contiguous().cpu() for name, p in model.named_parameters()
                   if any(name == h or name.startswith(h + ".") for h in heads)}
     if head_state:
@@ -221,13 +222,17 @@ def load(model: Any, directory: str | Path, *, merge: bool = False) -> Any:
 
 
 def card(doc: dict[str, Any], peft_status: str) -> str:
+    from .tasks import get_task
+
     params = doc["params"]
     main = doc["main_metric"]
     check = {True: f"equal to the trial's {doc['trial_metric']:.4f}: the trial's model, reproduced",
              False: f"the trial scored {doc['trial_metric']:.4f}: not reproduced exactly on this machine",
              None: "trained longer than the trial"}[doc["reproduced"]]
-    head = "AutoModelForSeq2SeqLM" if doc["task"] in ("xsum", "wmt16_en_ro") else "AutoModelForSequenceClassification"
-    labels = "" if head.endswith("Seq2SeqLM") else f", num_labels={_num_labels(doc['task'])}"
+    task = get_task(doc["task"])
+    seq2seq = task.kind == "seq2seq"
+    head = "AutoModelForSeq2SeqLM" if seq2seq else "AutoModelForSequenceClassification"
+    labels = "" if seq2seq else f", num_labels={task.num_labels}"
     peft_text = ("`peft/` holds the same LoRA for PEFT:\n\n```python\nfrom peft import PeftModel\n"
                  f"model = PeftModel.from_pretrained({head}.from_pretrained(base{labels}), \"peft\")\n```\n"
                  if peft_status == "written" else f"PEFT folder: {peft_status}.\n")
@@ -261,8 +266,3 @@ petl_search.load(model, "path/to/this/folder")            # Δh + the trained ta
 
 {peft_text}"""
 
-
-def _num_labels(task: str) -> int:
-    from .tasks import get_task
-
-    return get_task(task).num_labels

@@ -28,10 +28,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
 
 from .errors import PETLConfigError, PETLError
-from .space import SearchSpace, load_space, read_yaml
+from .space import SearchSpace, read_yaml
 from .tasks import TASKS
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
@@ -221,13 +220,14 @@ def _relative(source: str, value: Any) -> Path:
 
 
 def _load_space_data(source: str, path: Path) -> dict[str, Any]:
-    from .space import SpaceError
+    from .space import SpaceError, parse_space
 
-    try:
-        load_space(path)  # validates, with the space file's own messages
+    try:  # read once, validated with the space file's own messages
+        data = read_yaml(path, SpaceError, "search space")
+        parse_space(data, source=str(path))
     except SpaceError as exc:
         raise StudyError(f"{source}: space: {exc}") from None
-    return yaml.safe_load(path.read_text())
+    return data
 
 
 def _sampler_block(source: str, block: Any) -> dict[str, Any]:

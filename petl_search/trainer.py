@@ -217,7 +217,8 @@ _ENCODED: dict[tuple, EncodedSplit] = {}  # per process: later trials reuse what
 _LOADED: dict[tuple, Any] = {}  # per process: loaded task data, reused by later trials
 
 
-def _load_cached(task: str, data_dir: str | None) -> Any:
+def load_cached_task(task: str, data_dir: str | None) -> Any:
+    """The task's splits, loaded once per process (later trials and exports reuse them)."""
     key = (task, str(data_dir))
     if key not in _LOADED:
         _LOADED[key] = load_task(task, data_dir)
@@ -333,7 +334,7 @@ def train(config: PETLConfig | Mapping[str, Any], task: str | Task, *, model: st
     start = time.perf_counter()
 
     with clock.time("tokenize"):
-        splits = data if data is not None else _load_cached(task.name, data_dir)
+        splits = data if data is not None else load_cached_task(task.name, data_dir)
     with clock.time("model_load"):
         net, tokenizer = model_factory(task) if model_factory else load_model(model, task, cfg.seed)
         prepare_tokenizer(net, tokenizer)

@@ -27,7 +27,7 @@ from petl_search.search import run_study_inline
 from petl_search.study import load_study
 from petl_search.tasks import get_task
 from petl_search.toy import write_tiny_model, write_toy_glue
-from petl_search.trainer import collate, encode, load_model, train, _load_cached
+from petl_search.trainer import collate, encode, load_model, train, load_cached_task
 
 ROOT = Path(__file__).resolve().parents[1]
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -54,7 +54,7 @@ def dev_logits(model, spec) -> torch.Tensor:
     """Logits of the whole toy dev set, in one batch (the exported model and the trial's must agree)."""
     task = get_task(spec.task)
     tokenizer = load_model(spec.model, task, 0)[1]
-    data = encode(_load_cached(spec.task, spec.data_dir)["validation"], tokenizer, task, spec.train_config(0),
+    data = encode(load_cached_task(spec.task, spec.data_dir)["validation"], tokenizer, task, spec.train_config(0),
                   ("test", spec.name))
     batch = collate(data, list(range(len(data))), tokenizer.pad_token_id, torch.device("cpu"), True)
     batch.pop("labels")
