@@ -8,6 +8,7 @@
     petl-search status STUDY.yaml [--storage URL]
     petl-search dashboard STUDY.yaml [--out FILE.html] [--serve [--port P]]
     petl-search report STUDY.yaml [--out FILE.md]
+    petl-search reseed STUDY.yaml --trial N --seeds S [S ...]
     petl-search export STUDY.yaml (--trial N | --best [--max-params F]) --out DIR [--force] [--steps N | --full-train]
 """
 from __future__ import annotations
@@ -204,6 +205,25 @@ def cmd_export(args: argparse.Namespace) -> None:
                       "stored_params": record.stored_params, "peft": done.peft}, indent=2))
 
 
+def cmd_reseed(args: argparse.Namespace) -> None:
+    import statistics
+
+    from .search import reseed_trial
+
+    _quiet_transformers()
+    spec = _study(args)
+    try:
+        records = reseed_trial(spec, args.trial, args.seeds,
+                               progress=lambda line: print(line, file=sys.stderr, flush=True))
+    except KeyboardInterrupt:
+        raise PETLError(f"interrupted; finished seeds are saved in {spec.storage}: run the same command to "
+                        f"train the rest") from None
+    scores = [r.metric for r in records]
+    std = statistics.stdev(scores) if len(scores) > 1 else 0.0
+    print(f"trial {args.trial} ({records[0].label}): {spec.main_metric} {statistics.mean(scores):.4f} ± {std:.4f} "
+          f"over seeds {[r.seed for r in records]} ({', '.join(f'{x:.4f}' for x in scores)})")
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from .findings import markdown
     from .front import read_records
@@ -285,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--steps", type=int, help="train this many steps instead of the trial's")
     e.add_argument("--full-train", action="store_true", help="train at least one epoch of the full training set")
     e.set_defaults(func=cmd_export)
+    rs = sub.add_parser("reseed", help="train a study's trial again with other seeds (is it better, or lucky?)")
+    _study_arguments(rs)
+    rs.add_argument("--trial", type=int, required=True, help="the trial number whose point to train again")
+    rs.add_argument("--seeds", type=int, nargs="+", required=True, help="the seeds to train it with")
+    rs.set_defaults(func=cmd_reseed)
     r = sub.add_parser("report", help="answer the paper's questions from a study's trials (Markdown)")
     _study_arguments(r)
     r.add_argument("--out", help="also write the Markdown here (e.g. docs/<name>.md)")

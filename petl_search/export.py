@@ -34,21 +34,23 @@ PEFT_DIR = "peft"
 
 
 def select_trial(records: Iterable[TrialRecord], *, trial: int | None = None, best: bool = False,
-                 max_params: float | None = None) -> TrialRecord:
+                 max_params: float | None = None, verb: str = "exported") -> TrialRecord:
     """The trial to export: by number, or the best metric (fewest parameters on ties) within max_params."""
     records = list(records)
     scored = [r for r in records if r.scored]
     if not scored:
-        raise PETLError("the study has no completed trials to export yet")
+        raise PETLError(f"the study has no completed trials yet: nothing can be {verb}")
     if trial is not None:
         chosen = next((r for r in records if r.number == trial), None)
         if chosen is None:
             raise PETLError(f"trial {trial} is not in the study (its trials are 0..{len(records) - 1})")
         if not chosen.scored:
             what = {"over_budget": "was over the budget and never trained",
-                    "duplicate": f"repeated trial {chosen.extra.get('duplicate_of')}: export that one"}.get(
+                    "duplicate": f"repeated trial {chosen.extra.get('duplicate_of')}: use that one",
+                    "reseed": f"re-trained trial {chosen.extra.get('reseed_of')} with another seed: use that one",
+                    }.get(
                 chosen.kind, f"did not complete ({chosen.state.lower()}: {chosen.reason})")
-            raise PETLError(f"trial {trial} {what}; only completed trials can be exported")
+            raise PETLError(f"trial {trial} {what}; only completed search or baseline trials can be {verb}")
         return chosen
     if not best:
         raise PETLError("say which trial: --trial N, or --best [--max-params F]")

@@ -161,10 +161,20 @@ class MamPlacement:
     mam: Side
     dominated_by: tuple[TrialRecord, ...]  # search points at least as good with no more parameters
     best_within: TrialRecord | None  # the best search point with no more parameters than MAM
+    # a search point (a win, or the best within) that was reseeded, against MAM over seeds
+    reseeded: tuple[tuple[TrialRecord, Comparison], ...] = ()
+
+
+def point_side(records: Sequence[TrialRecord], point: TrialRecord) -> Side:
+    """A trained point over its seeds: its own metric and those of its finished reseeds."""
+    again = [r.metric for r in records if r.kind == "reseed" and r.extra.get("reseed_of") == point.number
+             and r.metric is not None]
+    return Side(f"#{point.number} {point.label}", (point.metric, *again), 100 * point.stored_fraction)
 
 
 def mam_placement(records: Iterable[TrialRecord]) -> list[MamPlacement]:
-    """Each MAM baseline (per size) against the search: which search points match or beat it."""
+    """Each MAM baseline (per size) against the search: which search points match or beat it on one seed,
+    and, for those trained again with other seeds (`petl-search reseed`), whether that holds over seeds."""
     records = list(records)
     out = []
     for label in sorted({r.label for r in records if r.kind == "baseline" and r.scored
@@ -173,7 +183,11 @@ def mam_placement(records: Iterable[TrialRecord]) -> list[MamPlacement]:
         stored = next(r.stored_params for r in records if r.label == label)
         within = [r for r in records if r.scored and r.kind == "search" and r.stored_params <= stored]
         wins = tuple(sorted((r for r in within if r.metric >= side.mean), key=lambda r: r.stored_params))
-        out.append(MamPlacement(side, wins, max(within, key=lambda r: r.metric, default=None)))
+        best = max(within, key=lambda r: r.metric, default=None)
+        candidates = list(wins) + ([best] if best is not None and best not in wins else [])
+        reseeded = tuple((r, compare(f"{r.label} vs {label}", point_side(records, r), side))
+                         for r in candidates if len(point_side(records, r).scores) > 1)
+        out.append(MamPlacement(side, wins, best, reseeded))
     return out
 
 
@@ -202,10 +216,25 @@ def markdown(records: Sequence[TrialRecord], metric: str, study_name: str) -> st
                      + (", ".join(f"#{r.number} {r.metric:.4f} at {100 * r.stored_fraction:.3f}%" for r in p.dominated_by)
                         or "none")
                      + (f"; the best search point within its size: #{best.number} {best.metric:.4f}" if best else ""))
+        for r, c in p.reseeded:
+            lines.append(f"  - #{r.number} ({r.label}, {100 * r.stored_fraction:.3f}%) over {len(c.a.scores)} "
+                         f"seeds: {c.a.mean:.4f} ± {c.a.std:.4f}; minus MAM: {c.difference:+.4f} {_interval(c)}: "
+                         f"{_against_mam(c)}")
     front = front_records(records)
     lines += ["", f"Front ({len(front)} points): " + ", ".join(f"#{r.number} {r.kind} {r.metric:.4f} at "
                                                               f"{100 * r.stored_fraction:.3f}%" for r in front)]
     return "\n".join(lines) + "\n"
+
+
+def _against_mam(c: Comparison) -> str:
+    mean = "at least as good as MAM on average" if c.difference >= 0 else "below MAM on average"
+    if math.isnan(c.low):
+        return f"{mean} (too few seeds for an interval)"
+    if c.low > 0:
+        return f"{mean}, better beyond seed noise"
+    if c.high < 0:
+        return f"{mean}, worse beyond seed noise"
+    return f"{mean}; the difference is within seed noise"
 
 
 def _interval(c: Comparison) -> str:

@@ -8,13 +8,16 @@ A record's `kind` says where it came from:
     baseline     a preset evaluated as a reference point
     over_budget  proposed by the sampler, rejected analytically (never trained; feeds the sampler)
     duplicate    proposed again: the earlier trial's result was reused (never trained twice)
+    reseed       a trained point trained again with another seed (`petl-search reseed`): evidence about
+                 seed noise, so it has a metric but is never a point of a front
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-COUNTED_KINDS = ("search", "baseline")  # what was actually trained
+COUNTED_KINDS = ("search", "baseline")  # the points of a study: what the sampler and the baselines trained
+MEASURED_KINDS = COUNTED_KINDS + ("reseed",)  # everything trained, so everything with a metric
 
 
 @dataclass(frozen=True)
@@ -122,13 +125,15 @@ def front_table(records: Sequence[TrialRecord], metric_name: str) -> str:
 
 
 def counts(records: Iterable[TrialRecord]) -> dict[str, int]:
-    """How many trials of each outcome: completed, pruned, failed, running, over_budget, duplicate."""
-    out = {"completed": 0, "pruned": 0, "failed": 0, "running": 0, "over_budget": 0, "duplicate": 0}
+    """How many trials of each outcome: completed, pruned, failed, running, over_budget, duplicate, reseed."""
+    out = {"completed": 0, "pruned": 0, "failed": 0, "running": 0, "over_budget": 0, "duplicate": 0, "reseed": 0}
     for r in records:
         if r.kind in ("over_budget", "duplicate"):
             out[r.kind] += 1
         elif r.extra.get("interrupted"):
             continue  # re-queued; its rerun is a separate trial
+        elif r.kind == "reseed":
+            out["reseed"] += r.state == "COMPLETE"
         elif r.state == "COMPLETE":
             out["completed"] += 1
         elif r.state == "PRUNED":
@@ -146,7 +151,7 @@ def read_records(study: Any) -> list[TrialRecord]:
     for t in study.get_trials(deepcopy=False):
         attrs = dict(t.user_attrs)
         kind = attrs.pop("kind", "search")
-        values = t.values if t.state.name == "COMPLETE" and kind in COUNTED_KINDS else None
+        values = t.values if t.state.name == "COMPLETE" and kind in MEASURED_KINDS else None
         records.append(TrialRecord(
             number=t.number, state=t.state.name, kind=kind, label=attrs.pop("label", ""),
             metric=values[0] if values else None,

@@ -150,6 +150,17 @@ class Proposer:
             self.known.setdefault(config.fingerprint(), trial.number)
         return Candidate(trial.number, kind, label, config.to_dict(), seed)
 
+    def open_reseed(self, original: TrialRecord, seed: int) -> Candidate:
+        """A trial that trains `original`'s point again with another seed, to measure seed noise.
+
+        It is told like any trial (so it is stored, resumable and readable by reports) but its kind keeps
+        it off fronts and out of the trial count; the sampler sees one more trial with no sampled
+        parameters, as it does for a baseline.
+        """
+        trial = self.study.ask()
+        trial.set_user_attr("reseed_of", original.number)
+        return self._open(trial, "reseed", original.label, PETLConfig.from_dict(original.config), seed)
+
     def _tell_unrun(self, trial: optuna.Trial, kind: str, attrs: Mapping[str, Any], stored: int,
                     reason: str) -> None:
         for key, value in {**attrs, "kind": kind, "reason": reason}.items():

@@ -138,7 +138,8 @@ def dimension_effects(records: Iterable[TrialRecord], dimension: str, *, ratio: 
 def hypervolume_curve(records: Sequence[TrialRecord], budget_fraction: float, metric_floor: float = 0.0
                       ) -> list[tuple[int, float]]:
     """(trial number, hypervolume of the search points finished so far) after each finished search trial."""
-    ordered = sorted((r for r in records if r.kind == "search" and r.state in ("COMPLETE", "PRUNED", "FAIL")),
+    ordered = sorted((r for r in records if r.kind == "search" and r.state in ("COMPLETE", "PRUNED", "FAIL")
+                      and not r.extra.get("interrupted")),  # queued again: its rerun is the trial
                      key=lambda r: r.number)
     curve = []
     for i, r in enumerate(ordered):
@@ -164,7 +165,8 @@ def scatter_points(records: Iterable[TrialRecord]) -> list[Point]:
     front = {r.number for r in front_records(records)}
     points = []
     for r in records:
-        if r.kind == "duplicate" or r.extra.get("interrupted") or r.state in ("RUNNING", "WAITING"):
+        # a duplicate or a reseed sits on its original's spot; an interrupted trial was queued again
+        if r.kind in ("duplicate", "reseed") or r.extra.get("interrupted") or r.state in ("RUNNING", "WAITING"):
             continue
         if r.kind == "over_budget":
             status = "over_budget"

@@ -183,6 +183,47 @@ def run_study_inline(spec: StudySpec, *, progress: Callable[[str], None] = print
     return read_records(study)
 
 
+def reseed_trial(spec: StudySpec, number: int, seeds: list[int], *,
+                 progress: Callable[[str], None] = print) -> list[TrialRecord]:
+    """Train trial `number`'s point again with each of `seeds` (in this process), stored as `reseed` trials.
+
+    A search trains each point once, with the study's seed, so a point that looks better than a
+    baseline may be seed luck; its reseeds give it a mean ± std comparable to the baselines'. Seeds it
+    already has (its own, or an earlier reseed's) are skipped, so an interrupted run is resumed by
+    running it again. Returns the point's records: the original first, then every finished reseed.
+    """
+    from .export import select_trial
+    from .trainer import train
+
+    study = open_study(spec, create=False)
+    original = select_trial(read_records(study), trial=number, verb="reseeded")
+    if len(set(seeds)) != len(seeds):
+        raise PETLError(f"--seeds repeats a seed: {seeds}")
+
+    def measured() -> list[TrialRecord]:
+        return [r for r in read_records(study) if r.kind == "reseed" and r.extra.get("reseed_of") == number
+                and r.state == "COMPLETE" and not r.extra.get("interrupted")]
+
+    have = {original.seed} | {r.seed for r in measured()}
+    todo = [s for s in seeds if s not in have]
+    if not todo:
+        progress(f"trial {number} already has seeds {sorted(have)}: nothing to train")
+    proposer = Proposer(study, spec, load_model_config(spec.model))
+    for i, seed in enumerate(todo, 1):
+        candidate = proposer.open_reseed(original, seed)
+        progress(f"[{i}/{len(todo)}] trial #{candidate.number}: {original.label} with seed {seed}")
+        try:
+            result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_dir,
+                           train_config=spec.train_config(seed)).to_dict()
+        except KeyboardInterrupt:
+            proposer.finish(candidate.number, None, error="interrupted; run the same command to train it")
+            raise
+        finished = proposer.finish(candidate.number, result)
+        progress(f"    {finished.state.lower()}: " + (f"{spec.main_metric}={finished.metric:.4f}"
+                                                      if finished.metric is not None else str(finished.reason)))
+    return [original] + measured()
+
+
 def _scheduler(spec: StudySpec) -> Any:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 

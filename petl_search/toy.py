@@ -2,6 +2,7 @@
 
     write_tiny_model("toy/model")     # 2-layer BERT, hidden 32, with the packaged MiniLM tokenizer
     write_toy_glue("toy/glue")        # toy/glue/SST-2/{train,dev}.tsv in GLUE's format
+    write_toy_study("toy", "demo")    # both, plus toy/demo.yaml: a study on them (inline or on Ray)
 
 Tests and benchmarks run whole studies on them (real trainer, real Ray, real storage) where MiniLM
 on SST-2 would take minutes per trial. The task: label 1 iff the sentence holds 'wonderful' rather
@@ -51,3 +52,24 @@ def write_tiny_model(folder: str | Path, *, seed: int = 0) -> Path:
     BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def write_toy_study(folder: str | Path, name: str, **overrides) -> Path:
+    """The tiny model, the toy task and a study of them (the unified space under 5%, short trials) in
+    `folder`; `overrides` replace the study's keys (the default space is the checkout's
+    search_spaces/unified.yaml; pass `space=` elsewhere). Returns the study file."""
+    import yaml
+
+    folder = Path(folder)
+    if not (folder / "model" / "config.json").exists():
+        write_tiny_model(folder / "model")
+    if not (folder / "glue" / "SST-2" / "dev.tsv").exists():
+        write_toy_glue(folder / "glue")
+    study = {"name": name, "model": str(folder / "model"), "task": "sst2", "data_dir": str(folder / "glue"),
+             "space": str(Path(__file__).resolve().parents[1] / "search_spaces" / "unified.yaml"),
+             "budget": 0.05, "n_trials": 5, "sampler": {"name": "random", "seed": 1}, "resources": {"cpus": 1},
+             "train": {"max_steps": 40, "eval_every": 20, "batch_size": 16, "learning_rate": 0.01}}
+    study.update(overrides)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(study))
+    return path

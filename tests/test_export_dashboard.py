@@ -15,7 +15,6 @@ import optuna
 import peft
 import pytest
 import torch
-import yaml
 
 import petl_search
 from petl_search.cli import main
@@ -26,7 +25,7 @@ from petl_search.front import front_records, read_records
 from petl_search.search import run_study_inline
 from petl_search.study import load_study
 from petl_search.tasks import get_task
-from petl_search.toy import write_tiny_model, write_toy_glue
+from petl_search.toy import write_toy_study
 from petl_search.trainer import collate, encode, load_model, train, load_cached_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,17 +34,8 @@ BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("toy")
-    write_tiny_model(folder / "model")
-    write_toy_glue(folder / "glue")
-    path = folder / "toy.yaml"
-    path.write_text(yaml.safe_dump({
-        "name": "toy", "model": str(folder / "model"), "task": "sst2", "data_dir": str(folder / "glue"),
-        "space": str(ROOT / "search_spaces" / "unified.yaml"), "budget": 0.05, "n_trials": 5,
-        "sampler": {"name": "random", "seed": 1}, "resources": {"cpus": 1},
-        "train": {"max_steps": 40, "eval_every": 20, "batch_size": 16, "learning_rate": 0.01},
-        "baselines": [{"preset": "lora", "args": {"r": 4}}, {"preset": "houlsby", "args": {"r": 4}}]}))
-    spec = load_study(path)
+    spec = load_study(write_toy_study(tmp_path_factory.mktemp("toy"), "toy", baselines=[
+        {"preset": "lora", "args": {"r": 4}}, {"preset": "houlsby", "args": {"r": 4}}]))
     run_study_inline(spec, progress=lambda line: None)
     return spec
 

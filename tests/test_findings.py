@@ -64,3 +64,21 @@ def test_mam_against_the_front_and_the_markdown() -> None:
     text = markdown(records, "accuracy", "s")
     assert "| insertion: parallel vs sequential FFN adapter, at the budget |" in text
     assert "parallel_adapter(r=245) better" in text and "mam(ffn_r=215)" in text
+
+
+def test_a_reseeded_search_point_is_compared_with_mam_over_seeds() -> None:
+    records = study_records()
+    a = next(r for r in records if r.label == "a")
+    again = [TrialRecord(number=next(_numbers), state="COMPLETE", kind="reseed", label="a", metric=m,
+                         stored_params=a.stored_params, stored_fraction=a.stored_fraction, seed=s,
+                         extra={"reseed_of": a.number}) for s, m in ((1, 0.835), (2, 0.825))]
+    (mam,) = mam_placement(records + again)
+    ((point, comparison),) = mam.reseeded
+    assert point is a and comparison.a.scores == (0.83, 0.835, 0.825)
+    expected = stats.ttest_ind([0.83, 0.835, 0.825], [0.82, 0.83, 0.825], equal_var=False).confidence_interval(0.95)
+    assert (comparison.low, comparison.high) == pytest.approx((expected.low, expected.high))
+    text = markdown(records + again, "accuracy", "s")
+    assert f"#{a.number} (a, 2.000%) over 3 seeds: 0.8300 ± 0.0050; minus MAM: +0.0050" in text
+    assert "within seed noise" in text
+    # without reseeds there is nothing to say over seeds
+    assert mam_placement(records)[0].reseeded == ()

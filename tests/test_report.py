@@ -62,7 +62,9 @@ def test_size_and_scale_are_grouped_into_ranges() -> None:
 
 def test_hypervolume_curve_counts_search_trials_in_order() -> None:
     records = [rec(0, 0.8, 0.005, PA, kind="baseline"), rec(1, 0.7, 0.002, PA), rec(2, None, 0.003, PA, state="FAIL"),
-               rec(3, 0.9, 0.008, SA), rec(4, 0.5, 0.02, SA, kind="over_budget")]
+               rec(3, 0.9, 0.008, SA), rec(4, 0.5, 0.02, SA, kind="over_budget"),
+               rec(5, None, 0.004, PA, state="FAIL", interrupted=True),  # queued again: not a trial of its own
+               rec(6, 0.95, 0.001, SA, kind="reseed")]  # another seed of a point: not a point
     curve = hypervolume_curve(records, budget_fraction=0.01)
     assert [n for n, _ in curve] == [1, 2, 3]
     assert curve[0][1] == pytest.approx(0.7 * 0.8) and curve[1][1] == curve[0][1]
@@ -72,7 +74,8 @@ def test_hypervolume_curve_counts_search_trials_in_order() -> None:
 def test_scatter_points_say_where_each_trial_goes() -> None:
     records = [rec(0, 0.8, 0.005, PA), rec(1, 0.7, 0.006, PA), rec(2, None, 0.003, PA, state="PRUNED", reason="ASHA"),
                rec(3, None, 0.003, PA, state="FAIL", reason="nan"), rec(4, 0.0, 0.5, PA, kind="over_budget"),
-               rec(5, None, 0.004, PA, state="FAIL", interrupted=True), rec(6, 0.8, 0.005, PA, kind="duplicate")]
+               rec(5, None, 0.004, PA, state="FAIL", interrupted=True), rec(6, 0.8, 0.005, PA, kind="duplicate"),
+               rec(7, 0.9, 0.005, PA, kind="reseed")]
     by_number = {p.number: p for p in scatter_points(records)}
     assert {n: p.status for n, p in by_number.items()} == {0: "front", 1: "dominated", 2: "pruned", 3: "failed",
                                                            4: "over_budget"}
