@@ -114,6 +114,7 @@ class Proposer:
         if self.baselines:
             label, config, seed = self.baselines.pop(0)
             trial = self.study.ask()
+            self._place_in_space(trial, config)
             return self._open(trial, "baseline", label, config, seed)
         if self.search_left <= 0:
             return None
@@ -149,6 +150,18 @@ class Proposer:
         if seed == self.spec.seed:  # the search trains at the study's seed: same point, same seed = known
             self.known.setdefault(config.fingerprint(), trial.number)
         return Candidate(trial.number, kind, label, config.to_dict(), seed)
+
+    def _place_in_space(self, trial: optuna.Trial, config: PETLConfig) -> None:
+        """Give a baseline that lies inside the space the parameters that sample it, so the sampler learns
+        from it as from its own trials (e.g. MAM in the MAM neighbourhood). One outside the space keeps
+        no parameters: the sampler sees its objectives only. The parameters are written as Optuna's own
+        suggest would write them (the storage call `Trial.suggest_*` makes), without sampling anything."""
+        replayed = self.space.replay(config, self.model_config)
+        if replayed is None:
+            return
+        storage = self.study._storage
+        for name, (distribution, value) in replayed.items():
+            storage.set_trial_param(trial._trial_id, name, distribution.to_internal_repr(value), distribution)
 
     def open_reseed(self, original: TrialRecord, seed: int) -> Candidate:
         """A trial that trains `original`'s point again with another seed, to measure seed noise.

@@ -136,6 +136,79 @@ class SearchSpace:
         return PETLConfig(**specs)
 
 
+    def replay(self, config: PETLConfig, model_config: Any) -> dict[str, tuple[Any, Any]] | None:
+        """The Optuna parameters under which `sample` gives `config`, as {name: (distribution, value)};
+        None when the space cannot give it (a site, form or value it does not hold).
+
+        This lets a baseline that lies inside the space be told to the sampler as the point it is, so
+        the sampler learns from the baselines as from its own trials.
+        """
+        replaying = _Replay(config, geometry(model_config)[0].attentions[0].heads)
+        try:
+            again = self.sample(replaying, model_config)
+        except (_Outside, PETLConfigError):
+            return None
+        return replaying.params if again == config else None
+
+
+class _Outside(Exception):
+    """The configuration being replayed has no value in the space for this parameter."""
+
+
+class _Replay:
+    """Stands in for an Optuna trial in `SearchSpace.sample`: answers each suggest_* with the value a
+    given configuration has, if the distribution allows it, and records (distribution, value)."""
+
+    def __init__(self, config: PETLConfig, model_heads: int) -> None:
+        self.config, self.model_heads = config, model_heads
+        self.params: dict[str, tuple[Any, Any]] = {}
+
+    def _wanted(self, name: str) -> Any:
+        site, *rest = name.split(".")
+        spec = getattr(self.config, site)
+        if rest == ["use"]:
+            return spec is not None
+        if spec is None:
+            raise _Outside(name)
+        if rest == ["form"]:
+            return spec.form
+        dim = rest[1]
+        if dim == "size" and spec.heads > 1:
+            return spec.size // spec.heads  # per head in the space, total in the spec
+        return getattr(spec, dim)
+
+    def _record(self, name: str, distribution: Any, value: Any) -> Any:
+        self.params[name] = (distribution, value)
+        return value
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        from optuna.distributions import CategoricalDistribution
+
+        value = _encode(self._wanted(name))
+        if value == self.model_heads and value not in choices and "model" in choices:
+            value = "model"
+        if value not in choices:
+            raise _Outside(name)
+        return self._record(name, CategoricalDistribution(list(choices)), value)
+
+    def suggest_int(self, name: str, low: int, high: int, *, log: bool = False, step: int = 1) -> int:
+        from optuna.distributions import IntDistribution
+
+        value = self._wanted(name)
+        if not isinstance(value, int) or not low <= value <= high or (value - low) % step:
+            raise _Outside(name)
+        return self._record(name, IntDistribution(low, high, log=log, step=step), value)
+
+    def suggest_float(self, name: str, low: float, high: float, *, log: bool = False,
+                      step: float | None = None) -> float:
+        from optuna.distributions import FloatDistribution
+
+        value = self._wanted(name)
+        if not isinstance(value, (int, float)) or not low <= value <= high:
+            raise _Outside(name)
+        return self._record(name, FloatDistribution(low, high, log=log, step=step), float(value))
+
+
 def load_space(path: str | Path) -> SearchSpace:
     """Read and validate a search-space YAML file; errors name the file, the key and the problem."""
     path = Path(path)

@@ -107,3 +107,31 @@ def test_unreadable_and_missing_files(tmp_path) -> None:
     broken.write_text("sites: [unclosed")
     with pytest.raises(SpaceError, match="broken.yaml: not valid YAML"):
         load_space(broken)
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_replay_finds_the_parameters_of_every_point_of_the_space(path: Path) -> None:
+    """replay inverts sample: the parameters it gives re-sample to the same point, with the distributions
+    the sampler itself used."""
+    space = load_space(path)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(60):
+        trial = study.ask()
+        config = space.sample(trial, MINILM)
+        replayed = space.replay(config, MINILM)
+        assert replayed is not None
+        assert {n: v for n, (_, v) in replayed.items()} == trial.params
+        assert {n: d for n, (d, _) in replayed.items()} == trial.distributions
+        assert space.sample(optuna.trial.FixedTrial({n: v for n, (_, v) in replayed.items()}), MINILM) == config
+        study.tell(trial, 0.0)
+
+
+def test_replay_tells_which_presets_the_space_holds() -> None:
+    neighborhood = load_space("search_spaces/mam_neighborhood.yaml")
+    ablations = load_space("search_spaces/paper_ablations.yaml")
+    mam = neighborhood.replay(ps.presets.mam(), MINILM)
+    assert mam is not None and mam["attn_heads.prefix.size"][1] == 30 and mam["ffn.bottleneck.scale"][1] == 4.0
+    assert neighborhood.replay(ps.presets.lora(r=8, alpha=16), MINILM) is None  # no attn_qkv site there
+    assert neighborhood.replay(ps.presets.mam(prefix_len=200), MINILM) is None  # outside l 8-120
+    mh = ablations.replay(ps.presets.mh_parallel_adapter(heads=12, r_per_head=30), MINILM)
+    assert mh["attn_heads.bottleneck.heads"][1] == "model" and mh["attn_heads.bottleneck.size"][1] == 30

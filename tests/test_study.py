@@ -225,3 +225,29 @@ def test_a_changed_definition_is_refused_but_more_trials_are_fine(tmp_path) -> N
         open_study(parse_study(study_data(tmp_path, budget=0.1)))
     with pytest.raises(PETLError, match="has no results yet"):
         open_study(parse_study(study_data(tmp_path, name="other")), create=False)
+
+
+def test_a_baseline_inside_the_space_reaches_the_sampler_as_its_point(tmp_path) -> None:
+    """MAM lies in this space, so its trial carries the parameters that sample it (the sampler learns from
+    it as from its own trials); LoRA on q/v does not, so its trial has none."""
+    space = tmp_path / "around_mam.yaml"
+    space.write_text(yaml.safe_dump({"sites": {
+        "attn_heads": {"optional": True, "form": ["prefix"], "prefix": {"size": {"low": 1, "high": 200},
+                                                                      "reparam": [None, 512]}},
+        "ffn": {"optional": False, "form": ["bottleneck"], "size": {"low": 1, "high": 1024, "log": True},
+                "insertion": ["parallel", "sequential"], "composition": ["scale", "add"],
+                "scale": {"low": 1.0, "high": 8.0}, "activation": ["relu"], "init": ["bert"],
+                "input_norm": [False]}}}))
+    proposer = make_proposer(tmp_path, space=str(space), n_trials=3, baselines=["mam", "lora"], budget=0.5,
+                             sampler={"name": "tpe", "seed": 0, "startup_trials": 1})
+    spec_space = proposer.space
+    while (candidate := proposer.next()) is not None:
+        proposer.finish(candidate.number, completed(proposer, candidate.number, 0.6))
+    trials = {t.user_attrs["label"].split("(")[0]: t for t in proposer.study.get_trials()
+              if t.user_attrs["kind"] == "baseline"}
+    mam = PETLConfig.from_dict(trials["mam"].user_attrs["petl_config"])
+    assert trials["mam"].params and spec_space.sample(optuna.trial.FixedTrial(trials["mam"].params),
+                                                      proposer.model_config) == mam
+    assert trials["lora"].params == {}
+    # the model-based sampler went on from there: every search trial was proposed and told
+    assert sum(t.user_attrs["kind"] == "search" and t.state.is_finished() for t in proposer.study.get_trials()) == 3
