@@ -141,7 +141,7 @@ class Proposer:
 
     def _open(self, trial: optuna.Trial, kind: str, label: str, config: PETLConfig, seed: int) -> Candidate:
         counted = count_params(config, self.model_config)
-        if kind == "baseline":
+        if kind != "search":  # a search point's constraint was set when it was sampled
             trial.set_constraint("budget", counted.stored_fraction - self.spec.budget)
         for key, value in {"kind": kind, "label": label, "petl_config": config.to_dict(), "seed": seed,
                            "stored_params": counted.stored, "stored_fraction": counted.stored_fraction,
