@@ -89,8 +89,13 @@ class StudySpec:
 
     @property
     def folder(self) -> Path:
-        """Where the study's results live (the SQLite file by default, Ray's trial logs)."""
-        return Path(self.source).resolve().parent / self.name if self.source != "<dict>" else Path(self.name)
+        """Where the study's results live (the SQLite file by default, Ray's trial logs): beside the study
+        file; for a study built in code, beside its SQLite file (not wherever the process happens to run)."""
+        if self.source != "<dict>":
+            return Path(self.source).resolve().parent / self.name
+        if self.storage.startswith("sqlite:///"):
+            return Path(self.storage[len("sqlite:///"):]).parent
+        return Path(self.name)
 
     def space(self) -> SearchSpace:
         from .space import parse_space

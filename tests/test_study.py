@@ -31,6 +31,14 @@ def study_data(tmp_path: Path, **overrides) -> dict:
     return data
 
 
+def test_a_study_built_in_code_keeps_its_results_beside_its_storage(tmp_path) -> None:
+    """Ray's trial logs go where the SQLite file is, not into whatever folder the process runs in."""
+    spec = parse_study(study_data(tmp_path))
+    assert spec.folder == tmp_path
+    default = parse_study({k: v for k, v in study_data(tmp_path).items() if k != "storage"})
+    assert default.storage == "sqlite:///t/study.db" and default.folder == Path("t")
+
+
 def test_shipped_studies_load() -> None:
     for path in sorted((ROOT / "studies").glob("*.yaml")):
         spec = load_study(path)
