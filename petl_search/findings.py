@@ -185,8 +185,8 @@ def mam_placement(records: Iterable[TrialRecord]) -> list[MamPlacement]:
         wins = tuple(sorted((r for r in within if r.metric >= side.mean), key=lambda r: r.stored_params))
         best = max(within, key=lambda r: r.metric, default=None)
         candidates = list(wins) + ([best] if best is not None and best not in wins else [])
-        reseeded = tuple((r, compare(f"{r.label} vs {label}", point_side(records, r), side))
-                         for r in candidates if len(point_side(records, r).scores) > 1)
+        over_seeds = [(r, point_side(records, r)) for r in candidates]
+        reseeded = tuple((r, compare(f"{r.label} vs {label}", s, side)) for r, s in over_seeds if len(s.scores) > 1)
         out.append(MamPlacement(side, wins, best, reseeded))
     return out
 
