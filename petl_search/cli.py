@@ -183,8 +183,8 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from .export import export_trial, select_trial
-    from .front import read_records
+    from .export import export_trial
+    from .front import read_records, select_trial
     from .proposer import open_study
 
     _quiet_transformers()

@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from .config import PETLConfig
 from .errors import PETLError
@@ -31,35 +31,6 @@ HEAD_FILE = "head.safetensors"
 TRIAL_FILE = "trial.json"
 CARD_FILE = "README.md"
 PEFT_DIR = "peft"
-
-
-def select_trial(records: Iterable[TrialRecord], *, trial: int | None = None, best: bool = False,
-                 max_params: float | None = None, verb: str = "exported") -> TrialRecord:
-    """The trial to export: by number, or the best metric (fewest parameters on ties) within max_params."""
-    records = list(records)
-    scored = [r for r in records if r.scored]
-    if not scored:
-        raise PETLError(f"the study has no completed trials yet: nothing can be {verb}")
-    if trial is not None:
-        chosen = next((r for r in records if r.number == trial), None)
-        if chosen is None:
-            raise PETLError(f"trial {trial} is not in the study (its trials are 0..{len(records) - 1})")
-        if not chosen.scored:
-            what = {"over_budget": "was over the budget and never trained",
-                    "duplicate": f"repeated trial {chosen.extra.get('duplicate_of')}: use that one",
-                    "reseed": f"re-trained trial {chosen.extra.get('reseed_of')} with another seed: use that one",
-                    }.get(
-                chosen.kind, f"did not complete ({chosen.state.lower()}: {chosen.reason})")
-            raise PETLError(f"trial {trial} {what}; only completed search or baseline trials can be {verb}")
-        return chosen
-    if not best:
-        raise PETLError("say which trial: --trial N, or --best [--max-params F]")
-    pool = [r for r in scored if max_params is None or r.stored_fraction <= max_params]
-    if not pool:
-        smallest = min(scored, key=lambda r: r.stored_fraction)
-        raise PETLError(f"no completed trial stores at most {max_params:.4%} of the backbone (the smallest, "
-                        f"trial {smallest.number}, stores {smallest.stored_fraction:.4%})")
-    return max(pool, key=lambda r: (r.metric, -r.stored_params, -r.number))
 
 
 def peft_lora_config(config: PETLConfig, model: Any) -> tuple[dict[str, Any] | None, str]:

@@ -1,4 +1,5 @@
-"""What a study found, as plain data: trial records, Pareto fronts, hypervolume, a front table.
+"""What a study found, as plain data: trial records, Pareto fronts, hypervolume, a front table, and
+which trial a command (export, reseed) may take.
 
 Pure functions over `TrialRecord`s (read from an Optuna storage by `read_records`), so the CLI, the
 benchmarks and the dashboards compute the same front the same way. Neither torch nor Ray is imported.
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
+
+from .errors import PETLError
 
 COUNTED_KINDS = ("search", "baseline")  # the points of a study: what the sampler and the baselines trained
 MEASURED_KINDS = COUNTED_KINDS + ("reseed",)  # everything trained, so everything with a metric
@@ -159,3 +162,33 @@ def read_records(study: Any) -> list[TrialRecord]:
             config=attrs.pop("petl_config", {}), reason=attrs.pop("reason", None), seed=attrs.pop("seed", None),
             seconds=(attrs.get("seconds") or {}).get("total"), extra=attrs))
     return records
+
+
+def select_trial(records: Iterable[TrialRecord], *, trial: int | None = None, best: bool = False,
+                 max_params: float | None = None, verb: str = "exported") -> TrialRecord:
+    """The trial to export or reseed (`verb`): by number, or the best metric (fewest parameters on ties)
+    within max_params; a trial that was not trained to the end is refused with the reason."""
+    records = list(records)
+    scored = [r for r in records if r.scored]
+    if not scored:
+        raise PETLError(f"the study has no completed trials yet: nothing can be {verb}")
+    if trial is not None:
+        chosen = next((r for r in records if r.number == trial), None)
+        if chosen is None:
+            raise PETLError(f"trial {trial} is not in the study (its trials are 0..{len(records) - 1})")
+        if not chosen.scored:
+            what = {"over_budget": "was over the budget and never trained",
+                    "duplicate": f"repeated trial {chosen.extra.get('duplicate_of')}: use that one",
+                    "reseed": f"re-trained trial {chosen.extra.get('reseed_of')} with another seed: use that one",
+                    }.get(
+                chosen.kind, f"did not complete ({chosen.state.lower()}: {chosen.reason})")
+            raise PETLError(f"trial {trial} {what}; only completed search or baseline trials can be {verb}")
+        return chosen
+    if not best:
+        raise PETLError("say which trial: --trial N, or --best [--max-params F]")
+    pool = [r for r in scored if max_params is None or r.stored_fraction <= max_params]
+    if not pool:
+        smallest = min(scored, key=lambda r: r.stored_fraction)
+        raise PETLError(f"no completed trial stores at most {max_params:.4%} of the backbone (the smallest, "
+                        f"trial {smallest.number}, stores {smallest.stored_fraction:.4%})")
+    return max(pool, key=lambda r: (r.metric, -r.stored_params, -r.number))

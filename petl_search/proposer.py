@@ -45,10 +45,8 @@ class Candidate:
 
 def open_study(spec: StudySpec, *, create: bool = True) -> optuna.Study:
     """The study's Optuna storage; refuses a storage made from a different study definition."""
-    if spec.storage.startswith("sqlite:///"):
-        from pathlib import Path
-
-        Path(spec.storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    if spec.sqlite_path is not None:
+        spec.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         study = optuna.load_study(study_name=spec.name, storage=spec.storage, sampler=make_sampler(spec))

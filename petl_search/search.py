@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import PETLError
-from .front import TrialRecord, best_baseline, counts, front_records, read_records
+from .front import TrialRecord, best_baseline, counts, front_records, read_records, select_trial
 from .models import load_model_config
 from .proposer import Candidate, Proposer, open_study, reconcile
 from .study import StudySpec
@@ -192,7 +192,6 @@ def reseed_trial(spec: StudySpec, number: int, seeds: list[int], *,
     already has (its own, or an earlier reseed's) are skipped, so an interrupted run is resumed by
     running it again. Returns the point's records: the original first, then every finished reseed.
     """
-    from .export import select_trial
     from .trainer import train
 
     study = open_study(spec, create=False)

@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-
 from .errors import PETLConfigError, PETLError
 from .space import SearchSpace, read_yaml
 from .tasks import TASKS
@@ -93,9 +92,13 @@ class StudySpec:
         file; for a study built in code, beside its SQLite file (not wherever the process happens to run)."""
         if self.source != "<dict>":
             return Path(self.source).resolve().parent / self.name
-        if self.storage.startswith("sqlite:///"):
-            return Path(self.storage[len("sqlite:///"):]).parent
-        return Path(self.name)
+        return self.sqlite_path.parent if self.sqlite_path else Path(self.name)
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file the storage URL names; None for another database (e.g. PostgreSQL)."""
+        prefix = "sqlite:///"
+        return Path(self.storage[len(prefix):]) if self.storage.startswith(prefix) else None
 
     def space(self) -> SearchSpace:
         from .space import parse_space

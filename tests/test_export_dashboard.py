@@ -20,8 +20,8 @@ import petl_search
 from petl_search.cli import main
 from petl_search.dashboard import write_dashboard
 from petl_search.errors import PETLError
-from petl_search.export import export_trial, select_trial
-from petl_search.front import front_records, read_records
+from petl_search.export import export_trial
+from petl_search.front import front_records, read_records, select_trial
 from petl_search.search import run_study_inline
 from petl_search.study import load_study
 from petl_search.tasks import get_task

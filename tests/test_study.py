@@ -37,6 +37,8 @@ def test_a_study_built_in_code_keeps_its_results_beside_its_storage(tmp_path) ->
     assert spec.folder == tmp_path
     default = parse_study({k: v for k, v in study_data(tmp_path).items() if k != "storage"})
     assert default.storage == "sqlite:///t/study.db" and default.folder == Path("t")
+    shared = parse_study(study_data(tmp_path, storage="postgresql://user@db/studies"))
+    assert shared.sqlite_path is None and shared.folder == Path("t")
 
 
 def test_shipped_studies_load() -> None:
