@@ -19,7 +19,7 @@ from transformers import AutoModel
 from transformers.utils import logging as hf_logging
 
 import petl_search as ps
-from petl_search.models import DEFAULT_ENCODER, resolve_model
+from petl_search.training.models import DEFAULT_ENCODER, resolve_model
 
 
 def build_variants(base: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, bool]]:

@@ -16,8 +16,9 @@ import statistics
 from transformers.utils import logging as hf_logging
 
 import petl_search as ps
-from petl_search import trainer
-from petl_search.trainer import TrainConfig, train
+from petl_search.training import data as trainer_data
+from petl_search.training.config import TrainConfig
+from petl_search.training.trainer import train
 
 VARIANTS = {
     "frozen backbone (head only)": ps.PETLConfig(),
@@ -38,8 +39,8 @@ def main() -> None:
     runs: dict[tuple[str, str], list] = {}
     for _ in range(args.repeats):
         for name, config in VARIANTS.items():
-            trainer._ENCODED.clear()
-            trainer._LOADED.clear()
+            trainer_data._ENCODED.clear()
+            trainer_data._LOADED.clear()
             runs.setdefault((name, "cold"), []).append(train(config, "sst2", train_config=cfg))
             runs.setdefault((name, "warm"), []).append(train(config, "sst2", train_config=cfg))
     print(f"MiniLM-L6 on SST-2, {args.steps} steps of batch {cfg.batch_size}, eval every {args.eval_every} on "

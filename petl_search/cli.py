@@ -10,6 +10,9 @@
     petl-search report STUDY.yaml [--out FILE.md]
     petl-search reseed STUDY.yaml --trial N --seeds S [S ...]
     petl-search export STUDY.yaml (--trial N | --best [--max-params F]) --out DIR [--force] [--steps N | --full-train]
+
+Each command imports the layers it needs inside its own function, so `petl-search count` starts
+without loading torch or Ray; this is the one module where our own imports are function-local.
 """
 from __future__ import annotations
 
@@ -19,11 +22,11 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from .config import PETLConfig
-from .errors import PETLError
-from .models import DEFAULT_ENCODER, load_model_config as _model_config
-from .params import count_params
-from .presets import PRESETS, preset
+from .core.config import PETLConfig
+from .core.errors import PETLError
+from .core.params import count_params
+from .core.presets import PRESETS, preset
+from .training.models import DEFAULT_ENCODER, load_model_config as _model_config
 
 
 def _value(text: str) -> Any:
@@ -95,8 +98,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     _quiet_transformers()
     from tqdm import tqdm
 
-    from .tasks import get_task, load_task
-    from .trainer import TrainConfig, train
+    from .training.config import TrainConfig
+    from .training.tasks import get_task, load_task
+    from .training.trainer import train
 
     get_task(args.task)  # a typo fails here, in one line, before anything starts
     config, name = _design_point(args, _model_config(args.model))
@@ -130,7 +134,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def _study(args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
-    from .study import load_study
+    from .search.study import load_study
 
     spec = load_study(args.study)
     overrides = {k: v for k, v in (("n_trials", getattr(args, "n_trials", None)),
@@ -143,20 +147,33 @@ def _study(args: argparse.Namespace) -> Any:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    from .search import run_study
+    import time
+
+    from .analysis.summary import progress_line, summary
+    from .search.ray_runner import run_study
 
     spec = _study(args)  # a typo in the study fails here, in one line, before Ray starts
+    total = spec.n_trials + sum(len(b.seeds) for b in spec.baselines)
+    start = time.time()
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    def on_trial(record, records) -> None:
+        say(progress_line(record, records, total, spec, time.time() - start))
+
     try:
-        run_study(spec, address=args.address, progress=lambda line: print(line, flush=True))
+        records = run_study(spec, address=args.address, progress=say, on_trial=on_trial)
     except KeyboardInterrupt:
         raise PETLError(f"interrupted; finished trials are saved in {spec.storage}: run the same command to "
                         f"resume") from None
+    say(summary(records, spec))
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from .front import read_records
-    from .proposer import open_study
-    from .search import summary
+    from .analysis.summary import summary
+    from .search.records import read_records
+    from .search.storage import open_study
 
     spec = _study(args)
     records = read_records(open_study(spec, create=False))
@@ -169,7 +186,7 @@ def cmd_status(args: argparse.Namespace) -> None:
 def cmd_dashboard(args: argparse.Namespace) -> None:
     spec = _study(args)
     if args.serve:
-        from .proposer import open_study
+        from .search.storage import open_study
 
         open_study(spec, create=False)  # a clear error for an unknown or empty study, before the server
         import optuna_dashboard
@@ -177,15 +194,16 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
         print(f"optuna-dashboard on http://{args.host}:{args.port} for {spec.storage} (Ctrl-C stops it)", flush=True)
         optuna_dashboard.run_server(spec.storage, host=args.host, port=args.port)
         return
-    from .dashboard import write_dashboard
+    from .analysis.dashboard import write_dashboard
 
     print(f"wrote {write_dashboard(spec, args.out)}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    from .analysis.front import best_trial
     from .export import export_trial
-    from .front import read_records, select_trial
-    from .proposer import open_study
+    from .search.records import read_records, trained_trial
+    from .search.storage import open_study
 
     _quiet_transformers()
     spec = _study(args)
@@ -196,8 +214,9 @@ def cmd_export(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:  # before any training
         raise PETLError(f"{out} exists and is not empty; pass --force to replace it")
-    record = select_trial(read_records(open_study(spec, create=False)), trial=args.trial, best=args.best,
-                          max_params=args.max_params)
+    records = read_records(open_study(spec, create=False))
+    record = trained_trial(records, args.trial) if args.trial is not None else \
+        best_trial(records, max_params=args.max_params)
     done = export_trial(spec, record, out, force=args.force, steps=args.steps, full_train=args.full_train,
                         progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps({"folder": str(done.folder), "trial": record.number, "design_point": record.label,
@@ -208,7 +227,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_reseed(args: argparse.Namespace) -> None:
     import statistics
 
-    from .search import reseed_trial
+    from .search.inline import reseed_trial
 
     _quiet_transformers()
     spec = _study(args)
@@ -225,9 +244,9 @@ def cmd_reseed(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from .findings import markdown
-    from .front import read_records
-    from .proposer import open_study
+    from .analysis.report import markdown
+    from .search.records import read_records
+    from .search.storage import open_study
 
     spec = _study(args)
     records = read_records(open_study(spec, create=False))

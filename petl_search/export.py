@@ -14,6 +14,7 @@ into place, so a failed export leaves nothing half-written; an existing folder i
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -22,10 +23,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import PETLConfig
-from .errors import PETLError
-from .front import TrialRecord
-from .study import StudySpec
+import torch
+from safetensors.torch import load_file, save_file
+
+from .core.config import PETLConfig
+from .core.errors import PETLError
+from .nn.inject import remove_petl
+from .nn.merge import merge_petl
+from .nn.serialization import load_petl, save_petl
+from .search.records import TrialRecord
+from .search.study import StudySpec
+from .training.data import load_cached_task
+from .training.models import head_modules
+from .training.tasks import get_task
+from .training.trainer import train
 
 HEAD_FILE = "head.safetensors"
 TRIAL_FILE = "trial.json"
@@ -73,9 +84,6 @@ def export_trial(spec: StudySpec, record: TrialRecord, out: str | Path, *, force
                  steps: int | None = None, full_train: bool = False,
                  progress: Callable[[str], None] = print) -> Exported:
     """Re-train `record`'s point as the study trained it (or longer), check it, and write the folder."""
-    from .tasks import get_task
-    from .trainer import load_cached_task, train
-
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise PETLError(f"{out} exists and is not empty; pass --force to replace it")
@@ -110,12 +118,6 @@ def export_trial(spec: StudySpec, record: TrialRecord, out: str | Path, *, force
 
 
 def write_folder(folder: Path, result: Any, spec: StudySpec, record: TrialRecord, reproduced: bool | None) -> str:
-    from safetensors.torch import save_file
-
-    from .serialization import save_petl
-    from .tasks import get_task
-    from .trainer import head_modules
-
     model = result.trained_model
     save_petl(model, folder, overwrite=True, metadata={"study": spec.name, "trial": record.number,
                                                         "task": spec.task, "base_model": spec.model})
@@ -137,8 +139,6 @@ def write_folder(folder: Path, result: Any, spec: StudySpec, record: TrialRecord
 
 def write_peft(folder: Path, model: Any, config: PETLConfig, heads: list[str]) -> str:
     """A PEFT LoRA folder with the same weights (and the trained head as modules_to_save), if expressible."""
-    import copy
-
     args, why = peft_lora_config(config, model)
     if args is None:
         return f"not written: {why}"
@@ -146,10 +146,6 @@ def write_peft(folder: Path, model: Any, config: PETLConfig, heads: list[str]) -
         import peft
     except ImportError:
         return "not written: install peft (`pip install peft`) to export a PEFT folder"
-    import torch
-
-    from .inject import remove_petl
-
     wirings = {id(w.exit): w for w in model.petl._wirings}
     names = {id(m): n for n, m in model.named_modules()}
     base = remove_petl(copy.deepcopy(model))  # trained head, frozen backbone, no Δh
@@ -169,11 +165,6 @@ def load(model: Any, directory: str | Path, *, merge: bool = False) -> Any:
     merge=True then folds Δh into the base weights (no extra cost at inference); it refuses, naming
     the parts, when a Δh is not linear (bottleneck activations, prefixes, gates).
     """
-    from safetensors.torch import load_file
-
-    from .merge import merge_petl
-    from .serialization import load_petl
-
     directory = Path(directory)
     load_petl(model, directory)
     head_path = directory / HEAD_FILE
@@ -184,8 +175,6 @@ def load(model: Any, directory: str | Path, *, merge: bool = False) -> Any:
         if missing:
             raise PETLError(f"{head_path} does not fit this model's head ({missing[0]}): build the model with "
                             f"the task's head (e.g. num_labels) as the card says")
-        import torch
-
         with torch.no_grad():
             for name, value in state.items():
                 own[name].copy_(value)
@@ -195,8 +184,6 @@ def load(model: Any, directory: str | Path, *, merge: bool = False) -> Any:
 
 
 def card(doc: dict[str, Any], peft_status: str) -> str:
-    from .tasks import get_task
-
     params = doc["params"]
     main = doc["main_metric"]
     check = {True: f"equal to the trial's {doc['trial_metric']:.4f}: the trial's model, reproduced",
@@ -229,7 +216,7 @@ Design point (`config.json`): `{json.dumps(doc['petl_config'], sort_keys=True)}`
 ```python
 from transformers import {head}
 import petl_search
-from petl_search.models import resolve_model
+from petl_search import resolve_model
 
 base = resolve_model("{doc['base_model']}")
 model = {head}.from_pretrained(base{labels})

@@ -13,6 +13,10 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import yaml
+
+from .training.models import DEFAULT_ENCODER, resolve_model
+
 FILLER = "the a movie film story plot actor scene music some very quite rather it was is".split()
 
 
@@ -42,8 +46,6 @@ def write_tiny_model(folder: str | Path, *, seed: int = 0) -> Path:
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from .models import DEFAULT_ENCODER, resolve_model
-
     folder = Path(folder)
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_ENCODER))
     torch.manual_seed(seed)
@@ -58,8 +60,6 @@ def write_toy_study(folder: str | Path, name: str, **overrides) -> Path:
     """The tiny model, the toy task and a study of them (the unified space under 5%, short trials) in
     `folder`; `overrides` replace the study's keys (the default space is the checkout's
     search_spaces/unified.yaml; pass `space=` elsewhere). Returns the study file."""
-    import yaml
-
     folder = Path(folder)
     if not (folder / "model" / "config.json").exists():
         write_tiny_model(folder / "model")

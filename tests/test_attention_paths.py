@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 import petl_search as ps
-from petl_search.config import DeltaSpec
+from petl_search.core.config import DeltaSpec
 from conftest import ARCHS, TINY_CONFIGS, hidden, make_inputs, make_model, randomise_deltas
 
 HEAD_CONFIGS = {

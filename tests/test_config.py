@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import petl_search as ps
-from petl_search.config import ACTIVATIONS, COMPOSITIONS, INSERTIONS, DeltaSpec, PETLConfig
+from petl_search.nn.serialization import stored_state_dict
+from petl_search.core.config import ACTIVATIONS, COMPOSITIONS, INSERTIONS, DeltaSpec, PETLConfig
 from conftest import ARCHS, make_model, preset_for
 
 
@@ -134,7 +135,7 @@ def test_counts_are_exact_on_random_points(arch: str) -> None:
         created = sum(p.numel() for n, p in model.named_parameters() if ps.is_petl_parameter(n))
         counted = ps.count_params(config, model.config)
         assert counted.trained == created, config.describe()
-        stored = sum(t.numel() for t in ps.serialization.stored_state_dict(model).values())
+        stored = sum(t.numel() for t in stored_state_dict(model).values())
         assert counted.stored == stored, config.describe()
         if all(spec.is_zero_init for _, spec in config.sites()):  # still starts at the frozen model
             ids = torch.randint(3, 100, (1, 5))

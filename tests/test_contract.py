@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import petl_search as ps
+from petl_search.nn.serialization import stored_state_dict
 from conftest import ARCHS, hidden, make_inputs, make_model, preset_for, randomise_deltas
 
 PRESETS = sorted(ps.PRESETS)
@@ -37,7 +38,7 @@ def test_count_params_equals_parameters_created(arch: str, name: str) -> None:
     model = ps.apply_petl(make_model(arch), config)
     counted = ps.count_params(config, model.config)
     assert counted.trained == created_params(model)
-    stored = sum(t.numel() for t in ps.serialization.stored_state_dict(model).values())
+    stored = sum(t.numel() for t in stored_state_dict(model).values())
     assert counted.stored == stored
     assert counted.backbone == sum(p.numel() for n, p in make_model(arch).named_parameters())
 

@@ -18,15 +18,18 @@ import torch
 
 import petl_search
 from petl_search.cli import main
-from petl_search.dashboard import write_dashboard
-from petl_search.errors import PETLError
+from petl_search.analysis.dashboard import write_dashboard
+from petl_search.core.errors import PETLError
 from petl_search.export import export_trial
-from petl_search.front import front_records, read_records, select_trial
-from petl_search.search import run_study_inline
-from petl_search.study import load_study
-from petl_search.tasks import get_task
+from petl_search.analysis.front import best_trial, front_records
+from petl_search.search.records import TrialRecord, read_records, trained_trial
+from petl_search.search.inline import run_study_inline
+from petl_search.search.study import load_study
+from petl_search.training.tasks import get_task
 from petl_search.toy import write_toy_study
-from petl_search.trainer import collate, encode, load_model, train, load_cached_task
+from petl_search.training.data import collate, encode, load_cached_task
+from petl_search.training.models import load_model
+from petl_search.training.trainer import train
 
 ROOT = Path(__file__).resolve().parents[1]
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -106,20 +109,39 @@ def test_peft_expressibility_is_decided_with_a_reason() -> None:
     assert "fuses q, k and v" in peft_lora_config(petl_search.presets.lora(r=2), gpt2)[1]
 
 
-def test_bad_export_requests_are_refused_before_training(study, tmp_path, capsys) -> None:
-    records = read_records(optuna.load_study(study_name="toy", storage=study.storage))
+def test_a_trial_that_was_not_trained_to_the_end_is_refused_with_its_reason() -> None:
+    """Every kind of unscored trial, each with the reason a user needs (built as records: a real study
+    does not reliably produce each kind)."""
+    def rec(number, kind="search", state="COMPLETE", metric=0.8, **extra):
+        return TrialRecord(number=number, state=state, kind=kind, label=f"p{number}", metric=metric,
+                           stored_params=100 * (number + 1), stored_fraction=0.001 * (number + 1),
+                           reason=extra.pop("reason", None), extra=extra)
+
+    records = [rec(0), rec(1, kind="baseline", metric=0.9), rec(2, kind="over_budget"),
+               rec(3, kind="duplicate", duplicate_of=0), rec(4, kind="reseed", reseed_of=1),
+               rec(5, state="PRUNED", metric=None, reason="stopped early by ASHA at step 50"),
+               rec(6, state="FAIL", metric=None, reason="loss became nan at step 3")]
+    expected = {2: "trial 2 was over the budget and never trained", 3: "trial 3 repeated trial 0: use that one",
+                4: "trial 4 re-trained trial 1 with another seed: use that one",
+                5: "trial 5 did not complete (pruned: stopped early by ASHA at step 50)",
+                6: "trial 6 did not complete (fail: loss became nan at step 3)"}
+    for number, message in expected.items():
+        with pytest.raises(PETLError) as info:
+            trained_trial(records, number)
+        assert str(info.value) == f"{message}; only completed search or baseline trials can be exported"
+    assert trained_trial(records, 1).number == 1
     with pytest.raises(PETLError, match="trial 999 is not in the study"):
-        select_trial(records, trial=999)
-    unscored = [r for r in records if not r.scored and r.kind != "duplicate"]
-    for r in unscored:
-        with pytest.raises(PETLError, match=f"trial {r.number} .*only completed trials can be exported"):
-            select_trial(records, trial=r.number)
-    with pytest.raises(PETLError, match="no completed trial stores at most 0.0000%"):
-        select_trial(records, best=True, max_params=1e-9)
+        trained_trial(records, 999)
+    assert best_trial(records).number == 1  # the best metric, whatever its kind among trained points
+    assert best_trial(records, max_params=0.0015).number == 0
+    with pytest.raises(PETLError, match=r"no completed trial stores at most 0.0000% of the backbone \(the "
+                                        r"smallest, trial 0, stores 0.1000%\)"):
+        best_trial(records, max_params=1e-9)
     with pytest.raises(PETLError, match="no completed trials"):
-        select_trial([r for r in records if not r.scored], best=True)
-    best = select_trial(records, best=True)
-    assert best.metric == max(r.metric for r in records if r.scored)
+        best_trial([r for r in records if not r.scored])
+
+
+def test_bad_export_requests_are_refused_before_training(study, tmp_path, capsys) -> None:
     out = tmp_path / "taken"
     out.mkdir()
     (out / "keep.txt").write_text("mine")

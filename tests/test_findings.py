@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from scipy import stats
 
-from petl_search.findings import (baseline_comparisons, mam_placement, markdown, parse_label,
-                                  welch_interval)
-from petl_search.front import TrialRecord
+from petl_search.analysis.comparison import welch_interval
+from petl_search.analysis.findings import baseline_comparisons, mam_placement, parse_label
+from petl_search.analysis.report import markdown
+from petl_search.search.records import TrialRecord
 
 _numbers = iter(range(10_000))
 

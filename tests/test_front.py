@@ -6,8 +6,9 @@ import random
 
 import pytest
 
-from petl_search.front import (TrialRecord, best_baseline, counts, dominates, front_records, hypervolume_2d,
-                               matches_or_beats, pareto_front)
+from petl_search.analysis.front import best_baseline, front_records, matches_or_beats
+from petl_search.search.pareto import dominates, hypervolume_2d, pareto_front
+from petl_search.search.records import TrialRecord, counts
 
 
 def brute_front(points):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import petl_search as ps
-from petl_search.config import DeltaSpec, PETLConfig
+from petl_search.core.config import DeltaSpec, PETLConfig
 from conftest import ARCHS, hidden, make_inputs, make_model, randomise_deltas
 
 MERGEABLE = {

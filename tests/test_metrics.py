@@ -6,8 +6,8 @@ import pytest
 from scipy import stats
 from sklearn import metrics as sk
 
-from petl_search import metrics
-from petl_search.errors import PETLError
+from petl_search.training import metrics
+from petl_search.core.errors import PETLError
 
 RNG = np.random.default_rng(0)
 BINARY_P, BINARY_R = RNG.integers(0, 2, 500), RNG.integers(0, 2, 500)

@@ -10,8 +10,10 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 import petl_search as ps
-from petl_search.models import DEFAULT_ENCODER, resolve_model
-from petl_search.tasks import default_glue_dir
+from petl_search.training.models import DEFAULT_ENCODER, resolve_model
+from petl_search.training.tasks import default_glue_dir
+from petl_search.training.config import TrainConfig
+from petl_search.training.trainer import train
 
 GLUE = default_glue_dir() or Path("$PETL_SEARCH_GLUE_DIR or ../shared/data/glue")  # one rule for every test
 
@@ -69,8 +71,6 @@ def test_real_minilm_learns_and_round_trips(name: str, batch: dict, tmp_path) ->
 
 def test_real_minilm_trains_on_real_sst2_through_the_trainer() -> None:
     """The full path a search takes (real tokenizer, real files, real model), kept short."""
-    from petl_search.trainer import TrainConfig, train
-
     cfg = TrainConfig(max_steps=100, eval_every=50, eval_examples=64, max_train_examples=3200, threads=2)
     result = train(ps.presets.lora(r=8), "sst2", train_config=cfg)
     assert result.status == "completed" and result.steps == 100

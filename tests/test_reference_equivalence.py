@@ -12,9 +12,10 @@ from torch import nn
 from transformers import AttentionInterface
 
 import petl_search as ps
-from petl_search.attention import HEAD_SITE_ATTR, HeadSite
-from petl_search.config import DeltaSpec
-from petl_search.modules import PrefixBank
+from petl_search.core.architectures import geometry
+from petl_search.nn.attention import HEAD_SITE_ATTR, HeadSite
+from petl_search.core.config import DeltaSpec
+from petl_search.nn.modules import PrefixBank
 from conftest import ARCHS, hidden, make_inputs, make_model, randomise_deltas
 
 LORA_TARGETS = {"bert": ["query", "value"], "roberta": ["query", "value"], "bart": ["q_proj", "v_proj"],
@@ -68,7 +69,7 @@ def test_prefix_tuning_matches_peft(arch: str) -> None:
     base = make_model(arch)
     ours = ps.apply_petl(copy.deepcopy(base), ps.presets.prefix_tuning(l=length, reparam=None))
     randomise_deltas(ours)
-    geo = ps.architectures.geometry(base.config)
+    geo = geometry(base.config)
     attn = geo[0].attentions[0]
     theirs = peft.get_peft_model(copy.deepcopy(base), peft.PrefixTuningConfig(
         task_type="FEATURE_EXTRACTION", num_virtual_tokens=length, num_layers=len(geo),

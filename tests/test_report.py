@@ -6,9 +6,10 @@ import statistics
 
 import pytest
 
-from petl_search.front import TrialRecord, hypervolume_2d
-from petl_search.report import (budget_band, dimension_effects, hypervolume_curve, scatter_points,
-                                seed_methods)
+from petl_search.search.pareto import hypervolume_2d
+from petl_search.search.records import TrialRecord
+from petl_search.analysis.dashboard_data import hypervolume_curve, scatter_points, seed_methods
+from petl_search.analysis.effects import budget_band, dimension_effects
 
 PA = {"ffn": {"form": "bottleneck", "insertion": "parallel", "composition": "scale", "heads": 1}}
 SA = {"ffn": {"form": "bottleneck", "insertion": "sequential", "composition": "add", "heads": 1}}

@@ -7,14 +7,15 @@ import optuna
 import pytest
 
 from petl_search.cli import main
-from petl_search.front import counts, front_records, read_records
-from petl_search.models import load_model_config
-from petl_search.proposer import Proposer
-from petl_search.report import scatter_points
-from petl_search.search import run_study_inline
-from petl_search.study import load_study
+from petl_search.analysis.front import front_records
+from petl_search.search.records import counts, read_records
+from petl_search.training.models import load_model_config
+from petl_search.search.proposer import Proposer
+from petl_search.analysis.dashboard_data import scatter_points
+from petl_search.search.inline import run_study_inline
+from petl_search.search.study import load_study
 from petl_search.toy import write_toy_study
-from petl_search.trainer import train
+from petl_search.training.trainer import train
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from transformers import BertConfig, LlamaConfig
 
 import petl_search as ps
-from petl_search.space import SpaceError, load_space, parse_space
+from petl_search.search.space import SpaceError, load_space, parse_space
 
 SPACES = sorted(Path(__file__).resolve().parents[1].joinpath("search_spaces").glob("*.yaml"))
 MINILM = BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12)

@@ -10,12 +10,15 @@ import optuna
 import pytest
 import yaml
 
-from petl_search.config import PETLConfig
-from petl_search.errors import PETLError
-from petl_search.front import read_records
-from petl_search.params import count_params
-from petl_search.proposer import Proposer, open_study, reconcile
-from petl_search.study import Baseline, StudyError, fit_to_budget, load_study, make_sampler, parse_study
+from petl_search.core.config import PETLConfig
+from petl_search.core.errors import PETLError
+from petl_search.search.records import read_records
+from petl_search.core.params import count_params
+from petl_search.search.proposer import Proposer
+from petl_search.search.storage import open_study, reconcile
+from petl_search.search.budget import fit_to_budget
+from petl_search.search.samplers import make_sampler
+from petl_search.search.study import Baseline, StudyError, load_study, parse_study
 
 from conftest import TINY_CONFIGS
 
@@ -96,7 +99,7 @@ def test_every_sampler_is_built(tmp_path, name) -> None:
 def test_baselines_are_fitted_to_the_largest_size_within_budget(preset, args) -> None:
     model_config = TINY_CONFIGS["bert"]()
     config, label = fit_to_budget(Baseline(preset, args), 0.05, model_config)
-    from petl_search.presets import SIZE_ARGUMENT, preset as build
+    from petl_search.core.presets import SIZE_ARGUMENT, preset as build
 
     size = int(re.search(rf"{SIZE_ARGUMENT[preset]}=(\d+)", label).group(1))
     assert count_params(config, model_config).stored_fraction <= 0.05

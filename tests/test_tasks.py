@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from petl_search import tasks
-from petl_search.errors import PETLError
-from petl_search.tasks import load_task
+from petl_search.training import tasks
+from petl_search.core.errors import PETLError
+from petl_search.training.tasks import load_task
 
 # Row counts and label sets from shared/data/glue/README.md
 GLUE_EXPECTED = {

@@ -11,9 +11,11 @@ from transformers import (AutoModelForSeq2SeqLM, AutoModelForSequenceClassificat
                           BertConfig)
 
 import petl_search as ps
-from petl_search.config import DeltaSpec, PETLConfig
-from petl_search.models import DEFAULT_ENCODER, resolve_model
-from petl_search.trainer import TrainConfig, train
+from petl_search.training.tasks import get_task
+from petl_search.core.config import DeltaSpec, PETLConfig
+from petl_search.training.models import DEFAULT_ENCODER, resolve_model
+from petl_search.training.config import TrainConfig
+from petl_search.training.trainer import train
 
 TOKENIZER = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_ENCODER))
 FILLER = "the a movie film story plot actor scene music some very quite rather it was is".split()
@@ -74,7 +76,7 @@ def test_full_finetuning_trains_every_weight() -> None:
     result = run(PETLConfig(), full_finetune=True)
     assert result.status == "completed" and result.metrics["accuracy"] > 0.8
     assert result.params["head"] == (32 * 32 + 32) + (32 * 2 + 2)  # still just the head
-    assert result.params["trained_total"] == sum(p.numel() for p in tiny_classifier(ps.tasks.get_task("sst2"))[0]
+    assert result.params["trained_total"] == sum(p.numel() for p in tiny_classifier(get_task("sst2"))[0]
                                                  .parameters())
     with pytest.raises(ps.PETLError, match="full_finetune trains every weight and takes no Δh"):
         run(ps.presets.lora(), full_finetune=True)

@@ -17,10 +17,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .front import TrialRecord, front_records
-from .metrics import floor
-from .report import DIMENSIONS, dimension_effects, hypervolume_curve, importances, scatter_points, seed_methods
-from .study import StudySpec
+from ..core.errors import PETLError
+from ..search.records import TrialRecord, counts, read_records
+from ..search.storage import open_study
+from ..search.study import StudySpec
+from ..training.metrics import floor
+from .dashboard_data import hypervolume_curve, importances, scatter_points, seed_methods
+from .effects import DIMENSIONS, dimension_effects
+from .front import front_records
 
 STYLE = {"front": ("#1f77b4", "circle", 11), "dominated": ("#b0b0b0", "circle", 8),
          "pruned": ("#ff7f0e", "x", 8), "failed": ("#d62728", "x-thin", 9)}
@@ -131,8 +135,6 @@ def render(records: list[TrialRecord], spec: StudySpec, study: Any, metric: str)
     """The whole report as one HTML document."""
     from plotly.offline import get_plotlyjs
 
-    from .front import counts
-
     figures = [("front", front_figure(records, spec, metric)), ("hypervolume", hypervolume_figure(records, spec, metric)),
                ("effects", effects_figure(records, metric)), ("importances", importance_figure(study, metric))]
     blocks = "\n".join(f"<section id='{name}'>{fig.to_html(full_html=False, include_plotlyjs=False, div_id=name + '-plot')}"
@@ -155,10 +157,6 @@ td,th{{border:1px solid #ccc;padding:4px 6px;vertical-align:top}} code{{font-siz
 
 def write_dashboard(spec: StudySpec, out: str | Path | None = None) -> Path:
     """Read the study's storage and write its dashboard (default: dashboards/<name>.html)."""
-    from .errors import PETLError
-    from .front import read_records
-    from .proposer import open_study
-
     study = open_study(spec, create=False)
     records = read_records(study)
     if not any(r.scored for r in records):

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from .architectures import geometry
-from .config import FORMS, SITES, DeltaSpec, PETLConfig, _SITE_FORMS
-from .errors import PETLConfigError, PETLError
+from ..core.architectures import geometry
+from ..core.config import FORMS, SITES, DeltaSpec, PETLConfig, _SITE_FORMS
+from ..core.errors import PETLConfigError, PETLError
 
 # Which dimensions each form samples (beyond form itself); the order is the sampling order.
 FORM_DIMENSIONS = {
@@ -182,8 +183,6 @@ class _Replay:
         return value
 
     def suggest_categorical(self, name: str, choices: Any) -> Any:
-        from optuna.distributions import CategoricalDistribution
-
         value = _encode(self._wanted(name))
         if value == self.model_heads and value not in choices and "model" in choices:
             value = "model"
@@ -192,8 +191,6 @@ class _Replay:
         return self._record(name, CategoricalDistribution(list(choices)), value)
 
     def suggest_int(self, name: str, low: int, high: int, *, log: bool = False, step: int = 1) -> int:
-        from optuna.distributions import IntDistribution
-
         value = self._wanted(name)
         if not isinstance(value, int) or not low <= value <= high or (value - low) % step:
             raise _Outside(name)
@@ -201,8 +198,6 @@ class _Replay:
 
     def suggest_float(self, name: str, low: float, high: float, *, log: bool = False,
                       step: float | None = None) -> float:
-        from optuna.distributions import FloatDistribution
-
         value = self._wanted(name)
         if not isinstance(value, (int, float)) or not low <= value <= high:
             raise _Outside(name)

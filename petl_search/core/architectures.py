@@ -161,7 +161,7 @@ def family_of(model_config: Any) -> Family:
             return family
     raise UnsupportedModelError(
         f"model_type must be one of {list(SUPPORTED_MODEL_TYPES)}, but got {model_type!r} "
-        f"(add a Family table in petl_search/architectures.py to support it)")
+        f"(add a Family table in petl_search/core/architectures.py to support it)")
 
 
 def geometry(model_config: Any) -> tuple[BlockGeometry, ...]:

@@ -15,11 +15,11 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import __version__
-from .config import PETLConfig
-from .errors import PETLError
+from ..core.config import PETLConfig
+from ..core.errors import PETLError
+from ..core.params import count_params
+from ..core.version import __version__
 from .inject import PETL_PREFIX, apply_petl, petl_config, remove_petl
-from .params import count_params
 
 FORMAT = "petl-search-delta"
 FORMAT_VERSION = 1

@@ -14,11 +14,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import attention
-from .architectures import Family, Projection, StackLayout, family_of, geometry
-from .config import PETLConfig
-from .errors import PETLError, rule
+from ..core.architectures import Family, Projection, StackLayout, family_of, geometry
+from ..core.config import PETLConfig
+from ..core.errors import PETLError, rule
+from ..core.placement import Placement, plan
 from .modules import PrefixBank, SiteDelta
-from .placement import Placement, plan
 
 PETL_PREFIX = "petl"
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import PETLError
+from ..core.errors import PETLError
 
 GLUE_DIR_ENV = "PETL_SEARCH_GLUE_DIR"
 
@@ -95,7 +95,7 @@ def default_glue_dir() -> Path | None:
     """$PETL_SEARCH_GLUE_DIR, else a `shared/data/glue` folder beside this checkout, else None (the Hub)."""
     if os.environ.get(GLUE_DIR_ENV):
         return Path(os.environ[GLUE_DIR_ENV])
-    beside = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+    beside = Path(__file__).resolve().parents[3] / "shared" / "data" / "glue"
     return beside if beside.is_dir() else None
 
 

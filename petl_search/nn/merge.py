@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .errors import PETLError
+from ..core.errors import PETLError
 from .inject import PETL_PREFIX, Wiring, petl_config, remove_petl
 
 

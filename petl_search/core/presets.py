@@ -13,8 +13,10 @@ Sizes are arguments; defaults are the papers'. This module must not import torch
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable
 
+from .architectures import geometry
 from .config import PETLConfig, _positive_int
 from .errors import PETLConfigError
 
@@ -92,11 +94,9 @@ def preset(name: str, *, model_config: Any = None, **kwargs: Any) -> PETLConfig:
     if name not in PRESETS:
         raise PETLConfigError(f"preset must be one of {sorted(PRESETS)}, but got {name!r}")
     if name == "mh_parallel_adapter" and "heads" not in kwargs and model_config is not None:
-        from .architectures import geometry
         kwargs["heads"] = geometry(model_config)[0].attentions[0].heads
     try:
         return PRESETS[name](**kwargs)
     except TypeError as exc:  # a wrong keyword: say which ones the preset takes
-        import inspect
         params = list(inspect.signature(PRESETS[name]).parameters)
         raise PETLConfigError(f"preset {name!r} takes arguments {params}, but got {sorted(kwargs)}") from exc

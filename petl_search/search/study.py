@@ -16,21 +16,23 @@
     storage: null                        # default: sqlite:///<this folder>/<name>/study.db
 
 Everything is checked when the file is read, before Ray or a model starts: unknown keys, wrong types,
-a missing space, a preset that cannot fit the budget. This module builds Optuna samplers but does not
-start Ray and does not import torch at import time.
+a missing space, a preset that cannot fit the budget. This module does not
+start Ray and does not import torch: it is a schema (samplers: samplers.py; budgets: budget.py).
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import PETLConfigError, PETLError
-from .space import SearchSpace, read_yaml
-from .tasks import TASKS
+from ..core.errors import PETLConfigError, PETLError
+from ..core.presets import PRESETS
+from ..training.config import TrainConfig
+from ..training.models import DEFAULT_ENCODER
+from ..training.tasks import TASKS, get_task
+from .space import SearchSpace, SpaceError, parse_space, read_yaml
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 # objective name -> Optuna direction; `metric` is the task's main metric
@@ -101,8 +103,6 @@ class StudySpec:
         return Path(self.storage[len(prefix):]) if self.storage.startswith(prefix) else None
 
     def space(self) -> SearchSpace:
-        from .space import parse_space
-
         return parse_space(self.space_data, source=self.space_path)
 
     def identity(self) -> dict[str, Any]:
@@ -118,8 +118,6 @@ class StudySpec:
     @property
     def main_metric(self) -> str:
         """The task's metric the study maximises (accuracy, matthews_correlation, pearson, ...)."""
-        from .tasks import get_task
-
         return get_task(self.task).main_metric
 
     @property
@@ -127,10 +125,8 @@ class StudySpec:
         """torch threads per trial: the trainer's `threads` if set, else the trial's CPUs."""
         return self.train.get("threads") or max(1, int(self.cpus))
 
-    def train_config(self, seed: int) -> Any:
+    def train_config(self, seed: int) -> TrainConfig:
         """How a trial of this study trains (exports re-train with it, and so reproduce the trial)."""
-        from .trainer import TrainConfig
-
         return TrainConfig.from_dict({**self.train, "threads": self.threads, "seed": seed})
 
 
@@ -180,9 +176,7 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
     check("train", isinstance(train, Mapping), "a mapping of TrainConfig fields")
     if "seed" in train:
         raise StudyError(f"{source}: train.seed is set per trial; use the study's `seed` (or a baseline's seeds)")
-    try:
-        from .trainer import TrainConfig  # validates every field and value now, not in a worker later
-
+    try:  # every field and value checked now, not in a worker later
         TrainConfig.from_dict({"threads": None, **train})
     except PETLConfigError as exc:
         raise StudyError(f"{source}: {exc}") from None
@@ -192,7 +186,7 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
         if not Path(data_dir).is_dir():
             raise StudyError(f"{source}: data_dir {data_dir} is not a folder")
     spec = StudySpec(
-        name=name, source=source, model=str(data.get("model", _default_model())), task=data["task"],
+        name=name, source=source, model=str(data.get("model", DEFAULT_ENCODER)), task=data["task"],
         space_path=str(space_path), space_data=space_data, budget=float(budget), objectives=objectives,
         sampler=sampler, n_trials=int(data.get("n_trials", 12)), concurrency=int(data.get("concurrency", 1)),
         cpus=cpus, gpus=gpus, early_stopping=early, train=dict(train), seed=int(data.get("seed", 0)),
@@ -212,12 +206,6 @@ def _int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _default_model() -> str:
-    from .models import DEFAULT_ENCODER
-
-    return DEFAULT_ENCODER
-
-
 def _relative(source: str, value: Any) -> Path:
     if not isinstance(value, str):
         raise StudyError(f"{source}: expected a path, but got {value!r}")
@@ -228,8 +216,6 @@ def _relative(source: str, value: Any) -> Path:
 
 
 def _load_space_data(source: str, path: Path) -> dict[str, Any]:
-    from .space import SpaceError, parse_space
-
     try:  # read once, validated with the space file's own messages
         data = read_yaml(path, SpaceError, "search space")
         parse_space(data, source=str(path))
@@ -283,8 +269,6 @@ def _early_stopping(source: str, block: Any) -> dict[str, Any] | None:
 
 
 def _baselines(source: str, items: Any) -> tuple[Baseline, ...]:
-    from .presets import PRESETS
-
     if not isinstance(items, list):
         raise StudyError(f"{source}: baselines must be a list of presets, but got {items!r}")
     out = []
@@ -302,53 +286,3 @@ def _baselines(source: str, items: Any) -> tuple[Baseline, ...]:
             raise StudyError(f"{where}.seeds must be a list of non-negative integers, but got {seeds!r}")
         out.append(Baseline(item["preset"], dict(args), tuple(seeds)))
     return tuple(out)
-
-
-def make_sampler(spec: StudySpec) -> Any:
-    """The Optuna sampler the study asks for. Budget constraints reach it through trial.set_constraint."""
-    import optuna
-
-    block = spec.sampler
-    seed = block.get("seed", spec.seed)
-    if block["name"] == "tpe":
-        # group=True: our spaces are conditional (a site's dimensions depend on its form), and grouped
-        # multivariate TPE models each conditional subspace jointly instead of falling back to independent
-        # sampling. constant_liar: parallel workers do not all get the same proposal.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=block.get("startup_trials", 10),
-                                              multivariate=True, group=True, constant_liar=True)
-    if block["name"] == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=block.get("population_size", 20))
-    if block["name"] == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=block.get("startup_trials", 10))
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
-def fit_to_budget(baseline: Baseline, budget: float, model_config: Any) -> tuple[Any, str]:
-    """The baseline's PETLConfig and label; its size, unless given, is the largest within the budget."""
-    from .params import count_params
-    from .presets import SIZE_ARGUMENT, preset
-
-    def build(args: Mapping[str, Any]) -> Any:
-        return preset(baseline.preset, model_config=model_config, **args)
-
-    size_arg = SIZE_ARGUMENT[baseline.preset]
-    if size_arg in baseline.args:
-        return build(baseline.args), baseline.label
-
-    def fits(size: int) -> bool:
-        return count_params(build({**baseline.args, size_arg: size}), model_config).stored_fraction <= budget
-
-    if not fits(1):
-        stored = count_params(build({**baseline.args, size_arg: 1}), model_config).stored_fraction
-        raise StudyError(f"baseline {baseline.label} does not fit the budget {budget:.4%} even with "
-                         f"{size_arg}=1 (it stores {stored:.4%})")
-    low, high = 1, 2
-    while fits(high) and high < 1 << 16:
-        low, high = high, high * 2
-    while high - low > 1:  # largest size that fits: fits(low) and not fits(high)
-        mid = (low + high) // 2
-        low, high = (mid, high) if fits(mid) else (low, mid)
-    args = {**baseline.args, size_arg: low}
-    return build(args), Baseline(baseline.preset, args, baseline.seeds).label

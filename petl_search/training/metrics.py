@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import PETLError
+from ..core.errors import PETLError
 
 
 def accuracy(predictions: Sequence, references: Sequence) -> float:

@@ -18,21 +18,24 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import PETLError
-from .front import TrialRecord, best_baseline, counts, front_records, read_records, select_trial
-from .models import load_model_config
-from .proposer import Candidate, Proposer, open_study, reconcile
+from ..core.errors import PETLError
+from ..training.config import TrainConfig
+from ..training.metrics import floor
+from ..training.models import load_model_config
+from ..training.tasks import load_task
+from ..training.trainer import train
+from .proposer import Proposer
+from .records import TrialRecord, read_records
+from .storage import open_study, reconcile
 from .study import StudySpec
 
 SCORE = "score"  # the key every report carries: the task metric (on the dev subset, then the full dev set)
+TrialCallback = Callable[[TrialRecord, list[TrialRecord]], None]
 
 
 def run_candidate(config: dict[str, Any]) -> None:
     """Ray Tune trainable: train one candidate, report each evaluation, then the full record."""
     from ray import tune
-
-    from .metrics import floor
-    from .trainer import train
 
     cand, run = config["candidate"], config["run"]
 
@@ -41,8 +44,6 @@ def run_candidate(config: dict[str, Any]) -> None:
         return False  # stopping is the scheduler's call: Ray ends this function at the report
 
     try:
-        from .trainer import TrainConfig
-
         train_config = TrainConfig.from_dict({**run["train"], "seed": cand["seed"]})
         result = train(cand["petl_config"], run["task"], model=run["model"], data_dir=run["data_dir"],
                        train_config=train_config, on_eval=on_eval)
@@ -101,33 +102,36 @@ def _searcher_class() -> type:
     return StudySearcher
 
 
-def run_study(spec: StudySpec, *, address: str | None = None,
-              progress: Callable[[str], None] = print) -> list[TrialRecord]:
-    """Run (or resume) `spec` until it has n_trials search trials and every baseline; return its records."""
+def trial_line(record: TrialRecord) -> str:
+    """One finished trial in words (the CLI prints a richer line with the front so far)."""
+    outcome = (f"{record.metric:.4f} at {record.stored_fraction:.3%}" if record.metric is not None
+               else f"{record.state.lower()}: {record.reason}")
+    return f"#{record.number} {record.kind} {record.label}: {outcome}"
+
+
+def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable[[str], None] = print,
+              on_trial: TrialCallback | None = None) -> list[TrialRecord]:
+    """Run (or resume) `spec` until it has n_trials search trials and every baseline; return its records.
+
+    progress(line) hears what the driver does; on_trial(record, records) hears each finished trial
+    (default: one line through `progress`).
+    """
     import ray
+    from datasets.utils.logging import disable_progress_bar
     from ray import tune
 
-    from .tasks import load_task
-
     model_config = load_model_config(spec.model)
-    from datasets.utils.logging import disable_progress_bar
-
     disable_progress_bar()
     load_task(spec.task, spec.data_dir)  # missing data fails here, once, not in every worker
     study = open_study(spec)
     interrupted = reconcile(study)
     if interrupted:
         progress(f"resuming: trials {interrupted} were interrupted; their points are queued again")
-    total = spec.n_trials + sum(len(b.seeds) for b in spec.baselines)
-    state = {"start": time.time()}
-
-    def on_finish(record: TrialRecord, records: list[TrialRecord]) -> None:
-        progress(progress_line(record, records, total, spec, time.time() - state["start"]))
-
+    on_finish = on_trial or (lambda record, records: progress(trial_line(record)))
     proposer = Proposer(study, spec, model_config, on_finish=on_finish)
     if proposer.remaining == 0:
         progress(f"study {spec.name} already has its {spec.n_trials} trials and baselines")
-        return _finish(study, spec, progress)
+        return read_records(study)
     progress(f"study {spec.name}: {proposer.remaining} trials to run ({spec.concurrency} at a time), "
              f"budget {spec.budget:.3%} of {spec.model}, storage {spec.storage}")
 
@@ -143,7 +147,7 @@ def run_study(spec: StudySpec, *, address: str | None = None,
         tuner = tune.Tuner(
             tune.with_resources(run_candidate, {"cpu": spec.cpus, "gpu": spec.gpus}),
             tune_config=tune.TuneConfig(
-                search_alg=_searcher_class()(proposer, run), scheduler=_scheduler(spec),
+                search_alg=_searcher_class()(proposer, run), scheduler=make_scheduler(spec),
                 num_samples=proposer.remaining, max_concurrent_trials=spec.concurrency, reuse_actors=True),
             run_config=tune.RunConfig(name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                       storage_path=str(ray_dir), verbose=0))
@@ -151,7 +155,7 @@ def run_study(spec: StudySpec, *, address: str | None = None,
     finally:
         if own_ray:
             ray.shutdown()
-    records = _finish(study, spec, progress)
+    records = read_records(study)
     if proposer.abort:
         raise PETLError(f"study {spec.name} stopped: {proposer.abort}")
     left = proposer.remaining + sum(r.state == "RUNNING" for r in records)
@@ -161,69 +165,14 @@ def run_study(spec: StudySpec, *, address: str | None = None,
     return records
 
 
-def run_study_inline(spec: StudySpec, *, progress: Callable[[str], None] = print,
-                     on_record: Callable[[list[TrialRecord]], None] | None = None) -> list[TrialRecord]:
-    """Run `spec` in this process, one trial after another, without Ray and without early stopping.
-
-    The same Proposer, storage and trainer as `run_study`; for debugging a study, for benchmarks that
-    compare samplers (no scheduling noise) and for tests. on_record(records) runs after each trial.
-    """
-    from .trainer import train
-
-    study = open_study(spec)
-    reconcile(study)
-    proposer = Proposer(study, spec, load_model_config(spec.model))
-    while (candidate := proposer.next()) is not None:
-        result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_dir,
-                       train_config=spec.train_config(candidate.seed))
-        finished = proposer.finish(candidate.number, result.to_dict())
-        progress(f"#{finished.number} {finished.kind} {finished.label}: {finished.state.lower()} {finished.metric}")
-        if on_record:
-            on_record(read_records(study))
-    return read_records(study)
+def evaluations(spec: StudySpec) -> int:
+    """How many times a trial reports to the scheduler: each evaluation during training, then the last."""
+    steps = spec.train.get("max_steps", TrainConfig.max_steps)
+    every = spec.train.get("eval_every", TrainConfig.eval_every)
+    return (steps - 1) // every + 1  # the last step has no evaluation of its own: the final one is it
 
 
-def reseed_trial(spec: StudySpec, number: int, seeds: list[int], *,
-                 progress: Callable[[str], None] = print) -> list[TrialRecord]:
-    """Train trial `number`'s point again with each of `seeds` (in this process), stored as `reseed` trials.
-
-    A search trains each point once, with the study's seed, so a point that looks better than a
-    baseline may be seed luck; its reseeds give it a mean ± std comparable to the baselines'. Seeds it
-    already has (its own, or an earlier reseed's) are skipped, so an interrupted run is resumed by
-    running it again. Returns the point's records: the original first, then every finished reseed.
-    """
-    from .trainer import train
-
-    study = open_study(spec, create=False)
-    original = select_trial(read_records(study), trial=number, verb="reseeded")
-    if len(set(seeds)) != len(seeds):
-        raise PETLError(f"--seeds repeats a seed: {seeds}")
-
-    def measured() -> list[TrialRecord]:
-        return [r for r in read_records(study) if r.kind == "reseed" and r.extra.get("reseed_of") == number
-                and r.state == "COMPLETE" and not r.extra.get("interrupted")]
-
-    have = {original.seed} | {r.seed for r in measured()}
-    todo = [s for s in seeds if s not in have]
-    if not todo:
-        progress(f"trial {number} already has seeds {sorted(have)}: nothing to train")
-    proposer = Proposer(study, spec, load_model_config(spec.model))
-    for i, seed in enumerate(todo, 1):
-        candidate = proposer.open_reseed(original, seed)
-        progress(f"[{i}/{len(todo)}] trial #{candidate.number}: {original.label} with seed {seed}")
-        try:
-            result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_dir,
-                           train_config=spec.train_config(seed)).to_dict()
-        except KeyboardInterrupt:
-            proposer.finish(candidate.number, None, error="interrupted; run the same command to train it")
-            raise
-        finished = proposer.finish(candidate.number, result)
-        progress(f"    {finished.state.lower()}: " + (f"{spec.main_metric}={finished.metric:.4f}"
-                                                      if finished.metric is not None else str(finished.reason)))
-    return [original] + measured()
-
-
-def _scheduler(spec: StudySpec) -> Any:
+def make_scheduler(spec: StudySpec) -> Any:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
     class BaselinesRunToTheEnd(ASHAScheduler):
@@ -237,46 +186,7 @@ def _scheduler(spec: StudySpec) -> Any:
 
     if not spec.early_stopping:
         return FIFOScheduler()
-    steps = spec.train.get("max_steps", 300)
-    every = spec.train.get("eval_every", 100)
-    reports = max(1, (steps - 1) // every) + 1  # evaluations during training, then the final one
+    reports = evaluations(spec)
     grace = min(spec.early_stopping["grace_evals"], reports)
     return BaselinesRunToTheEnd(time_attr="training_iteration", max_t=reports, grace_period=grace,
-                         reduction_factor=spec.early_stopping["reduction_factor"], metric=SCORE, mode="max")
-
-
-
-def progress_line(record: TrialRecord, records: list[TrialRecord], total: int, spec: StudySpec,
-                  elapsed: float) -> str:
-    done = sum(v for k, v in counts(records).items() if k in ("completed", "pruned", "failed"))
-    front = front_records(records, kinds=("search",))
-    outcome = (f"{record.metric:.4f} at {record.stored_fraction:.3%}" if record.metric is not None
-               else f"{record.state.lower()}: {record.reason}")
-    best = max(front, key=lambda r: r.metric, default=None)
-    best_text = f"best {best.metric:.4f} at {best.stored_fraction:.3%} (#{best.number})" if best else "no front yet"
-    return (f"[{done}/{total}] #{record.number} {record.kind} {record.label}: {outcome} | "
-            f"front {len(front)}, {best_text} | {elapsed / 60:.1f} min")
-
-
-def _finish(study: Any, spec: StudySpec, progress: Callable[[str], None]) -> list[TrialRecord]:
-    records = read_records(study)
-    progress(summary(records, spec))
-    return records
-
-
-def summary(records: list[TrialRecord], spec: StudySpec) -> str:
-    """The study's state in words and a table: counts, the front, and how it compares to the baselines."""
-    from .front import front_table, matches_or_beats
-
-    c = counts(records)
-    metric = spec.main_metric
-    lines = [f"study {spec.name}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in c.items() if v),
-             f"Pareto front ({metric} vs stored parameters; baselines included):",
-             front_table(front_records(records), metric)]
-    reference = best_baseline(records)
-    if reference is not None:
-        wins = matches_or_beats(records, reference)
-        lines.append(f"best baseline: {reference.label} {metric}={reference.metric:.4f} with "
-                     f"{reference.stored_params:,} stored; search points as good with no more parameters: "
-                     + (", ".join(f"#{r.number} ({r.metric:.4f}, {r.stored_params:,})" for r in wins) or "none"))
-    return "\n".join(lines)
+                                reduction_factor=spec.early_stopping["reduction_factor"], metric=SCORE, mode="max")

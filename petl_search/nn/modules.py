@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import DeltaSpec
+from ..core.config import DeltaSpec
 
 _ACTIVATIONS: dict[str | None, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh, "identity": lambda x: x, None: lambda x: x,

@@ -79,7 +79,7 @@ def backbone_params(model_config: Any) -> int:
     """Parameters of the base model (AutoModel, no task head) for `model_config`, built on 'meta'."""
     key = model_config.to_json_string(use_diff=False)
     if key not in _BACKBONE_CACHE:
-        import torch
+        import torch  # here, not at the top: core is imported without torch (spaces, studies, the CLI)
         from transformers import AutoModel
 
         with torch.device("meta"):

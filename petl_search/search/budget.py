@@ -1,0 +1,35 @@
+"""Fit a baseline (a preset) to a study's budget: its size argument set to the largest that fits."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from ..core.config import PETLConfig
+from ..core.params import count_params
+from ..core.presets import SIZE_ARGUMENT, preset
+from .study import Baseline, StudyError
+
+
+def fit_to_budget(baseline: Baseline, budget: float, model_config: Any) -> tuple[PETLConfig, str]:
+    """The baseline's PETLConfig and label; its size, unless given, is the largest within the budget."""
+    def build(args: Mapping[str, Any]) -> PETLConfig:
+        return preset(baseline.preset, model_config=model_config, **args)
+
+    size_arg = SIZE_ARGUMENT[baseline.preset]
+    if size_arg in baseline.args:
+        return build(baseline.args), baseline.label
+
+    def fits(size: int) -> bool:
+        return count_params(build({**baseline.args, size_arg: size}), model_config).stored_fraction <= budget
+
+    if not fits(1):
+        stored = count_params(build({**baseline.args, size_arg: 1}), model_config).stored_fraction
+        raise StudyError(f"baseline {baseline.label} does not fit the budget {budget:.4%} even with "
+                         f"{size_arg}=1 (it stores {stored:.4%})")
+    low, high = 1, 2
+    while fits(high) and high < 1 << 16:
+        low, high = high, high * 2
+    while high - low > 1:  # largest size that fits: fits(low) and not fits(high)
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    args = {**baseline.args, size_arg: low}
+    return build(args), Baseline(baseline.preset, args, baseline.seeds).label

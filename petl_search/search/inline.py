@@ -1,0 +1,73 @@
+"""Run a study in this process, one trial after another (no Ray, no early stopping), and train a
+study's point again with other seeds (`reseed`). The same Proposer, storage and trainer as the Ray
+runner: for debugging a study, for benchmarks that compare samplers without scheduling noise, for tests.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..core.errors import PETLError
+from ..training.models import load_model_config
+from ..training.trainer import train
+from .proposer import Proposer
+from .records import TrialRecord, read_records, trained_trial
+from .storage import open_study, reconcile
+from .study import StudySpec
+
+
+def run_study_inline(spec: StudySpec, *, progress: Callable[[str], None] = print,
+                     on_record: Callable[[list[TrialRecord]], None] | None = None) -> list[TrialRecord]:
+    """Run `spec` in this process, one trial after another, without Ray and without early stopping.
+
+    The same Proposer, storage and trainer as `run_study`; for debugging a study, for benchmarks that
+    compare samplers (no scheduling noise) and for tests. on_record(records) runs after each trial.
+    """
+    study = open_study(spec)
+    reconcile(study)
+    proposer = Proposer(study, spec, load_model_config(spec.model))
+    while (candidate := proposer.next()) is not None:
+        result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_dir,
+                       train_config=spec.train_config(candidate.seed))
+        finished = proposer.finish(candidate.number, result.to_dict())
+        progress(f"#{finished.number} {finished.kind} {finished.label}: {finished.state.lower()} {finished.metric}")
+        if on_record:
+            on_record(read_records(study))
+    return read_records(study)
+
+
+def reseed_trial(spec: StudySpec, number: int, seeds: list[int], *,
+                 progress: Callable[[str], None] = print) -> list[TrialRecord]:
+    """Train trial `number`'s point again with each of `seeds` (in this process), stored as `reseed` trials.
+
+    A search trains each point once, with the study's seed, so a point that looks better than a
+    baseline may be seed luck; its reseeds give it a mean ± std comparable to the baselines'. Seeds it
+    already has (its own, or an earlier reseed's) are skipped, so an interrupted run is resumed by
+    running it again. Returns the point's records: the original first, then every finished reseed.
+    """
+    study = open_study(spec, create=False)
+    original = trained_trial(read_records(study), number, verb="reseeded")
+    if len(set(seeds)) != len(seeds):
+        raise PETLError(f"--seeds repeats a seed: {seeds}")
+
+    def measured() -> list[TrialRecord]:
+        return [r for r in read_records(study) if r.kind == "reseed" and r.extra.get("reseed_of") == number
+                and r.state == "COMPLETE" and not r.extra.get("interrupted")]
+
+    have = {original.seed} | {r.seed for r in measured()}
+    todo = [s for s in seeds if s not in have]
+    if not todo:
+        progress(f"trial {number} already has seeds {sorted(have)}: nothing to train")
+    proposer = Proposer(study, spec, load_model_config(spec.model))
+    for i, seed in enumerate(todo, 1):
+        candidate = proposer.open_reseed(original, seed)
+        progress(f"[{i}/{len(todo)}] trial #{candidate.number}: {original.label} with seed {seed}")
+        try:
+            result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_dir,
+                           train_config=spec.train_config(seed)).to_dict()
+        except KeyboardInterrupt:
+            proposer.finish(candidate.number, None, error="interrupted; run the same command to train it")
+            raise
+        finished = proposer.finish(candidate.number, result)
+        progress(f"    {finished.state.lower()}: " + (f"{spec.main_metric}={finished.metric:.4f}"
+                                                      if finished.metric is not None else str(finished.reason)))
+    return [original] + measured()

@@ -1,0 +1,100 @@
+"""A study's trials as plain records, read from its Optuna storage (the one source of truth).
+
+A record's `kind` says where it came from:
+    search       proposed by the sampler and trained
+    baseline     a preset evaluated as a reference point
+    over_budget  proposed by the sampler, rejected analytically (never trained; feeds the sampler)
+    duplicate    proposed again: the earlier trial's result was reused (never trained twice)
+    reseed       a trained point trained again with another seed (`petl-search reseed`): evidence about
+                 seed noise, so it has a metric but is never a point of a front
+
+The search (resume, the proposer) and the analysis (fronts, reports, dashboards) read the same records.
+Neither torch nor Ray is imported.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from ..core.errors import PETLError
+
+COUNTED_KINDS = ("search", "baseline")  # the points of a study: what the sampler and the baselines trained
+MEASURED_KINDS = COUNTED_KINDS + ("reseed",)  # everything trained, so everything with a metric
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    number: int
+    state: str  # COMPLETE | PRUNED | FAIL | RUNNING | WAITING
+    kind: str
+    label: str  # baseline label, or the config's short description
+    metric: float | None  # the task's main metric on the full dev set
+    stored_params: int | None
+    stored_fraction: float | None
+    config: dict[str, Any] = field(default_factory=dict)
+    reason: str | None = None
+    seed: int | None = None
+    seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # every other user attribute
+
+    @property
+    def scored(self) -> bool:
+        """Trained to the end with a metric: may sit on a front."""
+        return self.state == "COMPLETE" and self.kind in COUNTED_KINDS and self.metric is not None
+
+
+def counts(records: Iterable[TrialRecord]) -> dict[str, int]:
+    """How many trials of each outcome: completed, pruned, failed, running, over_budget, duplicate, reseed."""
+    out = {"completed": 0, "pruned": 0, "failed": 0, "running": 0, "over_budget": 0, "duplicate": 0, "reseed": 0}
+    for r in records:
+        if r.kind in ("over_budget", "duplicate"):
+            out[r.kind] += 1
+        elif r.extra.get("interrupted"):
+            continue  # re-queued; its rerun is a separate trial
+        elif r.kind == "reseed":
+            out["reseed"] += r.state == "COMPLETE"
+        elif r.state == "COMPLETE":
+            out["completed"] += 1
+        elif r.state == "PRUNED":
+            out["pruned"] += 1
+        elif r.state == "FAIL":
+            out["failed"] += 1
+        else:
+            out["running"] += 1
+    return out
+
+
+def read_records(study: Any) -> list[TrialRecord]:
+    """TrialRecords from an Optuna study (its storage is the one source of truth)."""
+    records = []
+    for t in study.get_trials(deepcopy=False):
+        attrs = dict(t.user_attrs)
+        kind = attrs.pop("kind", "search")
+        values = t.values if t.state.name == "COMPLETE" and kind in MEASURED_KINDS else None
+        records.append(TrialRecord(
+            number=t.number, state=t.state.name, kind=kind, label=attrs.pop("label", ""),
+            metric=values[0] if values else None,
+            stored_params=attrs.get("stored_params"), stored_fraction=attrs.get("stored_fraction"),
+            config=attrs.pop("petl_config", {}), reason=attrs.pop("reason", None), seed=attrs.pop("seed", None),
+            seconds=(attrs.get("seconds") or {}).get("total"), extra=attrs))
+    return records
+
+
+
+
+def trained_trial(records: Iterable[TrialRecord], number: int, *, verb: str = "exported") -> TrialRecord:
+    """Trial `number`, which must have been trained to the end (a command is about to use its point);
+    anything else is refused with the reason, `verb` saying what the command does."""
+    records = list(records)
+    if not any(r.scored for r in records):
+        raise PETLError(f"the study has no completed trials yet: nothing can be {verb}")
+    chosen = next((r for r in records if r.number == number), None)
+    if chosen is None:
+        raise PETLError(f"trial {number} is not in the study (its trials are 0..{len(records) - 1})")
+    if not chosen.scored:
+        what = {"over_budget": "was over the budget and never trained",
+                "duplicate": f"repeated trial {chosen.extra.get('duplicate_of')}: use that one",
+                "reseed": f"re-trained trial {chosen.extra.get('reseed_of')} with another seed: use that one",
+                }.get(chosen.kind, f"did not complete ({chosen.state.lower()}: {chosen.reason})")
+        raise PETLError(f"trial {number} {what}; only completed search or baseline trials can be {verb}")
+    return chosen

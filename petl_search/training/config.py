@@ -1,0 +1,105 @@
+"""How one candidate is trained (`TrainConfig`) and what comes back (`TrainResult`): plain data.
+
+This module must not import torch: a study file's `train:` block is validated with it before any
+worker starts.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from ..core.errors import PETLConfigError, rule
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How one candidate is trained. Budgets: `max_steps`, and optionally `max_seconds` of training."""
+
+    max_steps: int = 300
+    max_seconds: float | None = None
+    batch_size: int = 32
+    eval_batch_size: int = 64  # measured fastest for MiniLM on 2 CPU threads
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06
+    max_grad_norm: float = 1.0
+    eval_every: int = 100
+    eval_examples: int | None = 256  # dev subset for the evaluations during training; the last one is full
+    early_stopping_patience: int | None = None  # evaluations without improvement before stopping
+    max_length: int = 128
+    max_target_length: int = 64  # seq2seq: target length for training and generation
+    max_train_examples: int | None = None
+    seed: int = 0
+    threads: int | None = None  # CPU threads of this worker (None: leave torch's default)
+    bf16: bool = True  # autocast to bfloat16 on GPU
+    device: str | None = None  # None: cuda when available, else cpu
+
+    def __post_init__(self) -> None:
+        for name in ("max_steps", "batch_size", "eval_batch_size", "eval_every", "max_length", "max_target_length"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise rule(f"train.{name}", "a positive integer", value)
+        for name in ("eval_examples", "early_stopping_patience", "max_train_examples", "threads"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+                raise rule(f"train.{name}", "a positive integer or null", value)
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < 1):
+            raise rule("train.learning_rate", "a number in (0, 1)", self.learning_rate)
+        if not 0 <= self.warmup_ratio < 1:
+            raise rule("train.warmup_ratio", "a number in [0, 1)", self.warmup_ratio)
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise rule("train.max_seconds", "a positive number or null", self.max_seconds)
+        if self.weight_decay < 0:
+            raise rule("train.weight_decay", "a number >= 0", self.weight_decay)
+        if self.max_grad_norm <= 0:
+            raise rule("train.max_grad_norm", "a positive number", self.max_grad_norm)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        names = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise PETLConfigError(f"train has no field {unknown[0]!r}; its fields are {sorted(names)}")
+        return cls(**dict(data))
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(self.warmup_ratio * self.max_steps)
+
+    def lr_factor(self, step: int) -> float:
+        """The learning rate at optimizer step `step` (0-based) as a fraction of `learning_rate`:
+        linear warmup over `warmup_steps`, then linear decay to 0 at `max_steps`."""
+        warmup = self.warmup_steps
+        return min((step + 1) / max(warmup, 1),
+                   max(0.0, (self.max_steps - step) / max(self.max_steps - warmup, 1)))
+
+
+@dataclass
+class TrainResult:
+    status: str  # "completed", "pruned" (on_eval asked to stop) or "failed"
+    reason: str | None
+    task: str
+    model: str
+    main_metric: str
+    metrics: dict[str, float]  # final evaluation on the full dev set (empty if failed)
+    history: list[dict[str, Any]]  # every evaluation: step, dev-subset metrics, mean training loss
+    params: dict[str, float]  # Δh trained / stored, head, backbone, stored fraction (the budgeted one)
+    steps: int
+    train_examples: int
+    seconds: dict[str, float]  # total, model_load, tokenize, data, compute (forward/backward/step), eval
+    throughput: float  # training examples per second of compute
+    peak_memory_mb: float
+    device: str
+    petl_config: dict[str, Any]
+    train_config: dict[str, Any]
+    full_finetune: bool = False
+    trained_model: Any = field(default=None, repr=False)
+
+    @property
+    def score(self) -> float | None:
+        return self.metrics.get(self.main_metric)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("trained_model")
+        return out

@@ -1,0 +1,101 @@
+"""A task's data on its way into a model: splits loaded once per process, texts tokenised lazily (only
+the rows a trial reaches, each once), batches of similar length, and padding.
+
+Later trials in the same worker reuse what earlier ones loaded and tokenised.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from .config import TrainConfig
+from .tasks import Task, load_task
+
+
+class EncodedSplit:
+    """A split's texts, tokenised lazily: only the rows asked for, each once (cheap for short trials)."""
+
+    def __init__(self, dataset: Any, tokenizer: Any, task: Task, cfg: TrainConfig) -> None:
+        self.tokenizer, self.task, self.cfg = tokenizer, task, cfg
+        columns = ("source",) if task.kind == "seq2seq" else task.text_columns
+        self.texts = list(zip(*(list(dataset[c]) for c in columns)))
+        self.references = list(dataset["target" if task.kind == "seq2seq" else "label"])
+        self._rows: dict[int, dict[str, list[int]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def rows(self, indices: list[int]) -> list[dict[str, list[int]]]:
+        missing = [i for i in indices if i not in self._rows]
+        if missing:
+            columns = list(zip(*(self.texts[i] for i in missing)))
+            enc = self.tokenizer(*(list(c) for c in columns), truncation=True, max_length=self.cfg.max_length)
+            if self.task.kind == "seq2seq":
+                targets = self.tokenizer(text_target=[self.references[i] for i in missing], truncation=True,
+                                         max_length=self.cfg.max_target_length)["input_ids"]
+            keep = [k for k in ("input_ids", "token_type_ids") if k in enc]
+            for j, i in enumerate(missing):
+                row = {k: enc[k][j] for k in keep}
+                row["labels"] = targets[j] if self.task.kind == "seq2seq" else self.references[i]
+                self._rows[i] = row
+        return [self._rows[i] for i in indices]
+
+
+_ENCODED: dict[tuple, EncodedSplit] = {}  # per process: later trials reuse what earlier ones tokenised
+_LOADED: dict[tuple, Any] = {}  # per process: loaded task data, reused by later trials
+
+
+def load_cached_task(task: str, data_dir: str | None) -> Any:
+    """The task's splits, loaded once per process (later trials and exports reuse them)."""
+    key = (task, str(data_dir))
+    if key not in _LOADED:
+        _LOADED[key] = load_task(task, data_dir)
+    return _LOADED[key]
+
+
+def encode(dataset: Any, tokenizer: Any, task: Task, cfg: TrainConfig, key: tuple) -> EncodedSplit:
+    key = (*key, getattr(tokenizer, "name_or_path", id(tokenizer)), cfg.max_length, cfg.max_target_length)
+    if key not in _ENCODED:
+        _ENCODED[key] = EncodedSplit(dataset, tokenizer, task, cfg)
+    return _ENCODED[key]
+
+
+def bucketed_batches(split: EncodedSplit, batch_size: int, rng: np.random.Generator,
+                     bucket: int = 50) -> Iterator[list[int]]:
+    """Endless shuffled batches of similar token length (little padding), epoch after epoch.
+
+    Each bucket of `bucket` batches is tokenised when first reached, so a short trial tokenises only
+    what it trains on.
+    """
+    n = len(split)
+    while True:
+        order = rng.permutation(n).tolist()
+        for start in range(0, n, batch_size * bucket):
+            chunk = order[start:start + batch_size * bucket]
+            lengths = {i: len(row["input_ids"]) for i, row in zip(chunk, split.rows(chunk))}
+            chunk.sort(key=lambda i: lengths[i], reverse=True)
+            batches = [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+            for b in rng.permutation(len(batches)):
+                yield batches[b]
+
+
+def collate(split: EncodedSplit, indices: list[int], pad_id: int, device: torch.device,
+            token_types: bool) -> dict[str, torch.Tensor]:
+    rows = split.rows(indices)
+    width = max(len(r["input_ids"]) for r in rows)
+
+    def pad(seqs: list[list[int]], value: int, size: int) -> torch.Tensor:
+        return torch.tensor([s + [value] * (size - len(s)) for s in seqs], dtype=torch.long)
+
+    ids = [r["input_ids"] for r in rows]
+    batch = {"input_ids": pad(ids, pad_id, width), "attention_mask": pad([[1] * len(s) for s in ids], 0, width)}
+    if token_types and "token_type_ids" in rows[0]:
+        batch["token_type_ids"] = pad([r["token_type_ids"] for r in rows], 0, width)
+    labels = [r["labels"] for r in rows]
+    if split.task.kind == "seq2seq":
+        batch["labels"] = pad(labels, -100, max(len(s) for s in labels))
+    else:
+        batch["labels"] = torch.tensor(labels, dtype=torch.float32 if split.task.kind == "regression" else torch.long)
+    return {k: v.to(device) for k, v in batch.items()}

