@@ -99,8 +99,17 @@ def test_mam_is_prefix_plus_scaled_parallel_adapter() -> None:
     assert mam.for_storage().attn_heads.reparam is None
 
 
+def random_layers(rng: random.Random, size_of: callable) -> tuple[list[int] | None, dict[str, int]]:
+    """Which blocks (all or some) and, half of the time, a different size on one of them."""
+    layers = rng.choice([None, [0], [0, 1], [1]])
+    if rng.random() < 0.5:
+        return layers, {}
+    block = rng.choice(layers if layers is not None else [0, 1])
+    return layers, {str(block): size_of()}
+
+
 def random_point(rng: random.Random) -> PETLConfig:
-    """A random valid point of the space, touching every dimension."""
+    """A random valid point of the space, touching every dimension, per-block sizes at every site."""
     sites = {}
     for site in ps.SITES:
         if rng.random() < 0.4:
@@ -108,14 +117,14 @@ def random_point(rng: random.Random) -> PETLConfig:
         forms = ["bottleneck", "lora"] + (["prefix"] * 2 if site == "attn_heads" else [])
         form = rng.choice(forms)
         if form == "prefix":
-            sites[site] = DeltaSpec(form="prefix", size=rng.randint(1, 6),
-                                    reparam=rng.choice([None, rng.randint(1, 16)]),
-                                    layers=rng.choice([None, [0], [1]]))
+            reparam = rng.choice([None, rng.randint(1, 16)])
+            layers, layer_sizes = random_layers(rng, lambda: rng.randint(1, 6))
+            sites[site] = DeltaSpec(form="prefix", size=rng.randint(1, 6), reparam=reparam, layers=layers,
+                                    layer_sizes=layer_sizes if reparam is None else {})
             continue
         heads = rng.choice([1, 2, 4])
         size = heads * rng.randint(1, 6)
-        layers = rng.choice([None, [0], [0, 1]])
-        layer_sizes = {} if layers is None or rng.random() < 0.5 else {str(layers[-1]): heads * rng.randint(1, 3)}
+        layers, layer_sizes = random_layers(rng, lambda: heads * rng.randint(1, 3))
         composition = rng.choice(COMPOSITIONS)
         sites[site] = DeltaSpec(
             form=form, size=size, heads=heads, insertion=rng.choice(INSERTIONS), composition=composition,
@@ -125,6 +134,20 @@ def random_point(rng: random.Random) -> PETLConfig:
             layer_sizes=layer_sizes,
             projections=rng.sample(["q", "k", "v"], rng.randint(1, 3)) if site == "attn_qkv" else None)
     return PETLConfig(**sites)
+
+
+def test_a_prefix_with_per_block_lengths_builds_what_is_counted() -> None:
+    """Each block's prefix has its own length: 2·l_b·d per block (the review's case: 960, not 1,536)."""
+    from transformers import BertConfig
+
+    config = BertConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=64,
+                        vocab_size=100)
+    point = PETLConfig(attn_heads=dict(form="prefix", size=8, layer_sizes={0: 2, 2: 5}, reparam=None))
+    model = ps.apply_petl(__import__("transformers").AutoModel.from_config(config), point)
+    created = {n: p.shape for n, p in model.named_parameters() if ps.is_petl_parameter(n)}
+    assert ps.count_params(point, config).stored == 2 * 32 * (2 + 8 + 5) == 960
+    assert sum(torch.Size(s).numel() for s in created.values()) == 960
+    assert [shape[2] for _, shape in sorted(created.items())] == [2, 8, 5]  # (2, heads, l, d_h) per block
 
 
 def test_counts_are_exact_on_random_points(arch: str) -> None:

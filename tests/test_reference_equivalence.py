@@ -101,7 +101,7 @@ def test_prefix_attention_is_the_gated_composition_of_eq_8(implementation: str) 
     torch.manual_seed(0)
     batch, heads, t, d_h, length = 2, 3, 6, 8, 4
     q, k, v = (torch.randn(batch, heads, t, d_h, dtype=torch.float64) for _ in range(3))
-    bank = PrefixBank(length, {"m": (heads, d_h)}, hidden=heads * d_h, reparam=None, dtype=torch.float64)
+    bank = PrefixBank({"m": (heads, d_h, length)}, hidden=heads * d_h, reparam=None, dtype=torch.float64)
     module = _Attention()
     module.__dict__[HEAD_SITE_ATTR] = HeadSite(prefix=bank, prefix_key="m")
     if implementation == "petl_eager":  # the eager function is looked up in the module's own file

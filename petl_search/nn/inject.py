@@ -123,9 +123,8 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
         if p.spec.form == "prefix":
             prefix_groups.setdefault(p.site, []).append(p)
     for site, group in prefix_groups.items():
-        entries = {p.key: (p.attention_geometry.kv_heads, p.attention_geometry.head_dim) for p in group}
-        container.prefixes[site] = PrefixBank(group[0].spec.size, entries, group[0].block.hidden,
-                                              group[0].spec.reparam, **kw)
+        entries = {p.key: (p.attention_geometry.kv_heads, p.attention_geometry.head_dim, p.size) for p in group}
+        container.prefixes[site] = PrefixBank(entries, group[0].block.hidden, group[0].spec.reparam, **kw)
 
     for p in placements:
         block, layout = blocks[p.block.index]

@@ -117,36 +117,40 @@ class SiteDelta(nn.Module):
 
 
 class PrefixBank(nn.Module):
-    """Learned prefix keys and values P_k, P_v of length l for a set of attention modules.
+    """Learned prefix keys and values P_k, P_v for a set of attention modules, each of its own length.
 
     Trained directly, or reparameterised (Li & Liang 2021): P = MLP(E) with E of shape (l, hidden) and
-    one MLP for all modules; `materialize()` gives the raw prefixes to store once training is done.
+    one MLP for all modules (one length for all: a config refuses per-block lengths with an MLP);
+    `materialize()` gives the raw prefixes to store once training is done.
     """
 
-    def __init__(self, length: int, entries: dict[str, tuple[int, int]], hidden: int, reparam: int | None, *,
+    def __init__(self, entries: dict[str, tuple[int, int, int]], hidden: int, reparam: int | None, *,
                  dtype: torch.dtype | None = None, device: torch.device | None = None) -> None:
         super().__init__()
         kw = {"dtype": dtype, "device": device}
-        self.length = length
-        self.entries = dict(entries)  # key -> (kv_heads, head_dim)
+        self.entries = dict(entries)  # key -> (kv_heads, head_dim, length)
         self.reparam = reparam
         if reparam is None:
             self.raw = nn.ParameterDict({
                 key: nn.Parameter(torch.randn(2, kvh, length, hd, **kw) * 0.02)
-                for key, (kvh, hd) in self.entries.items()})
-        else:
-            self.embedding = nn.Parameter(torch.randn(length, hidden, **kw))
-            self.mlp_in = nn.Linear(hidden, reparam, **kw)
-            # The output layer, split by module: the same parameters as one wide Linear, but each attention
-            # call computes (and back-propagates into) only its own rows instead of a full-size gradient.
-            self.mlp_out = nn.ModuleDict({key: nn.Linear(reparam, 2 * kvh * hd, **kw)
-                                          for key, (kvh, hd) in self.entries.items()})
+                for key, (kvh, hd, length) in self.entries.items()})
+            return
+        lengths = {length for _, _, length in self.entries.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"a reparameterised prefix has one length, but got {sorted(lengths)}")
+        self.length = lengths.pop()
+        self.embedding = nn.Parameter(torch.randn(self.length, hidden, **kw))
+        self.mlp_in = nn.Linear(hidden, reparam, **kw)
+        # The output layer, split by module: the same parameters as one wide Linear, but each attention
+        # call computes (and back-propagates into) only its own rows instead of a full-size gradient.
+        self.mlp_out = nn.ModuleDict({key: nn.Linear(reparam, 2 * kvh * hd, **kw)
+                                      for key, (kvh, hd, _) in self.entries.items()})
 
     def kv(self, key: str) -> torch.Tensor:
         """Prefix keys and values of one attention module, shape (2, kv_heads, l, head_dim)."""
         if self.reparam is None:
             return self.raw[key]
-        kvh, hd = self.entries[key]
+        kvh, hd, _ = self.entries[key]
         out = self.mlp_out[key](torch.tanh(self.mlp_in(self.embedding)))
         return out.view(self.length, 2, kvh, hd).permute(1, 2, 0, 3)
 
