@@ -11,6 +11,7 @@ from petl_search.analysis.front import front_records
 from petl_search.search.records import counts, read_records
 from petl_search.training.models import load_model_config
 from petl_search.search.proposer import Proposer
+from petl_search.search.storage import open_store
 from petl_search.analysis.dashboard_data import scatter_points
 from petl_search.search.inline import run_study_inline
 from petl_search.search.study import load_study
@@ -49,8 +50,7 @@ def test_reseeds_are_stored_reproducible_and_kept_off_the_front(study, capsys) -
     assert [r.number for r in front_records(after)] == [r.number for r in front_records(before)]
     assert {p.number for p in scatter_points(after)} == {p.number for p in scatter_points(before)}
     assert counts(after)["completed"] == counts(before)["completed"] and counts(after)["reseed"] == 2
-    study_now = optuna.load_study(study_name=study.name, storage=study.storage)
-    assert Proposer(study_now, study, load_model_config(study.model)).remaining == 0
+    assert Proposer(open_store(study), study, load_model_config(study.model)).remaining == 0
     # again: the seeds it has are not trained twice
     assert main(["reseed", study.source, "--trial", str(lora.number), "--seeds", "2", "1"]) == 0
     assert "already has seeds [0, 1, 2]: nothing to train" in capsys.readouterr().err

@@ -15,7 +15,7 @@ from petl_search.core.errors import PETLError
 from petl_search.search.records import read_records
 from petl_search.core.params import count_params
 from petl_search.search.proposer import Proposer
-from petl_search.search.storage import open_study, reconcile
+from petl_search.search.storage import open_store, open_study, reconcile
 from petl_search.search.budget import fit_to_budget
 from petl_search.search.samplers import make_sampler
 from petl_search.search.study import Baseline, StudyError, load_study, parse_study
@@ -90,24 +90,32 @@ def test_a_missing_or_broken_file_is_one_clear_error(tmp_path) -> None:
 
 @pytest.mark.parametrize("name", ["tpe", "nsga2", "gp", "random"])
 def test_every_sampler_is_built(tmp_path, name) -> None:
-    spec = parse_study(study_data(tmp_path, sampler={"name": name, "seed": 3}))
-    assert type(make_sampler(spec)).__name__.lower().startswith(name.replace("nsga2", "nsgaii")[:3])
+    spec = parse_study(study_data(tmp_path, sampler={"name": name, "seed": 3, **({"startup_trials": 4} if name in
+                                                                                   ("tpe", "gp") else {})}))
+    sampler = make_sampler(spec)
+    expected = {"tpe": "TPESampler", "nsga2": "NSGAIISampler", "gp": "GPSampler", "random": "RandomSampler"}[name]
+    if name in ("tpe", "gp"):  # the model-based ones start with random trials, counted as search trials
+        assert sampler.n_startup == 4
+        sampler = sampler.model
+    assert type(sampler).__name__ == expected
 
 
 @pytest.mark.parametrize("preset, args", [("lora", {}), ("houlsby", {}), ("prefix_tuning", {}),
                                           ("mam", {"prefix_len": 2}), ("mh_parallel_adapter", {})])
 def test_baselines_are_fitted_to_the_largest_size_within_budget(preset, args) -> None:
     model_config = TINY_CONFIGS["bert"]()
-    config, label = fit_to_budget(Baseline(preset, args), 0.05, model_config)
+    fitted = fit_to_budget(Baseline(preset, args), 0.05, model_config)
     from petl_search.core.presets import SIZE_ARGUMENT, preset as build
 
-    size = int(re.search(rf"{SIZE_ARGUMENT[preset]}=(\d+)", label).group(1))
-    assert count_params(config, model_config).stored_fraction <= 0.05
+    size = fitted.args[SIZE_ARGUMENT[preset]]
+    assert fitted.preset == preset and fitted.config == build(preset, model_config=model_config, **fitted.args)
+    assert count_params(fitted.config, model_config).stored_fraction <= 0.05
     bigger = build(preset, model_config=model_config, **{**args, SIZE_ARGUMENT[preset]: size + 1})
     assert count_params(bigger, model_config).stored_fraction > 0.05
+    assert fitted.label == f"{preset}(" + ",".join(f"{k}={v}" for k, v in sorted(fitted.args.items())) + ")"
     # explicit sizes are kept, even over budget: the user asked for that point
-    kept, kept_label = fit_to_budget(Baseline("lora", {"r": 64}), 0.05, model_config)
-    assert kept == build("lora", r=64) and kept_label == "lora(r=64)"
+    kept = fit_to_budget(Baseline("lora", {"r": 64}), 0.05, model_config)
+    assert kept.config == build("lora", r=64) and kept.label == "lora(r=64)"
 
 
 def test_a_baseline_that_cannot_fit_is_refused() -> None:
@@ -124,7 +132,7 @@ def completed(proposer: Proposer, number: int, metric: float) -> dict:
 
 def make_proposer(tmp_path, **overrides) -> Proposer:
     spec = parse_study(study_data(tmp_path, **overrides))
-    return Proposer(open_study(spec), spec, TINY_CONFIGS["bert"]())
+    return Proposer(open_store(spec), spec, TINY_CONFIGS["bert"]())
 
 
 def test_candidates_are_valid_points_within_budget_and_over_budget_ones_teach_the_sampler(tmp_path) -> None:
@@ -140,20 +148,24 @@ def test_candidates_are_valid_points_within_budget_and_over_budget_ones_teach_th
     trials = proposer.study.get_trials()
     over = [t for t in trials if t.user_attrs["kind"] == "over_budget"]
     assert over, "a 2% budget on the unified space must reject some proposals"
+    assert not {t.number for t in over} & {c.number for c in seen}  # none was handed to a worker
     for t in over:  # told as complete with the metric's floor, and infeasible, so the sampler learns
         assert t.state == optuna.trial.TrialState.COMPLETE and t.values[0] == 0.0
         assert t.constraints["budget"] > 0 and t.user_attrs["stored_fraction"] > 0.02
+        assert t.values[1] == t.user_attrs["stored_params"] > 0.02 * count_params(PETLConfig(), model_config).backbone
     for t in trials:
         if t.user_attrs["kind"] in ("search", "baseline"):
             assert t.constraints["budget"] <= 0
-    assert all(t.user_attrs["kind"] != "search" or t not in proposer.study.best_trials for t in over)
 
 
-def test_a_point_proposed_twice_is_not_trained_twice(tmp_path) -> None:
+ONE_LORA = {"name": "one", "sites": {"attn_qkv": {"optional": False, "form": ["lora"], "size": 2,
+            "insertion": "parallel", "composition": "add", "heads": 1, "init": "lora", "input_norm": False,
+            "projections": [["q", "v"]]}}}
+
+
+def test_a_point_proposed_twice_is_not_trained_twice_nor_observed_twice(tmp_path) -> None:
     space = tmp_path / "one_point.yaml"
-    space.write_text(yaml.safe_dump({"name": "one", "sites": {"attn_qkv": {"optional": False, "form": ["lora"],
-                     "size": 2, "insertion": "parallel", "composition": "add", "heads": 1, "init": "lora",
-                     "input_norm": False, "projections": [["q", "v"]]}}}))
+    space.write_text(yaml.safe_dump(ONE_LORA))
     proposer = make_proposer(tmp_path, space=str(space), n_trials=3, baselines=[])
     proposer.max_rejections = 20
     first = proposer.next()
@@ -161,15 +173,17 @@ def test_a_point_proposed_twice_is_not_trained_twice(tmp_path) -> None:
     with pytest.raises(PETLError, match="20 points in a row that were over the budget .* or already trained"):
         proposer.next()
     duplicates = [t for t in proposer.study.get_trials() if t.user_attrs["kind"] == "duplicate"]
-    assert duplicates and all(t.values == [0.7, t.user_attrs["stored_params"]] for t in duplicates)
+    assert len(duplicates) == 20 and all(t.user_attrs["duplicate_of"] == first.number for t in duplicates)
+    # the sampler's observations (what TPE reads: complete and pruned trials) hold the point once
+    observed = proposer.study.get_trials(states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
+    assert [t.number for t in observed] == [first.number]
     assert sum(r.kind == "search" for r in read_records(proposer.study)) == 1
 
 
 def test_a_point_stopped_early_or_failed_is_not_trained_again(tmp_path) -> None:
     space = tmp_path / "two_points.yaml"
-    space.write_text(yaml.safe_dump({"name": "two", "sites": {"attn_qkv": {"optional": False, "form": ["lora"],
-                     "size": [2, 3], "insertion": "parallel", "composition": "add", "heads": 1, "init": "lora",
-                     "input_norm": False, "projections": [["q", "v"]]}}}))
+    space.write_text(yaml.safe_dump({"name": "two", "sites": {"attn_qkv": {**ONE_LORA["sites"]["attn_qkv"],
+                                                                          "size": [2, 3]}}}))
     proposer = make_proposer(tmp_path, space=str(space), n_trials=5, baselines=[])
     proposer.max_rejections = 30
     first, second = proposer.next(), proposer.next()
@@ -178,8 +192,79 @@ def test_a_point_stopped_early_or_failed_is_not_trained_again(tmp_path) -> None:
     with pytest.raises(PETLError, match="already trained"):
         proposer.next()
     repeats = [t for t in proposer.study.get_trials() if t.user_attrs["kind"] == "duplicate"]
-    assert repeats and {t.state.name for t in repeats} <= {"PRUNED", "FAIL"}
-    assert all(t.state.name == ("PRUNED" if t.user_attrs["duplicate_of"] == first.number else "FAIL") for t in repeats)
+    assert {t.user_attrs["duplicate_of"] for t in repeats} == {first.number, second.number}
+    assert all(t.state.name == "FAIL" for t in repeats)  # no second observation of either
+
+
+def test_the_random_start_up_counts_trained_search_trials_only(tmp_path) -> None:
+    """Baselines, over-budget rejections and repeats do not use up TPE's random start-up (43 baselines
+    once did, before the first search trial of a study asking for 12 random ones)."""
+    proposer = make_proposer(tmp_path, n_trials=5, budget=0.02, baselines=[{"preset": "lora", "seeds": [0, 1, 2]},
+                             {"preset": "houlsby", "seeds": [0, 1]}], sampler={"name": "tpe", "seed": 0,
+                                                                            "startup_trials": 3})
+    sampler = proposer.study.sampler
+    starting, optuna_counts = [], []
+    while (candidate := proposer.next()) is not None:
+        if candidate.kind == "search":
+            starting.append(sampler._starting[candidate.number])  # decided when the trial was asked for
+            optuna_counts.append(len(proposer.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,
+                                                                          optuna.trial.TrialState.PRUNED))))
+        proposer.finish(candidate.number, completed(proposer, candidate.number, 0.6))
+    assert starting == [True, True, True, False, False]  # 5 baselines first, yet 3 random search trials
+    # what Optuna's own TPE counts (every finished trial) was past 3 before the first search trial
+    assert optuna_counts[0] >= 5
+
+
+def test_resume_runs_exactly_the_interrupted_points_each_in_its_own_role(tmp_path) -> None:
+    """An interrupted baseline and an interrupted search point are both run again: the baseline as a
+    baseline (with its preset and seed, no search parameters) and the search point with its own
+    parameters (not a fresh sample that happens to coincide)."""
+    proposer = make_proposer(tmp_path, n_trials=4, baselines=[{"preset": "lora", "seeds": [0, 1]}])
+    base0, base1, s1, s2 = (proposer.next() for _ in range(4))
+    proposer.finish(base0.number, completed(proposer, base0.number, 0.8))
+    proposer.finish(s1.number, completed(proposer, s1.number, 0.7))
+    interrupted_params = proposer.study.get_trials()[s2.number].params
+    assert interrupted_params  # a sampled point
+    # the process dies here: base1 and s2 are left RUNNING in the storage
+    spec = proposer.spec
+    store = open_store(spec)
+    assert sorted(reconcile(store)) == sorted([base1.number, s2.number])
+    resumed = Proposer(store, spec, TINY_CONFIGS["bert"]())
+    assert resumed.remaining == 1 + 3  # baseline seed 1, and 3 of the 4 search trials
+    again = [resumed.next() for _ in range(4)]
+    assert resumed.next() is None
+    trials = {t.number: t for t in store.study.get_trials()}
+    search_again = again[0]  # queued points go first: nothing else may take them from the queue
+    assert search_again.kind == "search" and search_again.petl_config == s2.petl_config
+    assert trials[search_again.number].params == interrupted_params
+    assert trials[search_again.number].user_attrs["requeued_from"] == s2.number
+    baseline_again = next(c for c in again if c.kind == "baseline")
+    assert baseline_again.seed == 1 and baseline_again.petl_config == base1.petl_config
+    lora_point = {n: v for n, (_, v) in spec.space().replay(PETLConfig.from_dict(base1.petl_config),
+                                                            TINY_CONFIGS["bert"]()).items()}
+    assert trials[baseline_again.number].params == lora_point != interrupted_params  # its own place in the space
+    assert trials[baseline_again.number].user_attrs["preset"] == "lora"
+    for c in again:
+        resumed.finish(c.number, completed(resumed, c.number, 0.6))
+    records = read_records(store.study)
+    trained = [r for r in records if r.kind in ("search", "baseline") and not r.extra.get("interrupted")]
+    assert len(trained) == 4 + 2 and all(r.state == "COMPLETE" for r in trained)
+    assert next(r for r in records if r.number == s1.number).metric == 0.7  # untouched by the resume
+
+
+def test_a_queued_point_is_dropped_when_the_study_needs_no_more_search_trials(tmp_path) -> None:
+    proposer = make_proposer(tmp_path, n_trials=1, baselines=[])
+    s1 = proposer.next()
+    store = open_store(proposer.spec)
+    reconcile(store)  # s1 was interrupted: queued again
+    fewer = parse_study(study_data(tmp_path, n_trials=1, baselines=["lora"]))
+    finished_search = Proposer(store, fewer, TINY_CONFIGS["bert"]())
+    finished_search.search_left = 0  # as if the search trial had since been run elsewhere
+    baseline = finished_search.next()
+    assert baseline.kind == "baseline" and store.study.get_trials()[baseline.number].user_attrs.get(
+        "requeued_from") is None  # it did not take the queued trial
+    dropped = [t for t in store.study.get_trials() if t.user_attrs.get("kind") == "dropped"]
+    assert len(dropped) == 1 and dropped[0].user_attrs["requeued_from"] == s1.number
 
 
 def test_outcomes_are_told_once_with_their_reasons(tmp_path) -> None:
@@ -206,29 +291,6 @@ def test_the_same_failure_three_times_before_any_success_stops_the_study(tmp_pat
         proposer.finish(candidate.number, {"status": "failed", "reason": "model 'x' could not be loaded"})
     assert proposer.abort and "model 'x' could not be loaded" in proposer.abort
     assert proposer.next() is None
-
-
-def test_resume_requeues_interrupted_points_and_keeps_finished_ones(tmp_path) -> None:
-    proposer = make_proposer(tmp_path, n_trials=4, baselines=[{"preset": "lora", "seeds": [0, 1]}])
-    base0, base1, s1, s2 = (proposer.next() for _ in range(4))
-    proposer.finish(base0.number, completed(proposer, base0.number, 0.8))
-    proposer.finish(s1.number, completed(proposer, s1.number, 0.7))
-    # the process dies here: base1 and s2 are left RUNNING in the storage
-    spec = proposer.spec
-    study = open_study(spec)
-    assert sorted(reconcile(study)) == sorted([base1.number, s2.number])
-    resumed = Proposer(study, spec, TINY_CONFIGS["bert"]())
-    assert resumed.remaining == 1 + 3  # baseline seed 1, and 3 of the 4 search trials
-    again = [resumed.next() for _ in range(4)]
-    assert resumed.next() is None
-    assert again[0].kind == "baseline" and again[0].seed == 1
-    assert again[1].petl_config == s2.petl_config  # the interrupted point is trained again, first
-    for c in again:
-        resumed.finish(c.number, completed(resumed, c.number, 0.6))
-    records = read_records(study)
-    trained = [r for r in records if r.kind in ("search", "baseline") and not r.extra.get("interrupted")]
-    assert len(trained) == 4 + 2 and all(r.state == "COMPLETE" for r in trained)
-    assert next(r for r in records if r.number == s1.number).metric == 0.7  # untouched by the resume
 
 
 def test_a_changed_definition_is_refused_but_more_trials_are_fine(tmp_path) -> None:

@@ -1,6 +1,7 @@
 """Fit a baseline (a preset) to a study's budget: its size argument set to the largest that fits."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..core.config import PETLConfig
@@ -9,14 +10,28 @@ from ..core.presets import SIZE_ARGUMENT, preset
 from .study import Baseline, StudyError
 
 
-def fit_to_budget(baseline: Baseline, budget: float, model_config: Any) -> tuple[PETLConfig, str]:
-    """The baseline's PETLConfig and label; its size, unless given, is the largest within the budget."""
+@dataclass(frozen=True)
+class FittedBaseline:
+    """A baseline made concrete for one study: its preset, the arguments it is built with (size included),
+    the point they give, and the label shown to users."""
+
+    preset: str
+    args: Mapping[str, Any]
+    config: PETLConfig
+
+    @property
+    def label(self) -> str:
+        return Baseline(self.preset, self.args).label
+
+
+def fit_to_budget(baseline: Baseline, budget: float, model_config: Any) -> FittedBaseline:
+    """The baseline with its size, unless given, set to the largest that keeps it within the budget."""
     def build(args: Mapping[str, Any]) -> PETLConfig:
         return preset(baseline.preset, model_config=model_config, **args)
 
     size_arg = SIZE_ARGUMENT[baseline.preset]
     if size_arg in baseline.args:
-        return build(baseline.args), baseline.label
+        return FittedBaseline(baseline.preset, dict(baseline.args), build(baseline.args))
 
     def fits(size: int) -> bool:
         return count_params(build({**baseline.args, size_arg: size}), model_config).stored_fraction <= budget
@@ -32,4 +47,4 @@ def fit_to_budget(baseline: Baseline, budget: float, model_config: Any) -> tuple
         mid = (low + high) // 2
         low, high = (mid, high) if fits(mid) else (low, mid)
     args = {**baseline.args, size_arg: low}
-    return build(args), Baseline(baseline.preset, args, baseline.seeds).label
+    return FittedBaseline(baseline.preset, args, build(args))

@@ -11,7 +11,8 @@ from ..training.models import load_model_config
 from ..training.trainer import train
 from .proposer import Proposer
 from .records import TrialRecord, read_records, trained_trial
-from .storage import open_study, reconcile
+from .lease import DriverLease
+from .storage import open_store, reconcile, upgrade
 from .study import StudySpec
 
 
@@ -22,17 +23,21 @@ def run_study_inline(spec: StudySpec, *, progress: Callable[[str], None] = print
     The same Proposer, storage and trainer as `run_study`; for debugging a study, for benchmarks that
     compare samplers (no scheduling noise) and for tests. on_record(records) runs after each trial.
     """
-    study = open_study(spec)
-    reconcile(study)
-    proposer = Proposer(study, spec, load_model_config(spec.model))
-    while (candidate := proposer.next()) is not None:
-        result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_dir,
-                       train_config=spec.train_config(candidate.seed))
-        finished = proposer.finish(candidate.number, result.to_dict())
-        progress(f"#{finished.number} {finished.kind} {finished.label}: {finished.state.lower()} {finished.metric}")
-        if on_record:
-            on_record(read_records(study))
-    return read_records(study)
+    store = open_store(spec)
+    model_config = load_model_config(spec.model)
+    with DriverLease(store.study):
+        reconcile(store)
+        upgrade(store, spec, model_config)
+        proposer = Proposer(store, spec, model_config)
+        while (candidate := proposer.next()) is not None:
+            result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_dir,
+                           train_config=spec.train_config(candidate.seed))
+            finished = proposer.finish(candidate.number, result.to_dict())
+            progress(f"#{finished.number} {finished.kind} {finished.label}: {finished.state.lower()} "
+                     f"{finished.metric}")
+            if on_record:
+                on_record(read_records(store.study))
+        return read_records(store.study)
 
 
 def reseed_trial(spec: StudySpec, number: int, seeds: list[int], *,
@@ -44,7 +49,8 @@ def reseed_trial(spec: StudySpec, number: int, seeds: list[int], *,
     already has (its own, or an earlier reseed's) are skipped, so an interrupted run is resumed by
     running it again. Returns the point's records: the original first, then every finished reseed.
     """
-    study = open_study(spec, create=False)
+    store = open_store(spec, create=False)
+    study = store.study
     original = trained_trial(read_records(study), number, verb="reseeded")
     if len(set(seeds)) != len(seeds):
         raise PETLError(f"--seeds repeats a seed: {seeds}")
@@ -53,21 +59,23 @@ def reseed_trial(spec: StudySpec, number: int, seeds: list[int], *,
         return [r for r in read_records(study) if r.kind == "reseed" and r.extra.get("reseed_of") == number
                 and r.state == "COMPLETE" and not r.extra.get("interrupted")]
 
-    have = {original.seed} | {r.seed for r in measured()}
-    todo = [s for s in seeds if s not in have]
-    if not todo:
-        progress(f"trial {number} already has seeds {sorted(have)}: nothing to train")
-    proposer = Proposer(study, spec, load_model_config(spec.model))
-    for i, seed in enumerate(todo, 1):
-        candidate = proposer.open_reseed(original, seed)
-        progress(f"[{i}/{len(todo)}] trial #{candidate.number}: {original.label} with seed {seed}")
-        try:
-            result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_dir,
-                           train_config=spec.train_config(seed)).to_dict()
-        except KeyboardInterrupt:
-            proposer.finish(candidate.number, None, error="interrupted; run the same command to train it")
-            raise
-        finished = proposer.finish(candidate.number, result)
-        progress(f"    {finished.state.lower()}: " + (f"{spec.main_metric}={finished.metric:.4f}"
-                                                      if finished.metric is not None else str(finished.reason)))
+    with DriverLease(study):
+        reconcile(store)  # a reseed killed earlier is failed here; its seed is trained again below
+        have = {original.seed} | {r.seed for r in measured()}
+        todo = [s for s in seeds if s not in have]
+        if not todo:
+            progress(f"trial {number} already has seeds {sorted(have)}: nothing to train")
+        proposer = Proposer(store, spec, load_model_config(spec.model))
+        for i, seed in enumerate(todo, 1):
+            candidate = proposer.open_reseed(original, seed)
+            progress(f"[{i}/{len(todo)}] trial #{candidate.number}: {original.label} with seed {seed}")
+            try:
+                result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_dir,
+                               train_config=spec.train_config(seed)).to_dict()
+            except KeyboardInterrupt:
+                proposer.finish(candidate.number, None, error="interrupted; run the same command to train it")
+                raise
+            finished = proposer.finish(candidate.number, result)
+            progress(f"    {finished.state.lower()}: " + (f"{spec.main_metric}={finished.metric:.4f}"
+                                                          if finished.metric is not None else str(finished.reason)))
     return [original] + measured()

@@ -1,21 +1,24 @@
 """Between the sampler and the workers: which candidate to train next, and what its result tells Optuna.
 
 The Optuna storage is the one source of truth. `Proposer.next()` opens a trial and returns a
-`Candidate` to train (baselines first, then the sampler's points); `Proposer.finish()` closes it with
-the trainer's record. Each trial is told exactly once, the moment its result arrives, so a study killed
-at any point loses no finished trial, and `reconcile` (run when a study is opened again) re-queues the
-trials that were running, under new numbers, marking the old ones `interrupted`.
+`Candidate` to train; `Proposer.finish()` closes it with the trainer's record. Each trial is told
+exactly once, the moment its result arrives, so a study killed at any point loses no finished trial.
+
+The order: search points queued again after an interruption (`storage.reconcile` queues them, and
+only the sampler's `ask()` takes queued trials, so they keep their role), then the baselines (created
+directly in the storage: they take nothing from the queue and nothing from the sampler), then the
+sampler's new points.
 
 Points over the budget are rejected analytically and never trained: they are told to Optuna as complete,
 with the metric's floor and their true size, and a positive `budget` constraint, so the sampler learns
 where the budget lies (TPE, NSGA-II and GP read `trial.set_constraint`). A point sampled twice is not
-trained twice: the earlier outcome (result, early stop or failure) is told again. Neither kind counts
-as a trial of the study.
+trained twice and not told twice: the repeat is closed as failed (no second observation), and its
+record points to the first. Neither kind counts as a trial of the study.
 """
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
 import optuna
@@ -24,44 +27,49 @@ from ..core.config import PETLConfig
 from ..core.errors import PETLError
 from ..core.params import count_params
 from ..training.metrics import floor
-from .budget import fit_to_budget
+from .budget import FittedBaseline, fit_to_budget
 from .records import COUNTED_KINDS, TrialRecord, read_records
-from .storage import set_trial_attr
+from .storage import Store
 from .study import StudySpec
 
 SAME_FAILURE_LIMIT = 3  # identical failures in a row, before any success, that stop the study (a setup error)
 MAX_REJECTIONS = 500  # consecutive over-budget/duplicate proposals before the space is declared exhausted
+WAITING = optuna.trial.TrialState.WAITING
 
 
 @dataclass(frozen=True)
 class Candidate:
     number: int  # the Optuna trial number
-    kind: str  # search | baseline
+    kind: str  # search | baseline | reseed
     label: str
     petl_config: dict[str, Any]
     seed: int
+    preset: str | None = None  # baselines: the preset and its arguments, as data
+    preset_args: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class Proposer:
-    """Hands out candidates for one study and tells Optuna their outcomes."""
+    """Hands out candidates for one study and tells Optuna their outcomes. One per driver, which holds
+    the study's lease (search/lease.py) while it runs."""
 
-    def __init__(self, study: optuna.Study, spec: StudySpec, model_config: Any,
+    def __init__(self, store: Store, spec: StudySpec, model_config: Any,
                  on_finish: Callable[[TrialRecord, list[TrialRecord]], None] | None = None) -> None:
-        self.study, self.spec, self.model_config, self.on_finish = study, spec, model_config, on_finish
+        self.store, self.study = store, store.study
+        self.spec, self.model_config, self.on_finish = spec, model_config, on_finish
         self.space = spec.space()
         self.metric_floor = floor(spec.main_metric)
-        records = read_records(study)
+        records = read_records(self.study)
         done = [r for r in records if r.kind in COUNTED_KINDS and r.state in ("COMPLETE", "PRUNED", "FAIL")
                 and not r.extra.get("interrupted")]
         self.search_left = max(0, spec.n_trials - sum(r.kind == "search" for r in done))
         finished_baselines = {(r.label, r.seed) for r in done if r.kind == "baseline"}
-        self.baselines: list[tuple[str, PETLConfig, int]] = []
+        self.baselines: list[tuple[FittedBaseline, int]] = []
         for baseline in spec.baselines:
-            config, label = fit_to_budget(baseline, spec.budget, model_config)
-            self.baselines += [(label, config, s) for s in baseline.seeds if (label, s) not in finished_baselines]
+            fitted = fit_to_budget(baseline, spec.budget, model_config)
+            self.baselines += [(fitted, s) for s in baseline.seeds if (fitted.label, s) not in finished_baselines]
         self.any_success = any(r.state == "COMPLETE" and r.kind in COUNTED_KINDS for r in records)
         self.failures: list[str] = []  # reasons of the latest failures in a row
         self.max_rejections = MAX_REJECTIONS
@@ -76,17 +84,27 @@ class Proposer:
     def remaining(self) -> int:
         return self.search_left + len(self.baselines)
 
+    def queued(self) -> list[int]:
+        """Numbers of the trials waiting in the queue (search points to run again)."""
+        return [t.number for t in self.study.get_trials(deepcopy=False, states=(WAITING,))]
+
     def next(self) -> Candidate | None:
         """The next candidate to train, or None when the study has all its trials (or must stop)."""
         if self.abort:
             return None
+        if self.queued():
+            if self.search_left > 0:
+                return self._next_search()
+            self._drop_queue()
         if self.baselines:
-            label, config, seed = self.baselines.pop(0)
-            trial = self.study.ask()
-            self._place_in_space(trial, config)
-            return self._open(trial, "baseline", label, config, seed)
+            fitted, seed = self.baselines.pop(0)
+            return self._open_added("baseline", fitted.label, fitted.config, seed, fitted=fitted)
         if self.search_left <= 0:
             return None
+        return self._next_search()
+
+    def _next_search(self) -> Candidate:
+        """The sampler's next point (a queued one first: `ask()` takes the queue before sampling)."""
         for _ in range(self.max_rejections):
             trial = self.study.ask()
             config = self.space.sample(trial, self.model_config)
@@ -95,72 +113,76 @@ class Proposer:
             attrs = {"petl_config": config.to_dict(), "label": config.describe(),
                      "stored_params": counted.stored, "stored_fraction": counted.stored_fraction}
             if counted.stored_fraction > self.spec.budget:
-                self._tell_unrun(trial, "over_budget", attrs, counted.stored,
-                                 f"stores {counted.stored_fraction:.4%} of the backbone, over the budget "
-                                 f"{self.spec.budget:.4%}")
+                self._tell_unrun(trial, attrs, counted.stored, f"stores {counted.stored_fraction:.4%} of the "
+                                 f"backbone, over the budget {self.spec.budget:.4%}")
                 continue
             earlier = self.known.get(config.fingerprint())
             if earlier is not None:
                 self._tell_duplicate(trial, attrs, earlier)
                 continue
             self.search_left -= 1
-            return self._open(trial, "search", config.describe(), config, self.spec.seed)
+            self._describe(trial.number, "search", config.describe(), config, self.spec.seed)
+            return Candidate(trial.number, "search", config.describe(), config.to_dict(), self.spec.seed)
         raise PETLError(f"the sampler proposed {self.max_rejections} points in a row that were over the budget "
                         f"{self.spec.budget:.4%} or already trained; widen the space or raise the budget")
 
-    def _open(self, trial: optuna.Trial, kind: str, label: str, config: PETLConfig, seed: int) -> Candidate:
-        counted = count_params(config, self.model_config)
-        if kind != "search":  # a search point's constraint was set when it was sampled
-            trial.set_constraint("budget", counted.stored_fraction - self.spec.budget)
-        for key, value in {"kind": kind, "label": label, "petl_config": config.to_dict(), "seed": seed,
-                           "stored_params": counted.stored, "stored_fraction": counted.stored_fraction,
-                           "started": time.time()}.items():
-            trial.set_user_attr(key, value)
-        if seed == self.spec.seed:  # the search trains at the study's seed: same point, same seed = known
-            self.known.setdefault(config.fingerprint(), trial.number)
-        return Candidate(trial.number, kind, label, config.to_dict(), seed)
-
-    def _place_in_space(self, trial: optuna.Trial, config: PETLConfig) -> None:
-        """Give a baseline that lies inside the space the parameters that sample it, so the sampler learns
-        from it as from its own trials (e.g. MAM in the MAM neighbourhood). One outside the space keeps
-        no parameters: the sampler sees its objectives only. The parameters are written as Optuna's own
-        suggest would write them (the storage call `Trial.suggest_*` makes), without sampling anything."""
-        replayed = self.space.replay(config, self.model_config)
-        if replayed is None:
-            return
-        storage = self.study._storage
-        for name, (distribution, value) in replayed.items():
-            storage.set_trial_param(trial._trial_id, name, distribution.to_internal_repr(value), distribution)
+    def _drop_queue(self) -> None:
+        """The study needs no more search trials (n_trials was lowered): close the queued ones unrun."""
+        for number in self.queued():
+            trial = self.study.ask()  # takes the oldest queued trial
+            trial.set_user_attr("kind", "dropped")
+            trial.set_user_attr("reason", f"queued again after an interruption, but the study has its "
+                                          f"{self.spec.n_trials} search trials")
+            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
     def open_reseed(self, original: TrialRecord, seed: int) -> Candidate:
         """A trial that trains `original`'s point again with another seed, to measure seed noise.
 
-        It is told like any trial (so it is stored, resumable and readable by reports) but its kind keeps
-        it off fronts and out of the trial count; the sampler sees one more trial with no sampled
-        parameters, as it does for a baseline.
+        It is stored, resumable and readable by reports like any trial, but its kind keeps it off fronts
+        and out of the trial count; it carries no sampled parameters, so the sampler learns nothing
+        from it that it did not know.
         """
-        trial = self.study.ask()
-        trial.set_user_attr("reseed_of", original.number)
-        return self._open(trial, "reseed", original.label, PETLConfig.from_dict(original.config), seed)
+        return self._open_added("reseed", original.label, PETLConfig.from_dict(original.config), seed,
+                                extra={"reseed_of": original.number})
 
-    def _tell_unrun(self, trial: optuna.Trial, kind: str, attrs: Mapping[str, Any], stored: int,
-                    reason: str) -> None:
-        for key, value in {**attrs, "kind": kind, "reason": reason}.items():
+    def _open_added(self, kind: str, label: str, config: PETLConfig, seed: int, *,
+                    fitted: FittedBaseline | None = None, extra: Mapping[str, Any] | None = None) -> Candidate:
+        """A running trial created in the storage directly (not by the sampler, not from the queue). A
+        baseline that lies inside the space gets the parameters that sample it (`SearchSpace.replay`), so
+        the sampler learns from it as from its own trials (MAM in the MAM neighbourhood)."""
+        replayed = (self.space.replay(config, self.model_config) or {}) if kind == "baseline" else {}
+        counted = count_params(config, self.model_config)
+        frozen = optuna.trial.create_trial(
+            state=optuna.trial.TrialState.RUNNING, params={n: v for n, (_, v) in replayed.items()},
+            distributions={n: d for n, (d, _) in replayed.items()}, user_attrs=dict(extra or {}))
+        frozen.set_constraint("budget", counted.stored_fraction - self.spec.budget)
+        number = self.store.add_trial(frozen)
+        preset = {"preset": fitted.preset, "preset_args": dict(fitted.args)} if fitted else {}
+        self._describe(number, kind, label, config, seed, **preset)
+        return Candidate(number, kind, label, config.to_dict(), seed, **preset)
+
+    def _describe(self, number: int, kind: str, label: str, config: PETLConfig, seed: int, **more: Any) -> None:
+        counted = count_params(config, self.model_config)
+        for key, value in {"kind": kind, "label": label, "petl_config": config.to_dict(), "seed": seed,
+                           "stored_params": counted.stored, "stored_fraction": counted.stored_fraction,
+                           "started": time.time(), **more}.items():
+            self.store.set_trial_attr(number, key, value)
+        if kind != "reseed" and seed == self.spec.seed:  # same point, same seed as the search: known
+            self.known.setdefault(config.fingerprint(), number)
+
+    def _tell_unrun(self, trial: optuna.Trial, attrs: Mapping[str, Any], stored: int, reason: str) -> None:
+        for key, value in {**attrs, "kind": "over_budget", "reason": reason}.items():
             trial.set_user_attr(key, value)
         self.study.tell(trial, self._values({"metric": self.metric_floor, "stored_params": stored,
                                              "throughput": 0.0}))
 
     def _tell_duplicate(self, trial: optuna.Trial, attrs: Mapping[str, Any], earlier: int) -> None:
-        previous = self.study.get_trials(deepcopy=False)[earlier]
+        """A repeat adds no observation: the sampler already has the earlier trial's (a second COMPLETE
+        copy would count twice in TPE's density estimates). Closed as failed, which samplers ignore."""
         for key, value in {**attrs, "kind": "duplicate", "duplicate_of": earlier,
                            "reason": f"same design point as trial {earlier}"}.items():
             trial.set_user_attr(key, value)
-        if previous.state == optuna.trial.TrialState.COMPLETE:
-            self.study.tell(trial, previous.values)
-        elif previous.state == optuna.trial.TrialState.PRUNED:  # stopped early once: not worth a second run
-            self.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-        else:  # failed (it would again) or still running (nothing to learn yet)
-            self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
     def _values(self, named: Mapping[str, float]) -> list[float]:
         return [float(named[o]) for o in self.spec.objectives]
@@ -169,7 +191,7 @@ class Proposer:
                error: str | None = None) -> TrialRecord:
         """Tell Optuna how trial `number` ended: the trainer's record, an early stop, or a crash."""
         def attr(key: str, value: Any) -> None:
-            set_trial_attr(self.study, number, key, value)
+            self.store.set_trial_attr(number, key, value)
 
         if record is not None:
             for key in ("metrics", "params", "seconds", "steps", "throughput", "peak_memory_mb", "history", "device"):
@@ -193,7 +215,6 @@ class Proposer:
         if self.on_finish:
             self.on_finish(finished, records)
         return finished
-
 
     def _watch_failures(self, record: TrialRecord) -> None:
         """The same failure again and again before anything worked is a setup problem: stop and say so."""

@@ -26,7 +26,8 @@ from ..training.tasks import load_task
 from ..training.trainer import train
 from .proposer import Proposer
 from .records import TrialRecord, read_records
-from .storage import open_study, reconcile
+from .lease import DriverLease
+from .storage import open_store, reconcile, upgrade
 from .study import StudySpec
 
 SCORE = "score"  # the key every report carries: the task metric (on the dev subset, then the full dev set)
@@ -116,24 +117,39 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
     progress(line) hears what the driver does; on_trial(record, records) hears each finished trial
     (default: one line through `progress`).
     """
-    import ray
     from datasets.utils.logging import disable_progress_bar
-    from ray import tune
 
     model_config = load_model_config(spec.model)
     disable_progress_bar()
     load_task(spec.task, spec.data_dir)  # missing data fails here, once, not in every worker
-    study = open_study(spec)
-    interrupted = reconcile(study)
-    if interrupted:
-        progress(f"resuming: trials {interrupted} were interrupted; their points are queued again")
-    on_finish = on_trial or (lambda record, records: progress(trial_line(record)))
-    proposer = Proposer(study, spec, model_config, on_finish=on_finish)
-    if proposer.remaining == 0:
-        progress(f"study {spec.name} already has its {spec.n_trials} trials and baselines")
-        return read_records(study)
-    progress(f"study {spec.name}: {proposer.remaining} trials to run ({spec.concurrency} at a time), "
-             f"budget {spec.budget:.3%} of {spec.model}, storage {spec.storage}")
+    store = open_store(spec)
+    with DriverLease(store.study):
+        interrupted = reconcile(store)
+        if interrupted:
+            progress(f"resuming: trials {interrupted} were interrupted; their points are queued again")
+        upgrade(store, spec, model_config)
+        on_finish = on_trial or (lambda record, records: progress(trial_line(record)))
+        proposer = Proposer(store, spec, model_config, on_finish=on_finish)
+        if proposer.remaining == 0:
+            progress(f"study {spec.name} already has its {spec.n_trials} trials and baselines")
+            return read_records(store.study)
+        progress(f"study {spec.name}: {proposer.remaining} trials to run ({spec.concurrency} at a time), "
+                 f"budget {spec.budget:.3%} of {spec.model}, storage {spec.storage}")
+        _tune(spec, proposer, address)
+        records = read_records(store.study)
+    if proposer.abort:
+        raise PETLError(f"study {spec.name} stopped: {proposer.abort}")
+    left = proposer.remaining + sum(r.state in ("RUNNING", "INTERRUPTED") for r in records)
+    if left:  # Ctrl-C: Ray stops the trials and returns; the storage keeps every finished one
+        progress(f"interrupted with {left} trials still to run: run the same command to resume "
+                 f"(not Ray's Tuner.restore: the study's storage is what resumes)")
+    return records
+
+
+def _tune(spec: StudySpec, proposer: Proposer, address: str | None) -> None:
+    """Ray Tune trains what the proposer hands out, `spec.concurrency` trials at a time."""
+    import ray
+    from ray import tune
 
     ray_dir = (spec.folder / "ray").resolve()
     run = {"task": spec.task, "model": spec.model, "data_dir": spec.data_dir,
@@ -155,14 +171,6 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
     finally:
         if own_ray:
             ray.shutdown()
-    records = read_records(study)
-    if proposer.abort:
-        raise PETLError(f"study {spec.name} stopped: {proposer.abort}")
-    left = proposer.remaining + sum(r.state == "RUNNING" for r in records)
-    if left:  # Ctrl-C: Ray stops the trials and returns; the storage keeps every finished one
-        progress(f"interrupted with {left} trials still to run: run the same command to resume "
-                 f"(not Ray's Tuner.restore: the study's storage is what resumes)")
-    return records
 
 
 def evaluations(spec: StudySpec) -> int:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..core.errors import PETLError
+from .lease import LEASE_KEY, lease_alive
 
 COUNTED_KINDS = ("search", "baseline")  # the points of a study: what the sampler and the baselines trained
 MEASURED_KINDS = COUNTED_KINDS + ("reseed",)  # everything trained, so everything with a metric
@@ -25,7 +26,9 @@ MEASURED_KINDS = COUNTED_KINDS + ("reseed",)  # everything trained, so everythin
 @dataclass(frozen=True)
 class TrialRecord:
     number: int
-    state: str  # COMPLETE | PRUNED | FAIL | RUNNING | WAITING
+    # Optuna's COMPLETE | PRUNED | FAIL | RUNNING | WAITING, and INTERRUPTED: running in the storage, but the
+    # driver that ran it is gone (the next `search` queues its point again)
+    state: str
     kind: str
     label: str  # baseline label, or the config's short description
     metric: float | None  # the task's main metric on the full dev set
@@ -35,6 +38,8 @@ class TrialRecord:
     reason: str | None = None
     seed: int | None = None
     seconds: float | None = None
+    preset: str | None = None  # a baseline's preset and the arguments it was built with (data, not a label)
+    preset_args: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # every other user attribute
 
     @property
@@ -44,10 +49,13 @@ class TrialRecord:
 
 
 def counts(records: Iterable[TrialRecord]) -> dict[str, int]:
-    """How many trials of each outcome: completed, pruned, failed, running, over_budget, duplicate, reseed."""
-    out = {"completed": 0, "pruned": 0, "failed": 0, "running": 0, "over_budget": 0, "duplicate": 0, "reseed": 0}
+    """How many trials of each outcome: completed, pruned, failed, running, interrupted (running when their
+    driver died), queued (waiting to run again), over_budget, duplicate, dropped (queued, then not needed),
+    reseed."""
+    out = {"completed": 0, "pruned": 0, "failed": 0, "running": 0, "interrupted": 0, "queued": 0,
+           "over_budget": 0, "duplicate": 0, "dropped": 0, "reseed": 0}
     for r in records:
-        if r.kind in ("over_budget", "duplicate"):
+        if r.kind in ("over_budget", "duplicate", "dropped"):
             out[r.kind] += 1
         elif r.extra.get("interrupted"):
             continue  # re-queued; its rerun is a separate trial
@@ -59,6 +67,10 @@ def counts(records: Iterable[TrialRecord]) -> dict[str, int]:
             out["pruned"] += 1
         elif r.state == "FAIL":
             out["failed"] += 1
+        elif r.state == "INTERRUPTED":
+            out["interrupted"] += 1
+        elif r.state == "WAITING":
+            out["queued"] += 1
         else:
             out["running"] += 1
     return out
@@ -66,20 +78,21 @@ def counts(records: Iterable[TrialRecord]) -> dict[str, int]:
 
 def read_records(study: Any) -> list[TrialRecord]:
     """TrialRecords from an Optuna study (its storage is the one source of truth)."""
+    driver_alive = lease_alive(study.user_attrs.get(LEASE_KEY))
     records = []
     for t in study.get_trials(deepcopy=False):
         attrs = dict(t.user_attrs)
         kind = attrs.pop("kind", "search")
         values = t.values if t.state.name == "COMPLETE" and kind in MEASURED_KINDS else None
+        state = "INTERRUPTED" if t.state.name == "RUNNING" and not driver_alive else t.state.name
         records.append(TrialRecord(
-            number=t.number, state=t.state.name, kind=kind, label=attrs.pop("label", ""),
+            number=t.number, state=state, kind=kind, label=attrs.pop("label", ""),
             metric=values[0] if values else None,
             stored_params=attrs.get("stored_params"), stored_fraction=attrs.get("stored_fraction"),
             config=attrs.pop("petl_config", {}), reason=attrs.pop("reason", None), seed=attrs.pop("seed", None),
-            seconds=(attrs.get("seconds") or {}).get("total"), extra=attrs))
+            seconds=(attrs.get("seconds") or {}).get("total"), preset=attrs.pop("preset", None),
+            preset_args=attrs.pop("preset_args", None) or {}, extra=attrs))
     return records
-
-
 
 
 def trained_trial(records: Iterable[TrialRecord], number: int, *, verb: str = "exported") -> TrialRecord:

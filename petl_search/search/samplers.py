@@ -1,26 +1,89 @@
-"""The Optuna sampler a study asks for (tpe | nsga2 | gp | random), built in one place."""
+"""The Optuna sampler a study asks for (tpe | nsga2 | gp | random), built in one place.
+
+A study's storage holds more than the sampler's own proposals: baselines, over-budget rejections,
+repeats, reseeds. Optuna's TPE and GP count every finished trial towards their random start-up, so 43
+baselines would use up `startup_trials: 12` before the first search trial. `SearchStartup` counts
+trained search trials only, and hands the model-based sampler everything else it knows afterwards.
+"""
 from __future__ import annotations
 
 import warnings
+from typing import Any
+
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.trial import FrozenTrial, TrialState
 
 from .study import StudySpec
 
+LEARNED_FROM = (TrialState.COMPLETE, TrialState.PRUNED)
 
-def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+
+class SearchStartup(BaseSampler):
+    """Random proposals until `n_startup` search trials have been trained (completed or stopped early),
+    then `model`'s. Whether a trial is a start-up trial is decided once, when it is asked for."""
+
+    def __init__(self, model: BaseSampler, n_startup: int, seed: int | None) -> None:
+        self.model, self.n_startup = model, n_startup
+        self.random = RandomSampler(seed=seed)
+        self._starting: dict[int, bool] = {}  # trial number -> a start-up trial
+
+    def trained_search_trials(self, study: optuna.Study) -> int:
+        return sum(t.user_attrs.get("kind") == "search"
+                   for t in study.get_trials(deepcopy=False, states=LEARNED_FROM))
+
+    def _is_starting(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        if trial.number not in self._starting:
+            self._starting[trial.number] = self.trained_search_trials(study) < self.n_startup
+        return self._starting[trial.number]
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._is_starting(study, trial)
+        self.model.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        if self._is_starting(study, trial):
+            return {}
+        return self.model.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        if not search_space:
+            return {}
+        return self.model.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        sampler = self.random if self._is_starting(study, trial) else self.model
+        return sampler.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Any) -> None:
+        self._starting.pop(trial.number, None)
+        self.model.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.random.reseed_rng()
+        self.model.reseed_rng()
+
+
+def make_sampler(spec: StudySpec) -> BaseSampler:
     """The Optuna sampler the study asks for. Budget constraints reach it through trial.set_constraint."""
     block = spec.sampler
     seed = block.get("seed", spec.seed)
+    startup = block.get("startup_trials", 10)
     if block["name"] == "tpe":
         # group=True: our spaces are conditional (a site's dimensions depend on its form), and grouped
         # multivariate TPE models each conditional subspace jointly instead of falling back to independent
         # sampling. constant_liar: parallel workers do not all get the same proposal.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=seed, n_startup_trials=block.get("startup_trials", 10),
-                                              multivariate=True, group=True, constant_liar=True)
-    if block["name"] == "nsga2":
+            tpe = optuna.samplers.TPESampler(seed=seed, n_startup_trials=0, multivariate=True, group=True,
+                                             constant_liar=True)
+        return SearchStartup(tpe, startup, seed)
+    if block["name"] == "nsga2":  # its first generation is its start-up, counted in its own trials
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=block.get("population_size", 20))
     if block["name"] == "gp":
-        return optuna.samplers.GPSampler(seed=seed, n_startup_trials=block.get("startup_trials", 10))
-    return optuna.samplers.RandomSampler(seed=seed)
+        return SearchStartup(optuna.samplers.GPSampler(seed=seed, n_startup_trials=0), startup, seed)
+    return RandomSampler(seed=seed)

@@ -1,69 +1,120 @@
 """A study's Optuna storage: opening it (refusing one made from another definition), writing trial
-attributes by number, and reconciling what an interrupted run left behind.
+attributes by number, and reconciling what an interrupted driver left behind.
+
+Only public Optuna API is used: the storage object is built here (`optuna.storages.get_storage`) and
+kept, so attributes of a trial opened earlier (or by a process that died) are written through the
+storage's own methods, by trial id, instead of through a study's private `_storage`.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
 
 from ..core.errors import PETLError
+from .budget import fit_to_budget
 from .records import COUNTED_KINDS
 from .samplers import make_sampler
 from .study import StudySpec
 
+REQUEUED_FROM = "requeued_from"  # a waiting trial's attribute: the interrupted search trial it runs again
 
-def open_study(spec: StudySpec, *, create: bool = True) -> optuna.Study:
-    """The study's Optuna storage; refuses a storage made from a different study definition."""
+
+@dataclass
+class Store:
+    """An open study: the Optuna study and the storage it lives in."""
+
+    study: optuna.Study
+    storage: optuna.storages.BaseStorage
+
+    @property
+    def study_id(self) -> int:
+        return self.storage.get_study_id_from_name(self.study.study_name)
+
+    def trial_id(self, number: int) -> int:
+        return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+
+    def set_trial_attr(self, number: int, key: str, value: Any) -> None:
+        """Set a user attribute of trial `number` (opened by this process or an earlier one)."""
+        self.storage.set_trial_user_attr(self.trial_id(number), key, value)
+
+    def add_trial(self, template: optuna.trial.FrozenTrial) -> int:
+        """Create a trial from `template` (a running baseline or reseed) and return its number. Unlike
+        `study.ask()`, this neither consults the sampler nor takes a trial from the queue."""
+        return self.storage.get_trial_number_from_id(self.storage.create_new_trial(self.study_id, template))
+
+
+def open_store(spec: StudySpec, *, create: bool = True) -> Store:
+    """The study's storage; refuses a storage made from a different study definition."""
     if spec.sqlite_path is not None:
         spec.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.get_storage(spec.storage)
     try:
-        study = optuna.load_study(study_name=spec.name, storage=spec.storage, sampler=make_sampler(spec))
+        study = optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec))
     except KeyError:
         if not create:
             raise PETLError(f"study {spec.name!r} has no results yet in {spec.storage}; "
                             f"run `petl-search search {spec.source}` first") from None
-        study = optuna.create_study(study_name=spec.name, storage=spec.storage, directions=spec.directions,
+        study = optuna.create_study(study_name=spec.name, storage=storage, directions=spec.directions,
                                     sampler=make_sampler(spec))
         study.set_user_attr("spec", spec.to_dict())
         study.set_user_attr("fingerprint", spec.fingerprint())
-        return study
+        return Store(study, storage)
     stored = study.user_attrs.get("spec", {})
     if study.user_attrs.get("fingerprint") != spec.fingerprint():
         changed = [k for k, v in spec.identity().items() if json_norm(stored.get(k)) != json_norm(v)]
         raise PETLError(f"study {spec.name!r} in {spec.storage} was run with a different definition "
                         f"(changed: {', '.join(changed) or 'unknown'}); give the study a new name to start "
                         f"afresh, or restore the old values to resume it")
-    return study
+    return Store(study, storage)
+
+
+def open_study(spec: StudySpec, *, create: bool = True) -> optuna.Study:
+    """The study alone, for readers (status, reports, dashboards, exports)."""
+    return open_store(spec, create=create).study
 
 
 def json_norm(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=list)
 
 
-def reconcile(study: optuna.Study) -> list[int]:
-    """Mark trials left RUNNING by an interrupted run as failed/interrupted; return their numbers.
+def reconcile(store: Store) -> list[int]:
+    """Mark the trials an interrupted driver left RUNNING as failed and `interrupted`; return their numbers.
 
-    Their candidates are proposed again by the next run: baselines because they are not finished,
-    search points because Optuna re-enqueues their parameters.
+    Call it only while holding the study's lease (so no live driver owns them). Each interrupted point is
+    run again in its own role: a search point is queued (`enqueue_trial`, with its parameters and a
+    `requeued_from` attribute) and the proposer hands queued trials out before anything else, so no other
+    role can take it; a baseline is simply not finished, so the proposer trains it again.
     """
+    study = store.study
     interrupted = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         handed_out = t.user_attrs.get("kind") in COUNTED_KINDS  # else killed while being proposed
-        set_trial_attr(study, t.number, "interrupted", True)
-        set_trial_attr(study, t.number, "reason", "interrupted; its point was queued again" if handed_out
-                       else "interrupted while being proposed; nothing was trained")
+        store.set_trial_attr(t.number, "interrupted", True)
+        store.set_trial_attr(t.number, "reason", "interrupted; its point was queued again" if handed_out
+                             else "interrupted while being proposed; nothing was trained")
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         if t.user_attrs.get("kind") == "search":
-            study.enqueue_trial(dict(t.params))
+            study.enqueue_trial(dict(t.params), user_attrs={REQUEUED_FROM: t.number})
         interrupted.append(t.number)
     return interrupted
 
 
-def set_trial_attr(study: optuna.Study, number: int, key: str, value: Any) -> None:
-    """Set a user attribute of a trial by number (it may have been opened by another process)."""
-    storage = study._storage  # Optuna has no public by-number setter; the storage call is stable API
-    storage.set_trial_user_attr(storage.get_trial_id_from_study_id_trial_number(study._study_id, number),
-                                key, value)
+def upgrade(store: Store, spec: StudySpec, model_config: Any) -> int:
+    """Bring a storage written by an earlier petl-search up to date (under the lease); return the number
+    of trials changed. Baseline trials once kept their preset only inside their label: the study's
+    baselines are fitted to the budget again (as the run that trained them did) and each baseline
+    trial gets the preset and arguments whose label it carries, as data."""
+    fitted = {f.label: f for f in (fit_to_budget(b, spec.budget, model_config) for b in spec.baselines)}
+    changed = 0
+    for t in store.study.get_trials(deepcopy=False):
+        if t.user_attrs.get("kind") == "baseline" and "preset" not in t.user_attrs \
+                and t.user_attrs.get("label") in fitted:
+            match = fitted[t.user_attrs["label"]]
+            store.set_trial_attr(t.number, "preset", match.preset)
+            store.set_trial_attr(t.number, "preset_args", dict(match.args))
+            changed += 1
+    return changed
