@@ -175,3 +175,67 @@ def test_unknown_task_and_missing_model() -> None:
         train(ps.presets.lora(), "imdb", data=DATA, model_factory=tiny_classifier)
     with pytest.raises(ps.PETLError, match="model '/no/such/model' could not be loaded"):
         train(ps.presets.lora(), "sst2", model="/no/such/model", data=DATA)
+
+
+def _record_steps(monkeypatch) -> tuple[list[float], list[float], list[float]]:
+    """Wrap what the trainer calls, by the names it calls them (`torch.optim.AdamW`, `torch.nn.utils.
+    clip_grad_norm_`): at every optimizer step, the learning rate it uses and the total gradient norm it
+    sees; at every clip, the norm before clipping (what clip_grad_norm_ returns). Lists fill as it runs."""
+    lrs, seen, before_clip = [], [], []
+    adamw_step, clip = torch.optim.AdamW.step, torch.nn.utils.clip_grad_norm_
+
+    def step(self, *args, **kwargs):
+        lrs.append(self.param_groups[0]["lr"])
+        grads = [p.grad.detach().double() for group in self.param_groups for p in group["params"]
+                 if p.grad is not None]
+        seen.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
+        return adamw_step(self, *args, **kwargs)
+
+    def clip_and_record(*args, **kwargs):
+        norm = clip(*args, **kwargs)
+        before_clip.append(float(norm))
+        return norm
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip_and_record)
+    return lrs, seen, before_clip
+
+
+def test_learning_rate_warms_up_linearly_then_decays_linearly_at_every_step(monkeypatch) -> None:
+    """The schedule written out from its definition (not through TrainConfig.lr_factor): over
+    w = int(warmup_ratio * max_steps) steps the rate climbs to `learning_rate`, then falls linearly toward 0
+    at max_steps; step k (0-based) uses lr * min((k+1)/w, (max_steps-k)/(max_steps-w))."""
+    lrs, _, _ = _record_steps(monkeypatch)
+    lr, max_steps, warmup = 1e-2, 40, 10
+    cfg = TrainConfig(**{**FAST.__dict__, "max_steps": max_steps, "warmup_ratio": 0.25, "eval_every": 40,
+                         "learning_rate": lr})
+    result = run(ps.presets.lora(r=2), cfg=cfg)
+    assert result.status == "completed", result.reason
+    expected = [lr * min((k + 1) / warmup, (max_steps - k) / (max_steps - warmup)) for k in range(max_steps)]
+    assert lrs == pytest.approx(expected, rel=1e-12, abs=0)
+    assert expected[0] == lr / 10 and expected[warmup - 1] == expected[warmup] == lr
+    assert all(a < b for a, b in zip(lrs[:warmup], lrs[1:warmup]))  # rises through the warmup
+    assert all(a > b for a, b in zip(lrs[warmup:], lrs[warmup + 1:]))  # then falls, every step
+    assert lrs[-1] == pytest.approx(lr / 30) and lrs[-1] < 0.05 * lr  # the last step is one step from 0
+
+
+def test_gradients_are_clipped_to_max_grad_norm_before_every_optimizer_step(monkeypatch) -> None:
+    """With a small max_grad_norm the optimizer never sees a larger gradient norm, though the gradients
+    it was given were larger; with a huge one it sees the gradients untouched (so the clip covers exactly
+    the parameters the optimizer updates: the norms agree)."""
+    lrs, seen, before_clip = _record_steps(monkeypatch)
+    max_norm = 0.05
+    cfg = TrainConfig(**{**FAST.__dict__, "max_steps": 30, "eval_every": 30, "learning_rate": 0.2,
+                         "max_grad_norm": max_norm})
+    assert run(ps.presets.lora(r=2), cfg=cfg).status == "completed"
+    assert len(seen) == len(before_clip) == 30
+    assert max(before_clip) > 10 * max_norm  # clipping had work to do
+    for pre, post in zip(before_clip, seen):
+        assert post <= max_norm * (1 + 1e-4)
+        assert post == pytest.approx(min(pre, max_norm), rel=1e-4)  # scaled down to the bound, no further
+
+    seen.clear(), before_clip.clear()
+    cfg = TrainConfig(**{**cfg.__dict__, "max_grad_norm": 1e9})
+    assert run(ps.presets.lora(r=2), cfg=cfg).status == "completed"
+    assert len(seen) == 30 and max(before_clip) > max_norm
+    assert seen == pytest.approx(before_clip, rel=1e-5)
