@@ -178,9 +178,11 @@ def cmd_status(args: argparse.Namespace) -> None:
     spec = _study(args)
     records = read_records(open_study(spec, create=False))
     print(summary(records, spec))
-    running = [r for r in records if r.state == "RUNNING"]
-    if running:
-        print("running (or left running by an interrupted run): " + ", ".join(f"#{r.number} {r.label}" for r in running))
+    for state, text in (("RUNNING", "running now"), ("INTERRUPTED", "interrupted (their driver is gone; "
+                                                                    "`petl-search search` runs them again)")):
+        trials = [r for r in records if r.state == state]
+        if trials:
+            print(f"{text}: " + ", ".join(f"#{r.number} {r.label}" for r in trials))
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:

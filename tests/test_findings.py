@@ -6,22 +6,21 @@ import pytest
 from scipy import stats
 
 from petl_search.analysis.comparison import welch_interval
-from petl_search.analysis.findings import baseline_comparisons, mam_placement, parse_label
+from petl_search.analysis.findings import baseline_comparisons, mam_placement
 from petl_search.analysis.report import markdown
 from petl_search.search.records import TrialRecord
+from petl_search.search.study import Baseline
 
 _numbers = iter(range(10_000))
 
 
-def rec(label, metric, fraction, kind="baseline", config=None) -> TrialRecord:
+def rec(method, metric, fraction, kind="baseline", config=None) -> TrialRecord:
+    """A baseline as the storage keeps it: `method` is (preset, args); a search point: `method` is its label."""
+    preset, args = method if kind == "baseline" else (None, {})
+    label = Baseline(preset, args).label if kind == "baseline" else method
     return TrialRecord(number=next(_numbers), state="COMPLETE", kind=kind, label=label, metric=metric,
-                       stored_params=int(fraction * 1e7), stored_fraction=fraction, config=config or {})
-
-
-def test_parse_label() -> None:
-    assert parse_label("lora(r=8)") == ("lora", {"r": "8"})
-    assert parse_label("parallel_adapter(r=3,site=attn_heads)") == ("parallel_adapter", {"r": "3", "site": "attn_heads"})
-    assert parse_label("houlsby") == ("houlsby", {})
+                       stored_params=int(fraction * 1e7), stored_fraction=fraction, config=config or {},
+                       preset=preset, preset_args=dict(args))
 
 
 @pytest.mark.parametrize("a, b", [([0.80, 0.82, 0.81], [0.70, 0.74, 0.69, 0.71]), ([1.0, 2.0], [1.5, 1.4, 1.6])])
@@ -32,15 +31,26 @@ def test_welch_interval_matches_scipy(a, b) -> None:
 
 def study_records() -> list[TrialRecord]:
     return [
-        *(rec("parallel_adapter(r=245)", m, 0.0499) for m in (0.83, 0.84, 0.835)),
-        *(rec("pfeiffer(r=245)", m, 0.0499) for m in (0.80, 0.81, 0.805)),
-        *(rec("scaled_parallel_adapter(r=245)", m, 0.0499) for m in (0.83, 0.845, 0.82)),
-        *(rec("parallel_adapter(r=4)", m, 0.00091) for m in (0.78, 0.79, 0.785)),
-        *(rec("prefix_tuning(l=246)", m, 0.0499) for m in (0.81, 0.80, 0.805)),
-        *(rec("lora(r=2)", m, 0.00081) for m in (0.79, 0.80, 0.795)),
-        *(rec("mam(ffn_r=215)", m, 0.0498) for m in (0.82, 0.83, 0.825)),
+        *(rec(("parallel_adapter", {"r": 245}), m, 0.0499) for m in (0.83, 0.84, 0.835)),
+        *(rec(("pfeiffer", {"r": 245}), m, 0.0499) for m in (0.80, 0.81, 0.805)),
+        *(rec(("scaled_parallel_adapter", {"r": 245}), m, 0.0499) for m in (0.83, 0.845, 0.82)),
+        *(rec(("parallel_adapter", {"r": 4}), m, 0.00091) for m in (0.78, 0.79, 0.785)),
+        *(rec(("prefix_tuning", {"l": 246}), m, 0.0499) for m in (0.81, 0.80, 0.805)),
+        *(rec(("lora", {"r": 2}), m, 0.00081) for m in (0.79, 0.80, 0.795)),
+        *(rec(("mam", {"ffn_r": 215}), m, 0.0498) for m in (0.82, 0.83, 0.825)),
         rec("a", 0.83, 0.02, kind="search"), rec("b", 0.86, 0.06, kind="search"), rec("c", 0.81, 0.01, kind="search"),
     ]
+
+
+def test_a_baseline_with_list_arguments_is_compared_by_its_data_not_its_label() -> None:
+    """LoRA on q, k, v has a list argument, whose label ('lora(projections=['q', 'k', 'v'],r=8)') no
+    parser should read back: the comparisons use the preset and arguments stored with the trial."""
+    qkv = {"projections": ["q", "k", "v"], "r": 8}
+    records = study_records() + [rec(("lora", qkv), m, 0.00085) for m in (0.80, 0.81)]  # the ~0.1% band
+    text = markdown(records, "accuracy", "s")
+    assert "lora(projections=['q', 'k', 'v'],r=8)" in text  # shown, and the report did not crash
+    bands = [c for c in baseline_comparisons(records) if c.question.startswith("representation")]
+    assert any(c.b.label == "lora(projections=['q', 'k', 'v'],r=8)" for c in bands)
 
 
 def test_controlled_pairs_and_representation_by_band() -> None:

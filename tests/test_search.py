@@ -74,7 +74,9 @@ def test_a_study_runs_on_two_ray_workers_and_its_storage_holds_trials_and_front(
         assert f"{r.stored_params:,}" in status
 
 
-def test_a_killed_study_resumes_without_losing_or_recounting_trials(toy) -> None:
+def test_a_killed_study_resumes_without_losing_or_recounting_trials(toy, capsys) -> None:
+    """While a driver runs, a second one is refused and `status` says running; once it is killed,
+    `status` says interrupted, and the next `search` takes over and re-runs exactly what was lost."""
     path = write_study(toy, "killed", n_trials=6, baselines=[], early_stopping=None,
                        train={"max_steps": 240, "eval_every": 80, "batch_size": 16, "learning_rate": 0.01})
     spec = load_study(path)
@@ -99,6 +101,11 @@ def test_a_killed_study_resumes_without_losing_or_recounting_trials(toy) -> None
                     break
         else:
             pytest.fail("the study never had a finished and a running trial at once")
+        capsys.readouterr()
+        assert main(["search", str(path)]) == 2  # a second driver on the same storage
+        assert "is being run by another driver (pid " in capsys.readouterr().err
+        assert main(["status", str(path)]) == 0
+        assert "running now: #" in capsys.readouterr().out
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # the driver and everything it started, at once
         process.wait()
@@ -107,6 +114,10 @@ def test_a_killed_study_resumes_without_losing_or_recounting_trials(toy) -> None
     finished_before = {n for n, (state, _) in before.items() if state == optuna.trial.TrialState.COMPLETE}
     running_before = {n for n, (state, _) in before.items() if state == optuna.trial.TrialState.RUNNING}
     assert finished_before and running_before
+    assert main(["status", str(path)]) == 0
+    status = capsys.readouterr().out
+    assert "interrupted (their driver is gone" in status and "running now" not in status
+    assert f"{len(running_before)} interrupted" in status
 
     resumed = subprocess.run(command, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr

@@ -11,7 +11,6 @@ Pure functions of `TrialRecord`s; report.py renders them.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -25,27 +24,21 @@ PAIRS: tuple[tuple[str, tuple[str, dict], tuple[str, dict]], ...] = (
     ("insertion: parallel vs sequential FFN adapter, at the budget", ("parallel_adapter", {}), ("pfeiffer", {})),
     ("composition: scaled vs plain parallel adapter, at the budget", ("scaled_parallel_adapter", {}),
      ("parallel_adapter", {})),
-    ("composition: scaled vs plain parallel adapter, at ~0.1%", ("scaled_parallel_adapter", {"r": "4"}),
-     ("parallel_adapter", {"r": "4"})),
+    ("composition: scaled vs plain parallel adapter, at ~0.1%", ("scaled_parallel_adapter", {"r": 4}),
+     ("parallel_adapter", {"r": 4})),
     ("heads: multi-head vs single-head adapter on the head attention, at a tiny budget",
-     ("mh_parallel_adapter", {"r_per_head": "3"}), ("parallel_adapter", {"r": "3", "site": "attn_heads"})),
+     ("mh_parallel_adapter", {"r_per_head": 3}), ("parallel_adapter", {"r": 3, "site": "attn_heads"})),
 )
 FFN_PRESETS = {"parallel_adapter", "scaled_parallel_adapter", "pfeiffer"}
 ATTENTION_PRESETS = {"prefix_tuning", "lora", "mh_parallel_adapter"}
 
 
-def parse_label(label: str) -> tuple[str, dict[str, str]]:
-    """'lora(r=8,alpha=16)' -> ('lora', {'r': '8', 'alpha': '16'}); a bare name has no arguments."""
-    match = re.fullmatch(r"([a-z_]+)(?:\((.*)\))?", label)
-    if not match:
-        return label, {}
-    args = dict(part.split("=", 1) for part in match.group(2).split(",")) if match.group(2) else {}
-    return match.group(1), args
+def _baselines(records: Iterable[TrialRecord]) -> list[TrialRecord]:
+    return [r for r in records if r.kind == "baseline" and r.scored and r.preset]
 
 
 def _side(records: Sequence[TrialRecord], preset: str, args: dict) -> Side | None:
-    chosen = [r for r in records if r.kind == "baseline" and r.scored
-              and parse_label(r.label)[0] == preset and _args_match(parse_label(r.label)[1], args)]
+    chosen = [r for r in _baselines(records) if r.preset == preset and _args_match(r.preset_args, args)]
     if not chosen:
         return None
     labels = {r.label for r in chosen}
@@ -55,10 +48,10 @@ def _side(records: Sequence[TrialRecord], preset: str, args: dict) -> Side | Non
     return Side(chosen[0].label, tuple(r.metric for r in chosen), 100 * chosen[0].stored_fraction)
 
 
-def _args_match(have: dict[str, str], want: dict) -> bool:
+def _args_match(have: dict, want: dict) -> bool:
     if not want:  # the budget-fitted preset: only its size argument
         return len(have) == 1
-    return all(have.get(k) == str(v) for k, v in want.items()) and len(have) == len(want)
+    return have == want
 
 
 def baseline_comparisons(records: Iterable[TrialRecord]) -> list[Comparison]:
@@ -76,13 +69,13 @@ def baseline_comparisons(records: Iterable[TrialRecord]) -> list[Comparison]:
 def representation_comparisons(records: Sequence[TrialRecord]) -> list[Comparison]:
     """FFN vs attention within each budget band: the best FFN seed method against the best attention one."""
     by_band: dict[tuple[float, float], dict[str, list[Side]]] = {}
-    for label in sorted({r.label for r in records if r.kind == "baseline" and r.scored}):
-        preset, args = parse_label(label)
-        group = "ffn" if preset in FFN_PRESETS and args.get("site", "ffn") == "ffn" else \
-            "attention" if preset in ATTENTION_PRESETS else None
+    methods = {r.label: r for r in _baselines(records)}
+    for label, r in sorted(methods.items()):
+        group = "ffn" if r.preset in FFN_PRESETS and r.preset_args.get("site", "ffn") == "ffn" else \
+            "attention" if r.preset in ATTENTION_PRESETS else None
         if group is None:
             continue
-        side = _side([r for r in records if r.label == label], preset, args)
+        side = _side([x for x in records if x.label == label], r.preset, r.preset_args)
         band = budget_band(side.percent / 100)
         by_band.setdefault(band, {}).setdefault(group, []).append(side)
     out = []
@@ -116,9 +109,9 @@ def mam_placement(records: Iterable[TrialRecord]) -> list[MamPlacement]:
     and, for those trained again with other seeds (`petl-search reseed`), whether that holds over seeds."""
     records = list(records)
     out = []
-    for label in sorted({r.label for r in records if r.kind == "baseline" and r.scored
-                         and parse_label(r.label)[0] == "mam"}):
-        side = _side([r for r in records if r.label == label], "mam", parse_label(label)[1])
+    for label in sorted({r.label for r in _baselines(records) if r.preset == "mam"}):
+        first = next(r for r in records if r.label == label)
+        side = _side([r for r in records if r.label == label], "mam", first.preset_args)
         stored = next(r.stored_params for r in records if r.label == label)
         within = [r for r in records if r.scored and r.kind == "search" and r.stored_params <= stored]
         wins = tuple(sorted((r for r in within if r.metric >= side.mean), key=lambda r: r.stored_params))
