@@ -1,6 +1,6 @@
 """Reference equivalence: our LoRA and prefix tuning against PEFT's with the same weights copied in,
-and the paper's Eq. 8 (prefix attention = gated mix of ordinary attention and attention over the
-prefix), checked numerically."""
+the paper's Eq. 8 (prefix attention = gated mix of ordinary attention and attention over the
+prefix), checked numerically, and the multi-head parallel adapter checked head by head inside a model."""
 from __future__ import annotations
 
 import copy
@@ -14,7 +14,6 @@ from transformers import AttentionInterface
 import petl_search as ps
 from petl_search.core.architectures import geometry
 from petl_search.nn.attention import HEAD_SITE_ATTR, HeadSite
-from petl_search.core.config import DeltaSpec
 from petl_search.nn.modules import PrefixBank
 from conftest import ARCHS, hidden, make_inputs, make_model, randomise_deltas
 
@@ -121,18 +120,52 @@ def test_prefix_attention_is_the_gated_composition_of_eq_8(implementation: str) 
     assert 0 < lam.min() and lam.max() < 1
 
 
-def test_multi_head_adapter_on_heads_is_block_diagonal_and_reads_each_heads_query() -> None:
-    """MH PA: head i's Δh is f(q_i W_down^(i)) W_up^(i) with q_i = x W_q^(i), added to head i's output."""
-    torch.manual_seed(0)
-    spec = DeltaSpec(form="bottleneck", size=8, heads=4, insertion="parallel")
-    model = ps.apply_petl(make_model("bert"), ps.PETLConfig(attn_heads=spec))
+def _query_and_heads(model: nn.Module, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Layer 0's query projection output q = x W_q + b_q and the input of its attention output projection
+    (the concatenated head outputs), captured with hooks during one forward pass."""
+    layer = model.encoder.layer[0]
+    seen: dict[str, torch.Tensor] = {}
+    handles = [layer.attention.self.query.register_forward_hook(lambda m, a, out: seen.update(q=out)),
+               layer.attention.output.dense.register_forward_pre_hook(lambda m, a: seen.update(heads=a[0]))]
+    try:
+        with torch.no_grad():
+            model(**inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return seen["q"], seen["heads"]
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_multi_head_adapter_on_heads_is_block_diagonal_and_reads_each_heads_query(attn: str) -> None:
+    """MH PA (He et al. 2022, multi-head parallel adapter, read from the query as prefix tuning's Eq. 10
+    reads x W_q): through the model, head i's output o_i gains exactly
+    f(q_i W_down^(i) + b_down^(i)) W_up^(i) + b_up^(i), with q_i head i's own slice of x W_q + b_q: each head
+    reads its own query and writes its own slice of the concatenated heads, nothing else changes."""
+    heads, r_per_head, d_h = 4, 2, 8
+    base = make_model("bert", attn=attn)
+    model = ps.apply_petl(make_model("bert", attn=attn), ps.presets.mh_parallel_adapter(heads=heads,
+                                                                                         r_per_head=r_per_head))
     randomise_deltas(model)
-    delta = model.petl.deltas["attn_heads_b0_self"]
-    q = torch.randn(3, 32)
-    got = delta.bottleneck(q)
-    bn = delta.bottleneck
-    for head in range(4):
-        qi = q[:, head * 8:(head + 1) * 8]
-        zi = torch.relu(qi @ bn.down_weight[head].T + bn.down_bias[head * 2:(head + 1) * 2])
-        torch.testing.assert_close(got[:, head * 8:(head + 1) * 8],
-                                   zi @ bn.up_weight[head].T + bn.up_bias[head * 8:(head + 1) * 8])
+    bn = model.petl.deltas["attn_heads_b0_self"].bottleneck
+    assert bn.down_weight.shape == (heads, r_per_head, d_h) and bn.up_weight.shape == (heads, d_h, r_per_head)
+    inputs = make_inputs("bert")
+    q, without = _query_and_heads(base, inputs)
+    q_with, with_delta = _query_and_heads(model, inputs)
+    torch.testing.assert_close(q_with, q, atol=0, rtol=0)  # layer 0 sees the same input in both models
+    change = with_delta - without
+
+    def delta_h(i: int, q_in: torch.Tensor) -> torch.Tensor:
+        """Head i's adapter, f(q_in W_down^(i) + b_down^(i)) W_up^(i) + b_up^(i), written out."""
+        rows, cols = slice(i * r_per_head, (i + 1) * r_per_head), slice(i * d_h, (i + 1) * d_h)
+        return torch.relu(q_in @ bn.down_weight[i].T + bn.down_bias[rows]) @ bn.up_weight[i].T + bn.up_bias[cols]
+
+    def head(i: int, x: torch.Tensor) -> torch.Tensor:
+        return x[..., i * d_h:(i + 1) * d_h]
+
+    with torch.no_grad():
+        for i in range(heads):
+            expected = delta_h(i, head(i, q))
+            torch.testing.assert_close(head(i, change), expected, atol=1e-5, rtol=0)
+            # And the check can tell heads apart: another head's query would give a clearly different Δh.
+            assert (expected - delta_h(i, head((i + 1) % heads, q))).abs().max() > 1e-3

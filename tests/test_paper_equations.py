@@ -1,0 +1,218 @@
+"""The presets against the papers' equations, written out by hand on a tiny BERT with fixed weights.
+
+Each test applies a preset, gives every Δh parameter random values, and compares the model's
+last_hidden_state with `reference_encoder`: a forward pass of the BERT encoder written here from the
+equations (Vaswani et al. attention, post-LN residual blocks) using the frozen model's own weights, read
+off its modules, and the Δh parameters, read off `model.petl`. Only the embeddings are taken from the
+model (positions 0..T-1, not shifted). Where each Δh goes is spelled out by each test, from its paper:
+
+    Houlsby et al. 2019     h ← h + f(h W_down + b_down) W_up + b_up after the attention output projection
+                            and after the FFN output projection, before each residual + LayerNorm (f = ReLU)
+    Pfeiffer et al. 2021    the same, after the FFN only
+    He et al. 2022, PA      FFN(x) + s·(f(x W_down + b_down) W_up + b_up), x the FFN's *input* (s = 1 for PA)
+    Li & Liang 2021 /       head = softmax(x W_q [P_k; C W_k]ᵀ / √d_h) [P_v; C W_v]: l learned keys/values
+    He et al. 2022 Eq. 7    per head, always visible (the padding mask gains l open columns)
+    He et al. 2022, MAM     prefix on the heads + scaled PA on the FFN
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+from transformers import AutoModel
+
+import petl_search as ps
+from petl_search.nn.modules import Bottleneck
+from conftest import TINY_CONFIGS, hidden, make_inputs, randomise_deltas
+
+HEADS = 4  # the tiny BERT of conftest: hidden 32, 4 heads of 8, 2 layers, FFN 64, dropout 0
+LAYERS = 2
+S = 4.0  # the scaled PA's s (He et al. 2022)
+PREFIX_LEN = 3
+
+
+# --- the equations, by hand -------------------------------------------------------------------------
+def linear(x: torch.Tensor, module: nn.Linear) -> torch.Tensor:
+    return x @ module.weight.T + module.bias
+
+
+def layer_norm(x: torch.Tensor, module: nn.LayerNorm) -> torch.Tensor:
+    mean = x.mean(-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(-1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + module.eps) * module.weight + module.bias
+
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """BERT's exact GELU, x·Φ(x)."""
+    return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
+
+
+def adapter(bottleneck: Bottleneck, x: torch.Tensor) -> torch.Tensor:
+    """Δh = f(x W_down + b_down) W_up + b_up with f = ReLU (Houlsby et al. 2019, Fig. 2)."""
+    assert bottleneck.heads == 1 and bottleneck.norm is None and bottleneck.activation == "relu"
+    w_down, w_up = bottleneck.down_weight[0], bottleneck.up_weight[0]  # nn.Linear layout: (r, d), (d, r)
+    return torch.relu(x @ w_down.T + bottleneck.down_bias) @ w_up.T + bottleneck.up_bias
+
+
+@dataclass
+class LayerDeltas:
+    """The Δh of one encoder layer, where the papers put them (None: absent)."""
+
+    after_attn_out: Bottleneck | None = None  # sequential, reads the attention output projection's output
+    after_ffn: Bottleneck | None = None  # sequential, reads the FFN's output
+    parallel_ffn: Bottleneck | None = None  # parallel, reads the FFN's input
+    parallel_scale: float = 1.0  # s
+    prefix: torch.Tensor | None = None  # (2, heads, l, d_h): P_k, P_v
+
+
+def attention(layer: nn.Module, h: torch.Tensor, visible: torch.Tensor, prefix: torch.Tensor | None) -> torch.Tensor:
+    """Multi-head attention, concatenated heads (before the output projection); `visible` (B, T) is the
+    padding mask. With a prefix, each head's keys and values are [P_k; C W_k], [P_v; C W_v] (Eq. 7)."""
+    sa = layer.attention.self
+    batch, length, width = h.shape
+    d_h = width // HEADS
+
+    def split(x: torch.Tensor) -> torch.Tensor:  # (B, T, H·d_h) -> (B, H, T, d_h)
+        return x.view(batch, length, HEADS, d_h).transpose(1, 2)
+
+    q, k, v = split(linear(h, sa.query)), split(linear(h, sa.key)), split(linear(h, sa.value))
+    if prefix is not None:
+        p_k, p_v = (p.unsqueeze(0).expand(batch, -1, -1, -1) for p in prefix)
+        k, v = torch.cat([p_k, k], 2), torch.cat([p_v, v], 2)
+        visible = torch.cat([torch.ones(batch, prefix.shape[2], dtype=torch.bool), visible], 1)
+    logits = q @ k.transpose(-1, -2) / math.sqrt(d_h)
+    logits = logits.masked_fill(~visible[:, None, None, :], float("-inf"))
+    heads = torch.softmax(logits, -1) @ v  # (B, H, T, d_h)
+    return heads.transpose(1, 2).reshape(batch, length, width)
+
+
+def encoder_layer(layer: nn.Module, h: torch.Tensor, visible: torch.Tensor, d: LayerDeltas) -> torch.Tensor:
+    """One post-LN BERT layer with the Δh of `d` placed as the papers place them."""
+    a = linear(attention(layer, h, visible, d.prefix), layer.attention.output.dense)
+    if d.after_attn_out is not None:
+        a = a + adapter(d.after_attn_out, a)
+    x = layer_norm(a + h, layer.attention.output.LayerNorm)  # the FFN sublayer's input
+    f = linear(gelu(linear(x, layer.intermediate.dense)), layer.output.dense)
+    if d.after_ffn is not None:
+        f = f + adapter(d.after_ffn, f)
+    if d.parallel_ffn is not None:
+        f = f + d.parallel_scale * adapter(d.parallel_ffn, x)
+    return layer_norm(f + x, layer.output.LayerNorm)
+
+
+def reference_encoder(model: nn.Module, inputs: dict, deltas: list[LayerDeltas]) -> torch.Tensor:
+    h = model.embeddings(input_ids=inputs["input_ids"])
+    visible = inputs["attention_mask"].bool()
+    for layer, d in zip(model.encoder.layer, deltas, strict=True):
+        h = encoder_layer(layer, h, visible, d)
+    return h
+
+
+# --- the presets ------------------------------------------------------------------------------------
+def tiny_bert(attn: str = "sdpa") -> nn.Module:
+    """conftest's tiny BERT with weights drawn 10x wider (initializer_range 0.2, not 0.02). At 0.02 every
+    attention is nearly uniform (largest weight ≈ 0.15 over 7 tokens), so the attention scores barely
+    matter: zeroing the prefix keys moves the output by only ~1e-4. At 0.2 the heads are peaked (largest
+    weight ≈ 0.9) and the same mistake moves it by ~3e-2, far beyond the tolerance."""
+    torch.manual_seed(0)
+    config = TINY_CONFIGS["bert"]()
+    config.initializer_range = 0.2
+    config._attn_implementation = attn
+    return AutoModel.from_config(config).eval()
+
+
+def prepared(config: ps.PETLConfig, attn: str) -> nn.Module:
+    model = ps.apply_petl(tiny_bert(attn), config)
+    randomise_deltas(model)
+    return model
+
+
+def check(model: nn.Module, deltas: list[LayerDeltas]) -> None:
+    inputs = make_inputs("bert")  # the second row is padded: the mask matters
+    assert not inputs["attention_mask"].all()
+    with torch.no_grad():
+        torch.testing.assert_close(hidden(model, inputs), reference_encoder(model, inputs, deltas),
+                                   atol=1e-5, rtol=0)
+
+
+def bottlenecks(model: nn.Module, site: str) -> list[Bottleneck]:
+    """The Δh bottleneck of `site` in each layer (attention sites are keyed by attention kind too)."""
+    suffix = "_self" if site.startswith("attn") else ""
+    return [model.petl.deltas[f"{site}_b{i}{suffix}"].bottleneck for i in range(LAYERS)]
+
+
+ATTN = pytest.mark.parametrize("attn", ["sdpa", "eager"])
+
+
+@ATTN
+def test_houlsby_adds_an_adapter_after_attention_and_after_the_ffn(attn: str) -> None:
+    """Houlsby et al. 2019 (Fig. 2): h ← h + f(h W_down + b_down) W_up + b_up on the output of the attention
+    output projection and on the output of the FFN, each before its residual + LayerNorm."""
+    model = prepared(ps.presets.houlsby(r=8), attn)
+    assert sorted(model.petl.deltas) == ["attn_out_b0_self", "attn_out_b1_self", "ffn_b0", "ffn_b1"]
+    check(model, [LayerDeltas(after_attn_out=a, after_ffn=f)
+                  for a, f in zip(bottlenecks(model, "attn_out"), bottlenecks(model, "ffn"))])
+
+
+@ATTN
+def test_pfeiffer_adds_an_adapter_after_the_ffn_only(attn: str) -> None:
+    """Pfeiffer et al. 2021: Houlsby's adapter, h ← h + f(h W_down + b_down) W_up + b_up, after the FFN only."""
+    model = prepared(ps.presets.pfeiffer(r=8), attn)
+    assert sorted(model.petl.deltas) == ["ffn_b0", "ffn_b1"]
+    check(model, [LayerDeltas(after_ffn=f) for f in bottlenecks(model, "ffn")])
+
+
+@ATTN
+def test_parallel_adapter_reads_the_ffn_input(attn: str) -> None:
+    """He et al. 2022, PA: FFN(x) + f(x W_down + b_down) W_up + b_up, x the FFN sublayer's input (the
+    attention block's output after its LayerNorm), added before the FFN's residual + LayerNorm."""
+    model = prepared(ps.presets.parallel_adapter(r=8), attn)
+    assert sorted(model.petl.deltas) == ["ffn_b0", "ffn_b1"]
+    check(model, [LayerDeltas(parallel_ffn=f) for f in bottlenecks(model, "ffn")])
+
+
+@ATTN
+def test_scaled_parallel_adapter_scales_delta_h_by_s(attn: str) -> None:
+    """He et al. 2022, scaled PA: FFN(x) + s·(f(x W_down + b_down) W_up + b_up), s = 4, x the FFN's input."""
+    model = prepared(ps.presets.scaled_parallel_adapter(r=8, s=S), attn)
+    assert sorted(model.petl.deltas) == ["ffn_b0", "ffn_b1"]
+    check(model, [LayerDeltas(parallel_ffn=f, parallel_scale=S) for f in bottlenecks(model, "ffn")])
+
+
+def prefixes(model: nn.Module) -> list[torch.Tensor]:
+    bank = model.petl.prefixes["attn_heads"]
+    out = [bank.kv(f"attn_heads_b{i}_self") for i in range(LAYERS)]
+    assert all(p.shape == (2, HEADS, PREFIX_LEN, 8) for p in out)
+    return out
+
+
+@ATTN
+def test_prefix_tuning_prepends_keys_and_values_to_every_head(attn: str) -> None:
+    """Li & Liang 2021; He et al. 2022 Eq. 7: head = softmax(x W_q [P_k; C W_k]ᵀ / √d_h) [P_v; C W_v], the
+    padding mask extended by l always-visible columns, positions not shifted."""
+    model = prepared(ps.presets.prefix_tuning(l=PREFIX_LEN, reparam=None), attn)
+    assert len(model.petl.deltas) == 0
+    check(model, [LayerDeltas(prefix=p) for p in prefixes(model)])
+
+
+@ATTN
+def test_mam_is_prefix_attention_plus_scaled_parallel_adapter(attn: str) -> None:
+    """He et al. 2022, MAM: prefix tuning on every head (Li & Liang 2021; He et al. Eq. 7:
+    head = softmax(x W_q [P_k; C W_k]ᵀ / √d_h) [P_v; C W_v], l always-visible columns, positions not
+    shifted) + scaled PA on the FFN (s = 4)."""
+    config = ps.presets.mam(prefix_len=PREFIX_LEN, ffn_r=8, s=S, reparam=None)
+    model = prepared(config, attn)
+    assert sorted(model.petl.deltas) == ["ffn_b0", "ffn_b1"]
+    check(model, [LayerDeltas(prefix=p, parallel_ffn=f, parallel_scale=S)
+                  for p, f in zip(prefixes(model), bottlenecks(model, "ffn"))])
+
+
+@ATTN
+def test_reference_without_delta_h_is_the_frozen_model(attn: str) -> None:
+    """The hand-written encoder itself, with no Δh, against transformers' BERT (so a failure above is about
+    Δh, not about a reference that differs everywhere)."""
+    model = tiny_bert(attn)
+    check(model, [LayerDeltas() for _ in range(LAYERS)])
