@@ -326,3 +326,20 @@ def test_a_baseline_inside_the_space_reaches_the_sampler_as_its_point(tmp_path) 
     assert trials["lora"].params == {}
     # the model-based sampler went on from there: every search trial was proposed and told
     assert sum(t.user_attrs["kind"] == "search" and t.state.is_finished() for t in proposer.study.get_trials()) == 3
+
+
+def test_an_older_storage_gets_its_baselines_presets_as_data(tmp_path) -> None:
+    """Storages written before baselines kept their preset as data are upgraded by fitting the study's
+    baselines again (as the run that trained them did), never by parsing labels."""
+    from petl_search.search.storage import upgrade
+
+    spec = parse_study(study_data(tmp_path, baselines=[{"preset": "lora", "args": {"projections": ["q", "k", "v"]}}]))
+    store = open_store(spec)
+    fitted = fit_to_budget(spec.baselines[0], spec.budget, TINY_CONFIGS["bert"]())
+    old = optuna.trial.create_trial(values=[0.8, 10.0], user_attrs={"kind": "baseline", "label": fitted.label,
+                                                                     "seed": 0})
+    store.study.add_trial(old)  # as an earlier petl-search stored it: kind and label only
+    assert read_records(store.study)[0].preset is None
+    assert upgrade(store, spec, TINY_CONFIGS["bert"]()) == 1
+    (record,) = read_records(store.study)
+    assert record.preset == "lora" and record.preset_args == {"projections": ["q", "k", "v"], "r": fitted.args["r"]}

@@ -21,6 +21,7 @@ from .lease import LEASE_KEY, lease_alive
 
 COUNTED_KINDS = ("search", "baseline")  # the points of a study: what the sampler and the baselines trained
 MEASURED_KINDS = COUNTED_KINDS + ("reseed",)  # everything trained, so everything with a metric
+BASELINES_KEY = "baselines"  # study attribute: {label: {"preset", "args"}}, written by storage.upgrade
 
 
 @dataclass(frozen=True)
@@ -78,13 +79,18 @@ def counts(records: Iterable[TrialRecord]) -> dict[str, int]:
 
 def read_records(study: Any) -> list[TrialRecord]:
     """TrialRecords from an Optuna study (its storage is the one source of truth)."""
-    driver_alive = lease_alive(study.user_attrs.get(LEASE_KEY))
+    study_attrs = study.user_attrs
+    driver_alive = lease_alive(study_attrs.get(LEASE_KEY))
+    baselines = study_attrs.get(BASELINES_KEY, {})  # presets of baselines stored before trials kept them
     records = []
     for t in study.get_trials(deepcopy=False):
         attrs = dict(t.user_attrs)
         kind = attrs.pop("kind", "search")
         values = t.values if t.state.name == "COMPLETE" and kind in MEASURED_KINDS else None
         state = "INTERRUPTED" if t.state.name == "RUNNING" and not driver_alive else t.state.name
+        if kind == "baseline" and "preset" not in attrs and attrs.get("label") in baselines:
+            attrs["preset"] = baselines[attrs["label"]]["preset"]
+            attrs["preset_args"] = baselines[attrs["label"]]["args"]
         records.append(TrialRecord(
             number=t.number, state=state, kind=kind, label=attrs.pop("label", ""),
             metric=values[0] if values else None,

@@ -15,7 +15,7 @@ import optuna
 
 from ..core.errors import PETLError
 from .budget import fit_to_budget
-from .records import COUNTED_KINDS
+from .records import BASELINES_KEY, COUNTED_KINDS
 from .samplers import make_sampler
 from .study import StudySpec
 
@@ -104,17 +104,17 @@ def reconcile(store: Store) -> list[int]:
 
 
 def upgrade(store: Store, spec: StudySpec, model_config: Any) -> int:
-    """Bring a storage written by an earlier petl-search up to date (under the lease); return the number
-    of trials changed. Baseline trials once kept their preset only inside their label: the study's
-    baselines are fitted to the budget again (as the run that trained them did) and each baseline
-    trial gets the preset and arguments whose label it carries, as data."""
-    fitted = {f.label: f for f in (fit_to_budget(b, spec.budget, model_config) for b in spec.baselines)}
-    changed = 0
-    for t in store.study.get_trials(deepcopy=False):
-        if t.user_attrs.get("kind") == "baseline" and "preset" not in t.user_attrs \
-                and t.user_attrs.get("label") in fitted:
-            match = fitted[t.user_attrs["label"]]
-            store.set_trial_attr(t.number, "preset", match.preset)
-            store.set_trial_attr(t.number, "preset_args", dict(match.args))
-            changed += 1
-    return changed
+    """Bring a storage written by an earlier petl-search up to date (under the lease); return how many
+    baseline trials it describes that did not describe themselves.
+
+    Baseline trials once kept their preset only inside their label, and Optuna refuses to change a
+    finished trial. So the study's baselines are fitted to the budget again (as the run that trained
+    them did) and the study keeps, as data, which preset and arguments each baseline label stands for;
+    `read_records` reads a baseline's preset from there when its trial lacks one.
+    """
+    fitted = [fit_to_budget(b, spec.budget, model_config) for b in spec.baselines]
+    known = dict(store.study.user_attrs.get(BASELINES_KEY, {}))
+    known.update({f.label: {"preset": f.preset, "args": dict(f.args)} for f in fitted})
+    store.study.set_user_attr(BASELINES_KEY, known)
+    return sum(t.user_attrs.get("kind") == "baseline" and "preset" not in t.user_attrs
+               and t.user_attrs.get("label") in known for t in store.study.get_trials(deepcopy=False))
