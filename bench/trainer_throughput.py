@@ -16,7 +16,7 @@ import statistics
 from transformers.utils import logging as hf_logging
 
 import petl_search as ps
-from petl_search.training import data as trainer_data
+from petl_search.training import data as trainer_data, tasks as trainer_tasks
 from petl_search.training.config import TrainConfig
 from petl_search.training.trainer import train
 
@@ -40,7 +40,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, config in VARIANTS.items():
             trainer_data._ENCODED.clear()
-            trainer_data._LOADED.clear()
+            trainer_tasks._LOADED.clear()
             runs.setdefault((name, "cold"), []).append(train(config, "sst2", train_config=cfg))
             runs.setdefault((name, "warm"), []).append(train(config, "sst2", train_config=cfg))
     print(f"MiniLM-L6 on SST-2, {args.steps} steps of batch {cfg.batch_size}, eval every {args.eval_every} on "

@@ -149,11 +149,13 @@ def _study(args: argparse.Namespace) -> Any:
 def cmd_search(args: argparse.Namespace) -> None:
     import time
 
-    from .analysis.summary import progress_line, summary
+    from .analysis.summary import progress_line, study_references, summary
     from .search.ray_runner import run_study
+    from .search.storage import open_study
 
     spec = _study(args)  # a typo in the study fails here, in one line, before Ray starts
-    total = spec.n_trials + sum(len(b.seeds) for b in spec.baselines)
+    total = spec.n_trials + sum(len(b.seeds) for b in spec.baselines) + \
+        (spec.reseed["top"] * len(spec.reseed["seeds"]) if spec.reseed else 0)
     start = time.time()
 
     def say(line: str) -> None:
@@ -167,17 +169,18 @@ def cmd_search(args: argparse.Namespace) -> None:
     except KeyboardInterrupt:
         raise PETLError(f"interrupted; finished trials are saved in {spec.storage}: run the same command to "
                         f"resume") from None
-    say(summary(records, spec))
+    say(summary(records, spec, study_references(open_study(spec, create=False))))
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    from .analysis.summary import summary
+    from .analysis.summary import study_references, summary
     from .search.records import read_records
     from .search.storage import open_study
 
     spec = _study(args)
-    records = read_records(open_study(spec, create=False))
-    print(summary(records, spec))
+    study = open_study(spec, create=False)
+    records = read_records(study)
+    print(summary(records, spec, study_references(study)))
     for state, text in (("RUNNING", "running now"), ("INTERRUPTED", "interrupted (their driver is gone; "
                                                                     "`petl-search search` runs them again)")):
         trials = [r for r in records if r.state == state]
@@ -247,14 +250,17 @@ def cmd_reseed(args: argparse.Namespace) -> None:
 
 def cmd_report(args: argparse.Namespace) -> None:
     from .analysis.report import markdown
+    from .analysis.summary import selected_on, study_references
     from .search.records import read_records
     from .search.storage import open_study
 
     spec = _study(args)
-    records = read_records(open_study(spec, create=False))
+    study = open_study(spec, create=False)
+    records = read_records(study)
     if not any(r.scored for r in records):
         raise PETLError(f"study {spec.name!r} has no completed trials yet: nothing to report")
-    text = markdown(records, spec.main_metric, spec.name)
+    text = markdown(records, spec.main_metric, spec.name, selected_on=selected_on(spec),
+                    references=study_references(study))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)

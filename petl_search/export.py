@@ -33,9 +33,9 @@ from .nn.merge import merge_petl
 from .nn.serialization import load_petl, save_petl
 from .search.records import TrialRecord
 from .search.study import StudySpec
-from .training.data import load_cached_task
+
 from .training.models import head_modules
-from .training.tasks import get_task
+from .training.tasks import get_task, load_cached_task
 from .training.trainer import train
 
 HEAD_FILE = "head.safetensors"

@@ -46,7 +46,7 @@ def test_bad_points_are_rejected_with_a_clear_message(data, message) -> None:
 def test_bad_preset_name_and_arguments() -> None:
     with pytest.raises(ps.PETLConfigError, match=r"preset must be one of \[.*'mam'.*\], but got 'mamba'"):
         ps.preset("mamba")
-    with pytest.raises(ps.PETLConfigError, match=r"preset 'lora' takes arguments \['r', 'alpha', 'projections'\]"):
+    with pytest.raises(ps.PETLConfigError, match=r"preset 'lora' takes arguments \['r', 's', 'alpha', 'projections'\]"):
         ps.preset("lora", rank=4)
     with pytest.raises(ps.PETLConfigError, match=r"ffn.size must be a positive integer, but got 0"):
         ps.presets.scaled_parallel_adapter(r=0)
@@ -92,10 +92,28 @@ def test_every_preset_round_trips_through_json_and_differs_from_the_others() -> 
     assert len({c.fingerprint() for c in configs.values()}) == len(configs)
 
 
+def test_lora_keeps_its_scale_as_r_grows_unless_alpha_is_given() -> None:
+    """s = alpha/r with alpha fixed at 16 would scale a LoRA fitted to a 5% budget (r≈123) down to 0.13:
+    the preset keeps LoRA's scale at r=8 (s=2) for every r; alpha, when given, means what it means in PEFT."""
+    assert ps.presets.lora(r=8) == ps.presets.lora(r=8, alpha=16)  # the default is Hu et al.'s point
+    assert ps.presets.lora(r=123).attn_qkv.scale == 2.0
+    assert ps.presets.lora(r=123, alpha=16).attn_qkv.scale == pytest.approx(16 / 123)
+    assert ps.presets.lora(r=4, s=0.5).attn_qkv.scale == 0.5
+    with pytest.raises(ps.PETLConfigError, match="lora takes s or alpha .*not both"):
+        ps.presets.lora(r=4, s=1.0, alpha=8)
+
+
+def test_mam_uses_the_papers_run_options() -> None:
+    """He et al.'s scripts: --mid_dim 800 (the prefix MLP) and --ffn_adapter_init_option lora."""
+    mam = ps.presets.mam()
+    assert (mam.attn_heads.size, mam.attn_heads.reparam) == (30, 800)
+    assert (mam.ffn.size, mam.ffn.scale, mam.ffn.init, mam.ffn.insertion) == (512, 4.0, "lora", "parallel")
+
+
 def test_mam_is_prefix_plus_scaled_parallel_adapter() -> None:
     mam = ps.presets.mam()
-    assert mam.attn_heads == ps.presets.prefix_tuning(l=30).attn_heads
-    assert mam.ffn == ps.presets.scaled_parallel_adapter(r=512, s=4).ffn
+    assert mam.attn_heads == ps.presets.prefix_tuning(l=30, reparam=800).attn_heads
+    assert mam.ffn == ps.presets.scaled_parallel_adapter(r=512, s=4, init="lora").ffn
     assert mam.for_storage().attn_heads.reparam is None
 
 

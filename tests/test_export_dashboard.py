@@ -21,13 +21,14 @@ from petl_search.cli import main
 from petl_search.analysis.dashboard import write_dashboard
 from petl_search.core.errors import PETLError
 from petl_search.export import export_trial
-from petl_search.analysis.front import best_trial, front_records
+from petl_search.analysis.front import best_trial, front, methods
 from petl_search.search.records import TrialRecord, read_records, trained_trial
 from petl_search.search.inline import run_study_inline
 from petl_search.search.study import load_study
 from petl_search.training.tasks import get_task
 from petl_search.toy import write_toy_study
-from petl_search.training.data import collate, encode, load_cached_task
+from petl_search.training.data import collate, encode
+from petl_search.training.tasks import load_cached_task
 from petl_search.training.models import load_model
 from petl_search.training.trainer import train
 
@@ -166,9 +167,9 @@ def test_dashboard_is_one_self_contained_file_with_the_front(study, tmp_path) ->
     assert not re.findall(r"<script[^>]*\ssrc=|<link[^>]*href=|<iframe", text)  # opens with no network
     assert "Plotly" in text[:text.index("</head>")]  # plotly.js itself is inlined
     records = read_records(optuna.load_study(study_name="toy", storage=study.storage))
-    front = front_records(records)
+    line = front(methods(records, study.main_metric))
     table = text[text.index("<table id='front-table'>"):]
-    assert table.count("<tr><td>") == len(front)
+    assert table.count("<tr><td>") == len(line)
     for div in ("front-plot", "hypervolume-plot", "effects-plot", "importances-plot"):
         assert f'id="{div}"' in text
     assert "lora(r=4)" in text and "houlsby(r=4)" in text  # seed methods labelled

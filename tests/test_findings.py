@@ -6,7 +6,8 @@ import pytest
 from scipy import stats
 
 from petl_search.analysis.comparison import welch_interval
-from petl_search.analysis.findings import baseline_comparisons, mam_placement
+from petl_search.analysis.findings import baseline_comparisons, mam_claims
+from petl_search.analysis.front import methods
 from petl_search.analysis.report import markdown
 from petl_search.search.records import TrialRecord
 from petl_search.search.study import Baseline
@@ -68,13 +69,15 @@ def test_controlled_pairs_and_representation_by_band() -> None:
 
 def test_mam_against_the_front_and_the_markdown() -> None:
     records = study_records()
-    (mam,) = mam_placement(records)
-    assert mam.mam.mean == pytest.approx(0.825)
-    assert [r.label for r in mam.dominated_by] == ["a"]  # b has more parameters, c scores less
-    assert mam.best_within.label == "a"
+    ((mam, found),) = mam_claims(methods(records, "accuracy"))
+    assert mam.mean == pytest.approx(0.825) and mam.dev_mean == pytest.approx(0.825)
+    # the front's search points within MAM's size: c (1%, 0.81) and a (2%, 0.83); b stores more
+    assert [claim.point.label for claim in found] == ["c", "a"]
+    assert not any(claim.holds for claim in found)  # c is below it; a is above it on one seed: no claim
     text = markdown(records, "accuracy", "s")
     assert "| insertion: parallel vs sequential FFN adapter, at the budget |" in text
     assert "parallel_adapter(r=245) better" in text and "mam(ffn_r=215)" in text
+    assert "#" in text and "on one seed, +0.0050 against MAM's mean: no claim without reseeds" in text
 
 
 def test_a_reseeded_search_point_is_compared_with_mam_over_seeds() -> None:
@@ -83,13 +86,11 @@ def test_a_reseeded_search_point_is_compared_with_mam_over_seeds() -> None:
     again = [TrialRecord(number=next(_numbers), state="COMPLETE", kind="reseed", label="a", metric=m,
                          stored_params=a.stored_params, stored_fraction=a.stored_fraction, seed=s,
                          extra={"reseed_of": a.number}) for s, m in ((1, 0.835), (2, 0.825))]
-    (mam,) = mam_placement(records + again)
-    ((point, comparison),) = mam.reseeded
-    assert point is a and comparison.a.scores == (0.83, 0.835, 0.825)
+    ((mam, found),) = mam_claims(methods(records + again, "accuracy"))
+    claim = next(c for c in found if c.point.number == a.number)
+    assert claim.holds and claim.comparison.a.scores == (0.83, 0.835, 0.825)
     expected = stats.ttest_ind([0.83, 0.835, 0.825], [0.82, 0.83, 0.825], equal_var=False).confidence_interval(0.95)
-    assert (comparison.low, comparison.high) == pytest.approx((expected.low, expected.high))
+    assert (claim.comparison.low, claim.comparison.high) == pytest.approx((expected.low, expected.high))
     text = markdown(records + again, "accuracy", "s")
-    assert f"#{a.number} (a, 2.000%) over 3 seeds: 0.8300 ± 0.0050; minus MAM: +0.0050" in text
+    assert f"#{a.number} (a, 2.000%) over 3 seeds: dev 0.8300 ± 0.0050; minus MAM: +0.0050" in text
     assert "within seed noise" in text
-    # without reseeds there is nothing to say over seeds
-    assert mam_placement(records)[0].reseeded == ()

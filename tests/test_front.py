@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 import logging
+import math
 import random
 
 import optuna
 import pytest
 
-from petl_search.analysis.front import best_baseline, front_records, matches_or_beats
+from petl_search.analysis.front import best_baseline, claims, front, front_table, methods, study_hypervolume
 from petl_search.search.pareto import dominates, hypervolume_2d, pareto_front
 from petl_search.search.records import TrialRecord, counts
 
@@ -120,19 +122,54 @@ def test_hypervolume_simple_values() -> None:
     assert hypervolume_2d([(3.0, 4.0)], (1.0, 2.0)) == 4.0  # measured from the reference, not the origin
 
 
-def record(number, metric, stored, kind="search", state="COMPLETE", **extra) -> TrialRecord:
-    return TrialRecord(number=number, state=state, kind=kind, label=f"p{number}", metric=metric,
+def record(number, metric, stored, kind="search", state="COMPLETE", label=None, **extra) -> TrialRecord:
+    return TrialRecord(number=number, state=state, kind=kind, label=label or f"p{number}", metric=metric,
                        stored_params=stored, stored_fraction=stored / 1000, extra=extra)
 
 
-def test_front_records_best_baseline_and_wins() -> None:
-    records = [record(0, 0.80, 100, kind="baseline"), record(1, 0.82, 200, kind="baseline"),
+def test_fronts_judge_points_over_their_seeds() -> None:
+    """A baseline is one point at its mean over seeds (not its best seed); a search point is its trial plus
+    its reseeds; unscored trials and rejections are not points."""
+    records = [record(0, 0.80, 100, kind="baseline"), record(1, 0.84, 200, kind="baseline", label="p0"),
                record(2, 0.83, 150), record(3, 0.79, 50), record(4, 0.90, 900, kind="over_budget"),
-               record(5, None, 10, state="FAIL"), record(6, 0.81, 160)]
-    assert [r.number for r in front_records(records)] == [3, 0, 2]
-    assert [r.number for r in front_records(records, kinds=("search",))] == [3, 2]
-    assert best_baseline(records).number == 1
-    assert [r.number for r in matches_or_beats(records, best_baseline(records))] == [2]
+               record(5, None, 10, state="FAIL"), record(6, 0.81, 160),
+               record(7, 0.70, 150, kind="reseed", reseed_of=2)]
+    points = {m.number: m for m in methods(records, "accuracy")}
+    assert sorted(points) == [0, 2, 3, 6]  # trials 0 and 1 are one baseline (same label): its first seed's number
+    assert points[0].scores == (0.80, 0.84) and points[0].mean == pytest.approx(0.82)
+    assert points[2].scores == (0.83, 0.70) and points[2].mean == pytest.approx(0.765)
+    assert [m.number for m in front(points.values())] == [3, 0]  # #2's reseed pulled it off the front
+    assert [m.number for m in front(methods(records[:-1], "accuracy"))] == [3, 0, 2]  # on one seed it was on it
+    assert best_baseline(points.values()).number == 0
+
+
+def test_a_claim_is_judged_on_dev_over_seeds_not_where_the_point_was_selected() -> None:
+    """#1 tops the search split (0.95) but scores 0.70 on dev: it is on the front (selected there) and its
+    claim against the baseline is judged on dev, where it loses; one seed never makes a claim."""
+    def held(number, metric, stored, dev, kind="search", **extra):
+        return replace(record(number, metric, stored, kind=kind, **extra), evaluated_on="search split",
+                       dev_scores={"accuracy": dev})
+
+    records = [held(0, 0.80, 100, 0.81, kind="baseline"), held(1, 0.95, 90, 0.70),
+               held(2, 0.94, 90, 0.72, kind="reseed", reseed_of=1), held(3, 0.79, 50, 0.83)]
+    points = methods(records, "accuracy")
+    reference = best_baseline(points)
+    found = {c.point.number: c for c in claims(points, reference)}
+    assert set(found) == {1, 3}
+    assert found[1].comparison.a.scores == (0.70, 0.72) and not found[1].holds  # below on dev
+    assert found[3].comparison.difference > 0 and not found[3].holds  # above, but on one seed
+    assert study_hypervolume(records, budget_fraction=1.0, on_dev=True, score="accuracy") == pytest.approx(
+        hypervolume_2d([(0.70, 0.91), (0.83, 0.95)], (0.0, 0.0)))
+
+
+def test_points_at_or_below_a_constant_answer_are_flagged() -> None:
+    references = {"search split": {"accuracy": 0.51}, "dev": {"accuracy": 0.509}}
+    records = [replace(record(0, 0.51, 10), evaluated_on="search split", dev_scores={"accuracy": 0.49}),
+               replace(record(1, 0.80, 20), evaluated_on="search split", dev_scores={"accuracy": 0.79})]
+    flagged = {m.number: m.flags for m in methods(records, "accuracy", references)}
+    assert len(flagged[0]) == 2 and "constant answer (0.5100) on the search split" in flagged[0][0]
+    assert flagged[1] == ()
+    assert "[at or below a constant answer" in front_table(methods(records, "accuracy", references), "accuracy")
 
 
 def test_counts_leave_out_interrupted_trials() -> None:
@@ -144,3 +181,27 @@ def test_counts_leave_out_interrupted_trials() -> None:
     assert counts(records) == {"completed": 1, "pruned": 1, "failed": 1, "running": 1, "interrupted": 1,
                                "queued": 1, "over_budget": 1, "duplicate": 1, "dropped": 1,
                                "reseed": 1}  # a reseed is another seed of #0, not a trial
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_nondominated_ranks_peel_fronts_as_brute_force_does(seed) -> None:
+    from petl_search.search.pareto import nondominated_ranks
+
+    rng = random.Random(seed)
+    points = [(rng.randint(0, 6), rng.randint(0, 6)) for _ in range(rng.randint(1, 40))]
+    expected, left, rank = [None] * len(points), list(range(len(points))), 0
+    while left:
+        layer = [i for i in left if not any(brute_dominates(points[j], points[i]) for j in left if j != i)]
+        for i in layer:
+            expected[i] = rank
+        left, rank = [i for i in left if i not in layer], rank + 1
+    assert nondominated_ranks(points) == expected
+
+
+def test_crowding_distance_by_hand() -> None:
+    from petl_search.search.pareto import crowding_distances
+
+    front = [(0.0, 4.0), (1.0, 3.0), (3.0, 1.0), (4.0, 0.0)]
+    # interior points: (gap in x + gap in y) / range 4: (3 - 0)/4 + (4 - 1)/4 = 1.5 for both
+    assert crowding_distances(front) == [math.inf, 1.5, 1.5, math.inf]
+    assert crowding_distances([(1.0, 1.0), (2.0, 0.0)]) == [math.inf, math.inf]

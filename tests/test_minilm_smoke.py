@@ -93,4 +93,4 @@ def test_real_minilm_trains_on_real_sst2_through_the_trainer() -> None:
     assert result.params["backbone"] == 22_713_216
     assert result.params["head"] == (384 * 384 + 384) + (384 * 2 + 2)  # BERT's pooler + the classifier
     assert result.metrics["accuracy"] > 0.7  # 100 steps of LoRA on a sentence encoder: well above chance
-    assert [h["dev"] for h in result.history] == ["subset", "full"]
+    assert [h["on"] for h in result.history] == ["dev subset", "dev"]

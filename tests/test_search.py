@@ -17,7 +17,7 @@ import yaml
 
 from petl_search.cli import main
 from petl_search.core.config import PETLConfig
-from petl_search.analysis.front import front_records
+from petl_search.analysis.front import front, methods
 from petl_search.search.records import read_records
 from petl_search.search.storage import open_study
 from petl_search.search.study import load_study
@@ -60,19 +60,20 @@ def test_a_study_runs_on_two_ray_workers_and_its_storage_holds_trials_and_front(
     baseline = next(r for r in trained if r.kind == "baseline")
     assert baseline.state == "COMPLETE"  # baselines are never stopped early: they are the reference
     assert max(r.metric for r in trained if r.metric is not None) > 0.7  # the toy task is learnt in 60 steps
-    front = front_records(records)
-    assert front and all(PETLConfig.from_dict(r.config) for r in front)
+    line = front(methods(records, spec.main_metric))
+    assert line and all(PETLConfig.from_dict(m.record.config) != PETLConfig() or m.stored_params == 0 for m in line)
+    assert all(r.evaluated_on == "search split" and r.dev_scores for r in trained if r.state == "COMPLETE")
     assert all(r.stored_fraction <= 0.05 for r in trained)
     # two trials ran at the same time: some trial started before another one ended
     spans = sorted((t.datetime_start, t.datetime_complete) for t in optuna.load_study(
         study_name="e2e", storage=spec.storage).get_trials() if t.user_attrs.get("kind") in ("search", "baseline"))
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:]))
-    assert "[6/6]" in out and "Pareto front" in out and "best baseline: lora(r=" in out
+    assert "[6/6]" in out and "Pareto front" in out and "best baseline on the search split: lora(r=" in out
     # status prints the same front from the storage
     assert main(["status", str(toy / "e2e.yaml")]) == 0
     status = capsys.readouterr().out
-    for r in front:
-        assert f"{r.stored_params:,}" in status
+    for m in line:
+        assert f"{m.stored_params:,}" in status
 
 
 def test_a_killed_study_resumes_without_losing_or_recounting_trials(toy, capsys) -> None:
@@ -100,6 +101,8 @@ def test_a_killed_study_resumes_without_losing_or_recounting_trials(toy, capsys)
                         t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get("kind") == "search"
                         and time.time() - t.user_attrs.get("started", 0) < min(durations) / 2 for t in trials):
                     break
+            if process.poll() is not None:
+                pytest.fail(f"the study ended before the kill: {process.stdout.read().decode()[-3000:]}")
         else:
             pytest.fail("the study never had a finished and a running trial at once")
         capsys.readouterr()

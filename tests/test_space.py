@@ -83,9 +83,9 @@ def test_presets_are_points_of_the_shipped_spaces() -> None:
     """MAM is a point of mam_neighborhood, LoRA and MH PA of paper_ablations: the search can find them."""
     mam = load_space("search_spaces/mam_neighborhood.yaml").sample(optuna.trial.FixedTrial({
         "attn_heads.use": True, "attn_heads.form": "prefix", "attn_heads.prefix.size": 30,
-        "attn_heads.prefix.reparam": 512, "ffn.form": "bottleneck", "ffn.bottleneck.size": 512,
+        "attn_heads.prefix.reparam": 800, "ffn.form": "bottleneck", "ffn.bottleneck.size": 512,
         "ffn.bottleneck.insertion": "parallel", "ffn.bottleneck.composition": "scale", "ffn.bottleneck.scale": 4.0,
-        "ffn.bottleneck.activation": "relu", "ffn.bottleneck.init": "bert", "ffn.bottleneck.input_norm": False}), MINILM)
+        "ffn.bottleneck.activation": "relu", "ffn.bottleneck.init": "lora", "ffn.bottleneck.input_norm": False}), MINILM)
     assert mam == ps.presets.mam()
     ablations = load_space("search_spaces/paper_ablations.yaml")
     off = {f"{s}.use": False for s in ("attn_heads", "attn_out", "attn_qkv", "ffn")}
@@ -162,3 +162,58 @@ def test_replay_tells_which_presets_the_space_holds() -> None:
     assert neighborhood.replay(ps.presets.mam(prefix_len=200), MINILM) is None  # outside l 8-120
     mh = ablations.replay(ps.presets.mh_parallel_adapter(heads=12, r_per_head=30), MINILM)
     assert mh["attn_heads.bottleneck.heads"][1] == "model" and mh["attn_heads.bottleneck.size"][1] == 30
+
+
+@pytest.mark.parametrize("name, budget", [("unified", 0.01), ("unified", 0.05), ("paper_ablations", 0.01),
+                                          ("paper_ablations", 0.05), ("mam_neighborhood", 0.05)])
+def test_budget_aware_sampling_proposes_points_that_fit(name: str, budget: float) -> None:
+    """Sizes drawn within what the budget leaves: a point is over budget only when its smallest sizes are,
+    against many over-budget proposals without it. (The MAM neighbourhood's smallest FFN adapter, r=64,
+    stores 1.3% of MiniLM: at 1% no point of it fits.)"""
+    path = next(p for p in SPACES if p.stem == name)
+    space = load_space(path)
+    fitting = {}
+    for aware in (True, False):
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        fits = []
+        for _ in range(120):
+            trial = study.ask()
+            config = space.sample(trial, MINILM, budget=budget if aware else None)
+            fits.append(ps.count_params(config, MINILM).stored_fraction <= budget)
+            study.tell(trial, 0.0)
+        fitting[aware] = sum(fits) / len(fits)
+    assert fitting[True] >= 0.9, fitting
+    assert fitting[True] > fitting[False] or fitting[False] == 1.0
+
+
+def test_every_size_that_fits_stays_reachable() -> None:
+    from petl_search.search.space import share_to_size, size_to_share
+
+    for allowed, log in ((range(1, 65), True), (range(4, 513), True), (range(8, 9), False), (range(3, 41), False),
+                         ([2, 8, 32], False)):
+        sizes = [share_to_size(k / 20000, allowed, log) for k in range(20001)]
+        assert sorted(set(sizes)) == list(allowed)  # each size has a slice of [0, 1]
+        assert sizes == sorted(sizes)
+        assert all(share_to_size(size_to_share(n, allowed, log), allowed, log) == n for n in allowed)
+    # on the model: a lone FFN adapter under 1% of MiniLM reaches the largest r that fits, and no more
+    space = parse_space({"sites": {"ffn": {"optional": False, "form": ["bottleneck"], "size": {"low": 1, "high": 4096},
+                                           "insertion": ["parallel"], "composition": ["add"]}}})
+    largest = max(space.sample(optuna.trial.FixedTrial({"ffn.bottleneck.size_share": 1.0}), MINILM,
+                               budget=0.01).ffn.size for _ in range(1))
+    counted = ps.count_params(ps.PETLConfig(ffn=dict(form="bottleneck", size=largest, insertion="parallel")), MINILM)
+    bigger = ps.count_params(ps.PETLConfig(ffn=dict(form="bottleneck", size=largest + 1, insertion="parallel")), MINILM)
+    assert counted.stored_fraction <= 0.01 < bigger.stored_fraction
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_replay_inverts_budget_aware_sampling(path: Path) -> None:
+    space = load_space(path)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=2))
+    for _ in range(40):
+        trial = study.ask()
+        config = space.sample(trial, MINILM, budget=0.05)
+        replayed = space.replay(config, MINILM, budget=0.05)
+        assert replayed is not None and {n: d for n, (d, _) in replayed.items()} == trial.distributions
+        params = {n: v for n, (_, v) in replayed.items()}
+        assert space.sample(optuna.trial.FixedTrial(params), MINILM, budget=0.05) == config
+        study.tell(trial, 0.0)

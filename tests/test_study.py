@@ -59,13 +59,21 @@ def test_shipped_studies_load() -> None:
     ({"n_trials": 0}, "n_trials must be a positive integer"),
     ({"sampler": {"name": "cmaes"}}, "sampler.name must be one of ['tpe', 'nsga2', 'gp', 'random']"),
     ({"sampler": {"name": "tpe", "startup": 3}}, "sampler has no option 'startup'"),
-    ({"objectives": ["stored_params", "metric"]}, "objectives must be [metric, stored_params]"),
+    ({"objectives": ["stored_params", "metric"]}, "objectives must be [SCORE, stored_params] or [SCORE, stored_params, "
+                                                 "throughput], SCORE one of ['accuracy'] or 'metric'"),
+    ({"objectives": ["f1", "stored_params"]}, "SCORE one of ['accuracy'] or 'metric' (task 'sst2'), but got ['f1'"),
+    ({"search_split": {"size": 0}}, "search_split.size must be a number of examples >= 1 or a fraction in (0, 1)"),
+    ({"search_split": {"fraction": 0.1}}, "search_split must be null or {size, max, seed}"),
+    ({"train": {"search_split": 100}}, "train.search_split is set by the study: use its `search_split` key"),
+    ({"reseed": {"top": 0, "seeds": [1]}}, "reseed.top must be a positive integer"),
+    ({"reseed": {"top": 2, "seeds": [1, 1]}}, "reseed.seeds must be a list of distinct non-negative integers"),
+    ({"budget_aware": "yes"}, "budget_aware must be true or false"),
     ({"resources": {"cpu": 1}}, "resources must be {cpus: N, gpus: F}"),
     ({"resources": {"gpus": -1}}, "resources.gpus must be a number >= 0"),
     ({"early_stopping": {"grace_evals": 0}}, "early_stopping.grace_evals must be a positive integer"),
     ({"train": {"max_stepz": 10}}, "train has no field 'max_stepz'"),
     ({"train": {"max_steps": -1}}, "train.max_steps must be a positive integer"),
-    ({"train": {"seed": 3}}, "train.seed is set per trial"),
+    ({"train": {"seed": 3}}, "train.seed is set by the study: use its `seed`"),
     ({"baselines": ["lorra"]}, "baselines[0].preset must be one of"),
     ({"baselines": [{"preset": "lora", "seeds": []}]}, "baselines[0].seeds must be a list"),
     ({"space": "nowhere.yaml"}, "space: search space"),
@@ -241,7 +249,7 @@ def test_resume_runs_exactly_the_interrupted_points_each_in_its_own_role(tmp_pat
     baseline_again = next(c for c in again if c.kind == "baseline")
     assert baseline_again.seed == 1 and baseline_again.petl_config == base1.petl_config
     lora_point = {n: v for n, (_, v) in spec.space().replay(PETLConfig.from_dict(base1.petl_config),
-                                                            TINY_CONFIGS["bert"]()).items()}
+                                                            TINY_CONFIGS["bert"](), budget=spec.budget).items()}
     assert trials[baseline_again.number].params == lora_point != interrupted_params  # its own place in the space
     assert trials[baseline_again.number].user_attrs["preset"] == "lora"
     for c in again:
@@ -308,10 +316,10 @@ def test_a_baseline_inside_the_space_reaches_the_sampler_as_its_point(tmp_path) 
     space = tmp_path / "around_mam.yaml"
     space.write_text(yaml.safe_dump({"sites": {
         "attn_heads": {"optional": True, "form": ["prefix"], "prefix": {"size": {"low": 1, "high": 200},
-                                                                      "reparam": [None, 512]}},
+                                                                      "reparam": [None, 512, 800]}},
         "ffn": {"optional": False, "form": ["bottleneck"], "size": {"low": 1, "high": 1024, "log": True},
                 "insertion": ["parallel", "sequential"], "composition": ["scale", "add"],
-                "scale": {"low": 1.0, "high": 8.0}, "activation": ["relu"], "init": ["bert"],
+                "scale": {"low": 1.0, "high": 8.0}, "activation": ["relu"], "init": ["bert", "lora"],
                 "input_norm": [False]}}}))
     proposer = make_proposer(tmp_path, space=str(space), n_trials=3, baselines=["mam", "lora"], budget=0.5,
                              sampler={"name": "tpe", "seed": 0, "startup_trials": 1})
@@ -322,7 +330,7 @@ def test_a_baseline_inside_the_space_reaches_the_sampler_as_its_point(tmp_path) 
               if t.user_attrs["kind"] == "baseline"}
     mam = PETLConfig.from_dict(trials["mam"].user_attrs["petl_config"])
     assert trials["mam"].params and spec_space.sample(optuna.trial.FixedTrial(trials["mam"].params),
-                                                      proposer.model_config) == mam
+                                                      proposer.model_config, budget=proposer.spec.budget) == mam
     assert trials["lora"].params == {}
     # the model-based sampler went on from there: every search trial was proposed and told
     assert sum(t.user_attrs["kind"] == "search" and t.state.is_finished() for t in proposer.study.get_trials()) == 3
@@ -343,3 +351,17 @@ def test_an_older_storage_gets_its_baselines_presets_as_data(tmp_path) -> None:
     assert upgrade(store, spec, TINY_CONFIGS["bert"]()) == 1
     (record,) = read_records(store.study)
     assert record.preset == "lora" and record.preset_args == {"projections": ["q", "k", "v"], "r": fitted.args["r"]}
+
+
+def test_objectives_by_name_and_the_protocols_keys(tmp_path) -> None:
+    mrpc = parse_study(study_data(tmp_path, task="mrpc", objectives=["accuracy", "stored_params", "throughput"]))
+    assert mrpc.objectives == ("accuracy", "stored_params", "throughput") and mrpc.main_metric == "accuracy"
+    assert mrpc.directions == ["maximize", "minimize", "maximize"]
+    assert parse_study(study_data(tmp_path, task="mrpc")).objectives == ("f1", "stored_params")  # `metric`
+    spec = parse_study(study_data(tmp_path))
+    assert spec.search_split == {"size": 0.1, "max": 1000, "seed": 0} and spec.budget_aware and spec.reseed is None
+    config = spec.train_config(3)
+    assert (config.search_split, config.search_split_max, config.split_seed, config.seed) == (0.1, 1000, 0, 3)
+    on_dev = parse_study(study_data(tmp_path, search_split=None, reseed={"top": 2, "seeds": [1, 2]}))
+    assert on_dev.train_config(0).search_split is None and on_dev.reseed == {"top": 2, "seeds": [1, 2]}
+    assert on_dev.fingerprint() != spec.fingerprint()  # what a stored study means

@@ -239,3 +239,37 @@ def test_gradients_are_clipped_to_max_grad_norm_before_every_optimizer_step(monk
     assert run(ps.presets.lora(r=2), cfg=cfg).status == "completed"
     assert len(seen) == 30 and max(before_clip) > max_norm
     assert seen == pytest.approx(before_clip, rel=1e-5)
+
+
+def test_a_search_split_is_carved_from_training_and_the_dev_set_is_judged_only_at_the_end() -> None:
+    """The dev set here says the opposite of the training data ('wonderful' is 0), so a model that learns
+    the training data scores near 0 on it: every evaluation the search sees (on_eval, the final metrics)
+    must come from the search split, and the dev set appears only in dev_metrics, once, at the end."""
+    flipped = DATA["validation"].map(lambda row: {"label": 1 - row["label"]})
+    data = DatasetDict({"train": DATA["train"], "validation": flipped})
+    seen = []
+    cfg = TrainConfig(**{**FAST.__dict__, "search_split": 96, "split_seed": 3})
+    result = train(ps.presets.lora(r=4), "sst2", data=data, model_factory=tiny_classifier, train_config=cfg,
+                   on_eval=lambda step, scores: seen.append(scores["accuracy"]))
+    assert result.status == "completed" and result.evaluated_on == "search split"
+    assert result.metrics["accuracy"] > 0.8 and all(score > 0.6 for score in seen[1:])
+    assert result.dev_metrics["accuracy"] < 0.2  # judged on the (flipped) dev set, after selection
+    assert [h["on"] for h in result.history] == ["search split subset"] * 4 + ["search split"]
+    assert result.train_examples == 100 * 16 and "dev" in result.seconds
+    # without a search split, the dev set is the evaluation set, as before
+    plain = train(ps.presets.lora(r=4), "sst2", data=data, model_factory=tiny_classifier, train_config=FAST)
+    assert plain.evaluated_on == "dev" and plain.dev_metrics == {} and plain.metrics["accuracy"] < 0.2
+
+
+def test_the_search_split_is_stratified_deterministic_and_disjoint_from_training() -> None:
+    from petl_search.training.splits import carve
+
+    labels = [0] * 700 + [1] * 250 + [2] * 50
+    rest, held = carve(labels, 100, seed=7, stratify=True)
+    assert (rest, held) == carve(labels, 100, seed=7, stratify=True)  # every worker carves the same
+    assert carve(labels, 100, seed=8, stratify=True)[1] != held
+    assert not set(rest) & set(held) and sorted(rest + held) == list(range(1000))
+    assert [sum(labels[i] == c for i in held) for c in (0, 1, 2)] == [70, 25, 5]  # each class keeps its share
+    assert len(carve(labels, 0.05, seed=0, stratify=False)[1]) == 50
+    with pytest.raises(ps.PETLConfigError, match="search_split.size must be fewer examples than the 1000"):
+        carve(labels, 1000, seed=0, stratify=True)

@@ -11,6 +11,11 @@ from typing import Sequence
 from scipy import stats
 
 
+def spread(scores: Sequence[float]) -> float:
+    """The sample standard deviation; 0 for a single score."""
+    return statistics.stdev(scores) if len(scores) > 1 else 0.0
+
+
 @dataclass(frozen=True)
 class Side:
     label: str
@@ -23,7 +28,7 @@ class Side:
 
     @property
     def std(self) -> float:
-        return statistics.stdev(self.scores) if len(self.scores) > 1 else 0.0
+        return spread(self.scores)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from ..search.study import StudySpec
 from ..training.metrics import floor
 from .dashboard_data import hypervolume_curve, importances, scatter_points, seed_methods
 from .effects import DIMENSIONS, dimension_effects
-from .front import front_records
+from .front import front, methods
 
 STYLE = {"front": ("#1f77b4", "circle", 11), "dominated": ("#b0b0b0", "circle", 8),
          "pruned": ("#ff7f0e", "x", 8), "failed": ("#d62728", "x-thin", 9)}
@@ -33,7 +33,7 @@ STYLE = {"front": ("#1f77b4", "circle", 11), "dominated": ("#b0b0b0", "circle", 
 def front_figure(records: list[TrialRecord], spec: StudySpec, metric: str) -> Any:
     import plotly.graph_objects as go
 
-    points = scatter_points(records)
+    points = scatter_points(records, metric)
     scored = [p for p in points if p.metric is not None]
     bottom = min((p.metric for p in scored), default=0.0) - 0.02
     fig = go.Figure()
@@ -49,9 +49,9 @@ def front_figure(records: list[TrialRecord], spec: StudySpec, metric: str) -> An
             text=[f"#{p.number} {p.kind}: {html.escape(p.label)}" + (f"<br>{html.escape(p.reason or '')}"
                                                                     if p.metric is None else "") for p in group],
             hovertemplate="%{text}<br>%{x:.3f}% of the backbone<br>" + metric + " %{y:.4f}<extra></extra>"))
-    front = front_records(records)
-    if front:
-        fig.add_trace(go.Scatter(x=[100 * r.stored_fraction for r in front], y=[r.metric for r in front],
+    line = front(methods(records, metric))
+    if line:
+        fig.add_trace(go.Scatter(x=[100 * m.stored_fraction for m in line], y=[m.mean for m in line],
                                  mode="lines", line={"shape": "hv", "color": "#1f77b4", "width": 1.5},
                                  name="Pareto front", hoverinfo="skip"))
     seeds = seed_methods(records)
@@ -122,13 +122,15 @@ def importance_figure(study: Any, metric: str) -> Any:
 
 def front_table_html(records: list[TrialRecord], metric: str) -> str:
     rows = []
-    for r in front_records(records):
-        rows.append(f"<tr><td>{r.number}</td><td>{r.kind}</td><td>{r.metric:.4f}</td><td>{r.stored_params:,}</td>"
-                    f"<td>{100 * r.stored_fraction:.3f}%</td><td>{html.escape(r.label)}</td>"
-                    f"<td><code>{html.escape(json.dumps(r.config, sort_keys=True))}</code></td></tr>")
-    return ("<table id='front-table'><thead><tr><th>trial</th><th>kind</th><th>" + html.escape(metric) +
-            "</th><th>stored</th><th>% backbone</th><th>design point</th><th>config</th></tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>")
+    for m in front(methods(records, metric)):
+        dev = f"{m.dev_mean:.4f}" if m.dev else "-"
+        rows.append(f"<tr><td>{m.number}</td><td>{m.kind}</td><td>{len(m.scores)}</td><td>{m.mean:.4f}</td>"
+                    f"<td>{dev}</td><td>{m.stored_params:,}</td><td>{100 * m.stored_fraction:.3f}%</td>"
+                    f"<td>{html.escape(m.label)}</td>"
+                    f"<td><code>{html.escape(json.dumps(m.record.config, sort_keys=True))}</code></td></tr>")
+    return ("<table id='front-table'><thead><tr><th>trial</th><th>kind</th><th>seeds</th><th>" + html.escape(metric) +
+            " (selected on)</th><th>" + html.escape(metric) + " (dev)</th><th>stored</th><th>% backbone</th>"
+            "<th>design point</th><th>config</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
 def render(records: list[TrialRecord], spec: StudySpec, study: Any, metric: str) -> str:

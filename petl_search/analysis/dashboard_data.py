@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 from ..search.records import TrialRecord
-from .front import front_records, study_hypervolume
+from .front import front, methods, study_hypervolume
 
 
 def hypervolume_curve(records: Sequence[TrialRecord], budget_fraction: float, metric_floor: float = 0.0
@@ -37,10 +37,11 @@ class Point:
     reason: str | None
 
 
-def scatter_points(records: Iterable[TrialRecord]) -> list[Point]:
-    """Every trial with its place on the plot: on the front, dominated, or not scored (and why)."""
+def scatter_points(records: Iterable[TrialRecord], score: str = "") -> list[Point]:
+    """Every trial with its place on the plot: on the front (of points over their seeds), dominated, or
+    not scored (and why)."""
     records = list(records)
-    front = {r.number for r in front_records(records)}
+    on_front = {m.number for m in front(methods(records, score))}
     points = []
     for r in records:
         # a duplicate or a reseed sits on its original's spot; an interrupted trial was queued again
@@ -49,7 +50,7 @@ def scatter_points(records: Iterable[TrialRecord]) -> list[Point]:
         if r.kind == "over_budget":
             status = "over_budget"
         elif r.scored:
-            status = "front" if r.number in front else "dominated"
+            status = "front" if r.number in on_front else "dominated"
         else:
             status = "pruned" if r.state == "PRUNED" else "failed"
         percent = 100 * r.stored_fraction if r.stored_fraction is not None else None

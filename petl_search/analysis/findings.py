@@ -1,10 +1,11 @@
 """The paper's questions, answered from a study's own trials, with numbers and confidence.
 
-Two kinds of evidence, kept apart:
+Three kinds of evidence, kept apart:
 - controlled pairs of seed methods (baselines) that differ in one dimension at the same size, each
   trained with several seeds: mean ± std per side and a Welch 95% interval for the difference;
-- the search trials: the dimension effects within budget bands (`report.dimension_effects`), which
-  are observational (the sampler chose the points) and are reported as such.
+- the search trials: the dimension effects within budget bands (`effects.dimension_effects`), which
+  are observational (the sampler chose the points) and are reported as such;
+- MAM against the front: points selected on the search split, judged on the official dev set over seeds.
 
 Where the interval contains 0, the answer is "not distinguishable from noise", whatever the paper found.
 Pure functions of `TrialRecord`s; report.py renders them.
@@ -17,6 +18,7 @@ from typing import Iterable, Sequence
 from ..search.records import TrialRecord
 from .effects import budget_band
 from .comparison import Comparison, Side, compare
+from .front import Claim, Method, claims
 
 # (question, side A (preset, args), side B): A and B differ in the dimension the question names.
 # Sizes left out of args match any size: both sides are then the study's budget-fitted presets.
@@ -88,36 +90,7 @@ def representation_comparisons(records: Sequence[TrialRecord]) -> list[Compariso
     return out
 
 
-@dataclass(frozen=True)
-class MamPlacement:
-    mam: Side
-    dominated_by: tuple[TrialRecord, ...]  # search points at least as good with no more parameters
-    best_within: TrialRecord | None  # the best search point with no more parameters than MAM
-    # a search point (a win, or the best within) that was reseeded, against MAM over seeds
-    reseeded: tuple[tuple[TrialRecord, Comparison], ...] = ()
-
-
-def point_side(records: Sequence[TrialRecord], point: TrialRecord) -> Side:
-    """A trained point over its seeds: its own metric and those of its finished reseeds."""
-    again = [r.metric for r in records if r.kind == "reseed" and r.extra.get("reseed_of") == point.number
-             and r.metric is not None]
-    return Side(f"#{point.number} {point.label}", (point.metric, *again), 100 * point.stored_fraction)
-
-
-def mam_placement(records: Iterable[TrialRecord]) -> list[MamPlacement]:
-    """Each MAM baseline (per size) against the search: which search points match or beat it on one seed,
-    and, for those trained again with other seeds (`petl-search reseed`), whether that holds over seeds."""
-    records = list(records)
-    out = []
-    for label in sorted({r.label for r in _baselines(records) if r.preset == "mam"}):
-        first = next(r for r in records if r.label == label)
-        side = _side([r for r in records if r.label == label], "mam", first.preset_args)
-        stored = next(r.stored_params for r in records if r.label == label)
-        within = [r for r in records if r.scored and r.kind == "search" and r.stored_params <= stored]
-        wins = tuple(sorted((r for r in within if r.metric >= side.mean), key=lambda r: r.stored_params))
-        best = max(within, key=lambda r: r.metric, default=None)
-        candidates = list(wins) + ([best] if best is not None and best not in wins else [])
-        over_seeds = [(r, point_side(records, r)) for r in candidates]
-        reseeded = tuple((r, compare(f"{r.label} vs {label}", s, side)) for r, s in over_seeds if len(s.scores) > 1)
-        out.append(MamPlacement(side, wins, best, reseeded))
-    return out
+def mam_claims(points: Sequence[Method]) -> list[tuple[Method, list[Claim]]]:
+    """Each MAM baseline (per size) and the front's search points with no more stored parameters, each
+    judged against it on the official dev set over seeds (front.claims)."""
+    return [(m, claims(points, m)) for m in points if m.kind == "baseline" and m.record.preset == "mam"]

@@ -1,62 +1,203 @@
-"""A study's fronts and comparisons, as pure functions of its trial records: the Pareto front by stored
-parameters, hypervolume, the best baseline and what matches it, a front table, and the trial `--best`
-picks. Neither torch nor Ray is imported.
+"""A study's fronts and claims, as pure functions of its trial records.
+
+A trained design point is judged over its seeds (`Method`): a baseline over every seed it was trained
+with, a search point over its own trial and its reseeds. The front is drawn on the score the study
+selected on (the search split, unless the study selects on dev) and by stored parameters; the official
+dev score sits beside it and is what a claim quotes:
+
+    a search point beats a baseline  when it is on the front, stores no more parameters, has been
+                                     trained with more than one seed (its reseeds), and its dev mean
+                                     is at least the baseline's, with the Welch interval given.
+
+So a point is selected on numbers the claim does not use (no winner's curse), and one lucky seed is
+not a claim. Also here: hypervolume, the front table, and the trial `--best` picks. No torch, no Ray.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import dataclasses
+import statistics
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
 
 from ..core.errors import PETLError
 from ..search.pareto import hypervolume_2d, pareto_front
-from ..search.records import COUNTED_KINDS, TrialRecord
+from ..search.records import TrialRecord
+from .comparison import Comparison, Side, compare, spread
 
 
-def record_objectives(record: TrialRecord) -> tuple[float, float]:
-    """(metric, -stored params): both maximised."""
-    return float(record.metric), -float(record.stored_params)
+@dataclass(frozen=True)
+class Method:
+    """One trained design point over its seeds."""
+
+    record: TrialRecord  # the representative trial: a search point's own, a baseline's first seed
+    scores: tuple[float, ...]  # the selected score per seed, on the set the study selects on
+    dev: tuple[float, ...] = ()  # the same score on the official dev set, per seed that has it
+    seeds: tuple[int | None, ...] = ()
+    flags: tuple[str, ...] = field(default=())
+
+    @property
+    def number(self) -> int:
+        return self.record.number
+
+    @property
+    def kind(self) -> str:
+        return self.record.kind
+
+    @property
+    def label(self) -> str:
+        return self.record.label
+
+    @property
+    def stored_params(self) -> int:
+        return self.record.stored_params
+
+    @property
+    def stored_fraction(self) -> float:
+        return self.record.stored_fraction
+
+    @property
+    def mean(self) -> float:
+        return statistics.mean(self.scores)
+
+    @property
+    def std(self) -> float:
+        return spread(self.scores)
+
+    @property
+    def dev_mean(self) -> float | None:
+        return statistics.mean(self.dev) if self.dev else None
+
+    @property
+    def dev_std(self) -> float:
+        return spread(self.dev)
+
+    def side(self, *, on_dev: bool = True) -> Side:
+        return Side(f"#{self.number} {self.label}" if self.kind == "search" else self.label,
+                    self.dev if on_dev else self.scores, 100 * self.stored_fraction)
 
 
-def front_records(records: Iterable[TrialRecord], *, kinds: Sequence[str] = COUNTED_KINDS) -> list[TrialRecord]:
-    """The scored records of the given kinds that no other one dominates, by stored parameters."""
-    pool = [r for r in records if r.scored and r.kind in kinds]
-    keep = pareto_front([record_objectives(r) for r in pool])
-    return sorted((pool[i] for i in keep), key=lambda r: (r.stored_params, -r.metric))
+def _dev_score(record: TrialRecord, score: str) -> float | None:
+    if record.evaluated_on == "dev":  # a study that selects on dev: the two are the same number
+        return record.metric
+    return record.dev_scores.get(score)
+
+
+def methods(records: Iterable[TrialRecord], score: str,
+            references: Mapping[str, Mapping[str, float] | None] | None = None) -> list[Method]:
+    """Every trained point over its seeds: baselines grouped by label, each point with its reseeds.
+    `references` (what a constant answer scores per set, stored by the study) flag points at or below it."""
+    records = list(records)
+    reseeds: dict[int, list[TrialRecord]] = {}
+    for r in records:
+        if r.kind == "reseed" and r.state == "COMPLETE" and r.metric is not None:
+            reseeds.setdefault(r.extra.get("reseed_of"), []).append(r)
+    groups: dict[str, list[TrialRecord]] = {}
+    for r in records:
+        if r.scored:
+            key = f"baseline:{r.label}" if r.kind == "baseline" else f"search:{r.number}"
+            groups.setdefault(key, []).append(r)
+    out = []
+    for key, group in groups.items():
+        runs = group + [again for r in group for again in reseeds.get(r.number, [])]
+        dev = tuple(d for d in (_dev_score(r, score) for r in runs) if d is not None)
+        method = Method(group[0], tuple(r.metric for r in runs), dev, tuple(r.seed for r in runs))
+        out.append(_flagged(method, score, references or {}))
+    return sorted(out, key=lambda m: m.number)
+
+
+def _flagged(method: Method, score: str, references: Mapping[str, Mapping[str, float] | None]) -> Method:
+    flags = []
+    selected = references.get(method.record.evaluated_on) or {}
+    if score in selected and method.mean <= selected[score]:
+        flags.append(f"at or below a constant answer ({selected[score]:.4f}) on the {method.record.evaluated_on}")
+    dev = references.get("dev") or {}
+    if score in dev and method.dev_mean is not None and method.dev_mean <= dev[score] \
+            and method.record.evaluated_on != "dev":
+        flags.append(f"at or below a constant answer ({dev[score]:.4f}) on dev")
+    return Method(method.record, method.scores, method.dev, method.seeds, tuple(flags))
+
+
+def dev_view(records: Iterable[TrialRecord], score: str) -> list[TrialRecord]:
+    """The records as they score on the official dev set: what a report quotes about the points it did
+    not select (baselines, dimension effects). A trained record without a dev score is left unscored."""
+    out = []
+    for r in records:
+        if r.metric is None or r.evaluated_on == "dev":
+            out.append(r)
+        else:
+            out.append(dataclasses.replace(r, metric=r.dev_scores.get(score), evaluated_on="dev"))
+    return out
+
+
+def front(points: Iterable[Method], *, kinds: Sequence[str] = ("search", "baseline")) -> list[Method]:
+    """The points of the given kinds that no other one dominates on (mean score, stored parameters)."""
+    pool = [m for m in points if m.kind in kinds]
+    keep = pareto_front([(m.mean, -float(m.stored_params)) for m in pool])
+    return sorted((pool[i] for i in keep), key=lambda m: (m.stored_params, -m.mean))
+
+
+def best_baseline(points: Iterable[Method]) -> Method | None:
+    """The baseline with the highest mean score on the set the study selects on (fewest parameters on ties)."""
+    return max((m for m in points if m.kind == "baseline"), key=lambda m: (m.mean, -m.stored_params), default=None)
+
+
+@dataclass(frozen=True)
+class Claim:
+    point: Method
+    against: Method
+    comparison: Comparison | None  # on dev; None when a side has no dev scores
+
+    @property
+    def holds(self) -> bool:
+        """Reseeded, and its dev mean at least the baseline's."""
+        return len(self.point.scores) > 1 and self.comparison is not None and self.comparison.difference >= 0
+
+
+def claims(points: Sequence[Method], reference: Method) -> list[Claim]:
+    """The front's search points with no more stored parameters than `reference`, each compared with it
+    on the official dev set (mean over seeds, Welch interval); `Claim.holds` says which beat it."""
+    out = []
+    for m in front(points):
+        if m.kind != "search" or m.stored_params > reference.stored_params:
+            continue
+        comparison = compare(f"{m.label} vs {reference.label}", m.side(), reference.side()) \
+            if m.dev and reference.dev else None
+        out.append(Claim(m, reference, comparison))
+    return out
 
 
 def study_hypervolume(records: Iterable[TrialRecord], *, budget_fraction: float, metric_floor: float = 0.0,
-                      kinds: Sequence[str] = ("search",)) -> float:
-    """Hypervolume of (metric, 1 - stored/budget): reference (metric_floor, 0), so a budget-filling point
-    with the metric's floor adds nothing and the best possible value is (1 - floor) * 1."""
-    points = [(r.metric, 1.0 - r.stored_fraction / budget_fraction) for r in records
-              if r.scored and r.kind in kinds and r.stored_fraction is not None]
+                      kinds: Sequence[str] = ("search",), on_dev: bool = False, score: str | None = None) -> float:
+    """Hypervolume of (score, 1 - stored/budget) over single trials: reference (metric_floor, 0), so a
+    budget-filling point with the score's floor adds nothing and the best possible value is (1 - floor).
+    on_dev: the official dev score (`score` names it) of the trials that have one."""
+    points = []
+    for r in records:
+        if not (r.scored and r.kind in kinds and r.stored_fraction is not None):
+            continue
+        value = _dev_score(r, score or "") if on_dev else r.metric
+        if value is not None:
+            points.append((value, 1.0 - r.stored_fraction / budget_fraction))
     return hypervolume_2d(points, (metric_floor, 0.0))
 
 
-def best_baseline(records: Iterable[TrialRecord]) -> TrialRecord | None:
-    """The baseline with the highest metric (fewest parameters on ties)."""
-    scored = [r for r in records if r.scored and r.kind == "baseline"]
-    return max(scored, key=lambda r: (r.metric, -r.stored_params), default=None)
-
-
-def matches_or_beats(records: Iterable[TrialRecord], reference: TrialRecord) -> list[TrialRecord]:
-    """Search points at least as good as `reference` on the metric with no more stored parameters."""
-    return [r for r in records if r.scored and r.kind == "search" and r.metric >= reference.metric
-            and r.stored_params <= reference.stored_params]
-
-
-def front_table(records: Sequence[TrialRecord], metric_name: str) -> str:
-    """A plain-text table of records (usually a front), one per line."""
-    header = f"{'trial':>5}  {'kind':<8}  {metric_name:>10}  {'stored':>10}  {'% backbone':>10}  design point"
+def front_table(points: Sequence[Method], score: str, *, selected_on: str = "search split") -> str:
+    """A plain-text table of points (usually a front), one per line: the selected score (mean ± std over
+    its seeds), the dev score beside it, stored parameters, the design point and any flag."""
+    header = (f"{'trial':>5}  {'kind':<8}  {'seeds':>5}  {f'{score} ({selected_on})':>22}  {f'{score} (dev)':>18}  "
+              f"{'stored':>10}  {'% backbone':>10}  design point")
     lines = [header]
-    for r in records:
-        lines.append(f"{r.number:>5}  {r.kind:<8}  {r.metric:>10.4f}  {r.stored_params:>10,}  "
-                     f"{100 * r.stored_fraction:>9.3f}%  {r.label}")
+    for m in points:
+        dev = f"{m.dev_mean:.4f} ± {m.dev_std:.4f}" if m.dev else "-"
+        lines.append(f"{m.number:>5}  {m.kind:<8}  {len(m.scores):>5}  {f'{m.mean:.4f} ± {m.std:.4f}':>22}  "
+                     f"{dev:>18}  {m.stored_params:>10,}  {100 * m.stored_fraction:>9.3f}%  {m.label}"
+                     + ("".join(f"  [{flag}]" for flag in m.flags)))
     return "\n".join(lines)
 
 
 def best_trial(records: Iterable[TrialRecord], *, max_params: float | None = None,
                verb: str = "exported") -> TrialRecord:
-    """The completed trial with the best metric (fewest parameters on ties) within max_params."""
+    """The completed trial with the best selected score (fewest parameters on ties) within max_params."""
     scored = [r for r in records if r.scored]
     if not scored:
         raise PETLError(f"the study has no completed trials yet: nothing can be {verb}")

@@ -1,60 +1,79 @@
-"""The paper's questions answered from a study's own trials, as Markdown (`petl-search report`)."""
+"""The paper's questions answered from a study's own trials, as Markdown (`petl-search report`).
+
+Every number it quotes is on the official dev set, which the search never saw when it selected (a study
+selects on a search split carved from training); the front is drawn on the search split, where the
+search chose, with dev beside it.
+"""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from ..search.records import TrialRecord
-from .effects import Effect, dimension_effects
-from .findings import baseline_comparisons, mam_placement
-from .front import front_records
 from .comparison import Comparison
+from .effects import Effect, dimension_effects
+from .findings import baseline_comparisons, mam_claims
+from .front import Claim, dev_view, front, methods
 
 
-def markdown(records: Sequence[TrialRecord], metric: str, study_name: str) -> str:
-    """The report: controlled comparisons, search-trial effects, MAM against the front."""
+def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, selected_on: str = "search split",
+             references: Mapping[str, Mapping[str, float] | None] | None = None) -> str:
+    """The report: controlled comparisons, search-trial effects, MAM against the front, the front."""
+    on_dev = dev_view(records, metric)
+    points = methods(records, metric, references)
     lines = [f"# {study_name}: what the data says", "",
-             f"Metric: {metric} on the full dev set. Seeds per baseline as run; 95% Welch intervals for the "
-             f"difference of means (A − B).", "", "## Controlled comparisons (seed methods, same size)", "",
+             f"Score: {metric}. The search selected on the {selected_on}; every number below is on the official "
+             f"dev set unless it says otherwise. Seeds per baseline as run; 95% Welch intervals for the "
+             f"difference of means (A − B).", "", "## Controlled comparisons (seed methods, same size, dev)", "",
              "| question | A | B | A: mean ± std (n) | B: mean ± std (n) | A − B [95% CI] | answer |",
              "|---|---|---|---|---|---|---|"]
-    for c in baseline_comparisons(records):
+    for c in baseline_comparisons(on_dev):
         lines.append(f"| {c.question} | {c.a.label} ({c.a.percent:.3f}%) | {c.b.label} ({c.b.percent:.3f}%) | "
                      f"{c.a.mean:.4f} ± {c.a.std:.4f} ({len(c.a.scores)}) | {c.b.mean:.4f} ± {c.b.std:.4f} "
                      f"({len(c.b.scores)}) | {c.difference:+.4f} {_interval(c)} | {c.verdict} |")
-    lines += ["", "## All trained points by design dimension, within budget bands (observational: the sampler "
-              "chose the search points)", "",
+    lines += ["", "## All trained points by design dimension, within budget bands (dev; observational: the "
+              "sampler chose the search points)", "",
               "| dimension | budget band | value | n | mean ± std |", "|---|---|---|---|---|"]
     for dimension in ("insertion", "representation", "composition", "heads", "size", "scale"):
-        for e in dimension_effects(records, dimension):
+        for e in dimension_effects(on_dev, dimension):
             lines.append(_effect_row(e))
-    lines += ["", "## MAM against the search front", ""]
-    for p in mam_placement(records):
-        best = p.best_within
-        lines.append(f"- {p.mam.label} ({p.mam.percent:.3f}%): {p.mam.mean:.4f} ± {p.mam.std:.4f} over "
-                     f"{len(p.mam.scores)} seeds. Search points as good with no more parameters: "
-                     + (", ".join(f"#{r.number} {r.metric:.4f} at {100 * r.stored_fraction:.3f}%" for r in p.dominated_by)
-                        or "none")
-                     + (f"; the best search point within its size: #{best.number} {best.metric:.4f}" if best else ""))
-        for r, c in p.reseeded:
-            lines.append(f"  - #{r.number} ({r.label}, {100 * r.stored_fraction:.3f}%) over {len(c.a.scores)} "
-                         f"seeds: {c.a.mean:.4f} ± {c.a.std:.4f}; minus MAM: {c.difference:+.4f} {_interval(c)}: "
-                         f"{_against_mam(c)}")
-    front = front_records(records)
-    lines += ["", f"Front ({len(front)} points): " + ", ".join(f"#{r.number} {r.kind} {r.metric:.4f} at "
-                                                              f"{100 * r.stored_fraction:.3f}%" for r in front)]
+    lines += ["", f"## MAM against the search front (front points selected on the {selected_on}, judged on "
+              f"dev over seeds)", ""]
+    for mam, found in mam_claims(points):
+        dev = f"{mam.dev_mean:.4f} ± {mam.dev_std:.4f}" if mam.dev else "no dev score"
+        lines.append(f"- {mam.label} ({100 * mam.stored_fraction:.3f}%): dev {dev} over {len(mam.dev)} seeds. "
+                     f"Front search points with no more parameters: {len(found) or 'none'}")
+        lines += [f"  - {_claim(claim)}" for claim in found]
+    line = front(points)
+    lines += ["", f"## The front ({len(line)} points: {metric} on the {selected_on}, mean over seeds; dev beside it)",
+              "", "| trial | kind | seeds | selected on | dev | % backbone | design point |", "|---|---|---|---|---|---|---|"]
+    for m in line:
+        dev = f"{m.dev_mean:.4f} ± {m.dev_std:.4f}" if m.dev else "-"
+        flags = "".join(f" **{flag}**" for flag in m.flags)
+        lines.append(f"| #{m.number} | {m.kind} | {len(m.scores)} | {m.mean:.4f} ± {m.std:.4f} | {dev} | "
+                     f"{100 * m.stored_fraction:.3f}% | {m.label}{flags} |")
     return "\n".join(lines) + "\n"
 
 
-def _against_mam(c: Comparison) -> str:
+def _claim(claim: Claim) -> str:
+    m, c = claim.point, claim.comparison
+    where = f"#{m.number} ({m.label}, {100 * m.stored_fraction:.3f}%)"
+    if c is None:
+        return f"{where}: no dev score"
+    if len(m.scores) < 2:
+        return (f"{where}: dev {c.a.mean:.4f} on one seed, {c.difference:+.4f} against MAM's mean: no claim without "
+                f"reseeds")
     mean = "at least as good as MAM on average" if c.difference >= 0 else "below MAM on average"
     if math.isnan(c.low):
-        return f"{mean} (too few seeds for an interval)"
-    if c.low > 0:
-        return f"{mean}, better beyond seed noise"
-    if c.high < 0:
-        return f"{mean}, worse beyond seed noise"
-    return f"{mean}; the difference is within seed noise"
+        noise = "too few seeds for an interval"
+    elif c.low > 0:
+        noise = "better beyond seed noise"
+    elif c.high < 0:
+        noise = "worse beyond seed noise"
+    else:
+        noise = "the difference is within seed noise"
+    return (f"{where} over {len(c.a.scores)} seeds: dev {c.a.mean:.4f} ± {c.a.std:.4f}; minus MAM: "
+            f"{c.difference:+.4f} {_interval(c)}: {mean}; {noise}")
 
 
 def _interval(c: Comparison) -> str:

@@ -1,35 +1,66 @@
-"""A study in words: one line per finished trial while it runs, and its state (counts, the front, how
-the search compares with the best baseline) for `search` and `status`."""
+"""A study in words: one line per finished trial while it runs, and its state (counts, the front, what
+the front's points claim against the best baseline) for `search` and `status`."""
 from __future__ import annotations
 
+import math
+from typing import Any, Mapping
+
 from ..search.records import TrialRecord, counts
+from ..search.storage import REFERENCES_KEY
 from ..search.study import StudySpec
-from .front import best_baseline, front_records, front_table, matches_or_beats
+from .front import Claim, best_baseline, claims, front, front_table, methods
+
+
+def selected_on(spec: StudySpec) -> str:
+    return "search split" if spec.search_split else "dev"
 
 
 def progress_line(record: TrialRecord, records: list[TrialRecord], total: int, spec: StudySpec,
                   elapsed: float) -> str:
     done = sum(v for k, v in counts(records).items() if k in ("completed", "pruned", "failed"))
-    front = front_records(records, kinds=("search",))
+    search_front = front(methods(records, spec.main_metric), kinds=("search",))
     outcome = (f"{record.metric:.4f} at {record.stored_fraction:.3%}" if record.metric is not None
                else f"{record.state.lower()}: {record.reason}")
-    best = max(front, key=lambda r: r.metric, default=None)
-    best_text = f"best {best.metric:.4f} at {best.stored_fraction:.3%} (#{best.number})" if best else "no front yet"
+    best = max(search_front, key=lambda m: m.mean, default=None)
+    best_text = f"best {best.mean:.4f} at {best.stored_fraction:.3%} (#{best.number})" if best else "no front yet"
     return (f"[{done}/{total}] #{record.number} {record.kind} {record.label}: {outcome} | "
-            f"front {len(front)}, {best_text} | {elapsed / 60:.1f} min")
+            f"front {len(search_front)}, {best_text} | {elapsed / 60:.1f} min")
 
 
-def summary(records: list[TrialRecord], spec: StudySpec) -> str:
-    """The study's state in words and a table: counts, the front, and how it compares to the baselines."""
+def summary(records: list[TrialRecord], spec: StudySpec,
+            references: Mapping[str, Mapping[str, float] | None] | None = None) -> str:
+    """The study's state in words and a table: counts, the front, and its claims against the best baseline."""
     c = counts(records)
-    metric = spec.main_metric
+    score, on = spec.main_metric, selected_on(spec)
+    points = methods(records, score, references)
     lines = [f"study {spec.name}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in c.items() if v),
-             f"Pareto front ({metric} vs stored parameters; baselines included):",
-             front_table(front_records(records), metric)]
-    reference = best_baseline(records)
+             f"Pareto front ({score} on the {on}, where the search selects, mean ± std over seeds; the official "
+             f"dev set beside it; baselines included):",
+             front_table(front(points), score, selected_on=on)]
+    reference = best_baseline(points)
     if reference is not None:
-        wins = matches_or_beats(records, reference)
-        lines.append(f"best baseline: {reference.label} {metric}={reference.metric:.4f} with "
-                     f"{reference.stored_params:,} stored; search points as good with no more parameters: "
-                     + (", ".join(f"#{r.number} ({r.metric:.4f}, {r.stored_params:,})" for r in wins) or "none"))
+        dev = f", dev {reference.dev_mean:.4f} ± {reference.dev_std:.4f}" if reference.dev else ""
+        lines.append(f"best baseline on the {on}: {reference.label}, {score} {reference.mean:.4f} over "
+                     f"{len(reference.scores)} seeds{dev}, {reference.stored_params:,} stored. Front search points "
+                     f"with no more parameters, on dev:")
+        lines += [claim_line(claim) for claim in claims(points, reference)] or ["  none"]
     return "\n".join(lines)
+
+
+def claim_line(claim: Claim) -> str:
+    """One front point against a baseline, on the official dev set, with its verdict."""
+    m = claim.point
+    if claim.comparison is None:
+        return f"  #{m.number} ({m.stored_params:,}): no dev score to compare"
+    c = claim.comparison
+    interval = "" if math.isnan(c.low) else f" [95% CI {c.low:+.4f}, {c.high:+.4f}]"
+    verdict = ("needs reseeds to claim anything (one seed)" if len(m.scores) < 2 else
+               "beats it" + (" beyond seed noise" if c.low > 0 else ", within seed noise") if claim.holds else
+               "below it")
+    return (f"  #{m.number} ({m.stored_params:,}): dev {c.a.mean:.4f} ± {c.a.std:.4f} over {len(c.a.scores)} seeds "
+            f"vs {c.b.mean:.4f} ± {c.b.std:.4f} over {len(c.b.scores)}: {c.difference:+.4f}{interval}: {verdict}")
+
+
+def study_references(study: Any) -> Mapping[str, Mapping[str, float] | None]:
+    """What a constant answer scores per evaluation set, as the study stored it (empty if it did not)."""
+    return study.user_attrs.get(REFERENCES_KEY) or {}

@@ -3,13 +3,17 @@
     houlsby                  sequential bottleneck after attention and after the FFN (Houlsby et al. 2019)
     pfeiffer                 sequential bottleneck after the FFN only (Pfeiffer et al. 2021)
     prefix_tuning            prefix attention on every head (Li & Liang 2021)
-    lora                     linear low-rank Δ on the q and v projections, scaled by alpha/r (Hu et al. 2021)
+    lora                     linear low-rank Δ on the q and v projections, scaled by s (Hu et al. 2021: s = alpha/r)
     parallel_adapter         parallel bottleneck on the FFN (He et al. 2022, "PA")
     scaled_parallel_adapter  the same, composed as h + s·Δh
     mh_parallel_adapter      multi-head parallel bottleneck on the head attention ("MH PA")
     mam                      prefix (l=30) on attention + scaled PA (r=512, s=4) on the FFN
 
-Sizes are arguments; defaults are the papers'. This module must not import torch.
+Sizes are arguments; defaults are the papers' (MAM's are He et al.'s own run scripts: a prefix MLP of
+width 800 and the adapter's W_down initialised as LoRA's A). When a study fits a preset to its budget,
+only the size changes (`SIZE_ARGUMENT`): LoRA's scale s stays what it is at r=8 (alpha=16: s=2) instead
+of falling as 16/r, so a LoRA fitted to 5% of MiniLM (r≈123) is not scaled down 15×. This module must
+not import torch.
 """
 from __future__ import annotations
 
@@ -34,19 +38,25 @@ def prefix_tuning(l: int = 30, *, reparam: int | None = 512) -> PETLConfig:  # n
     return PETLConfig(attn_heads=dict(form="prefix", size=l, reparam=reparam))
 
 
-def lora(r: int = 8, *, alpha: float = 16.0, projections: tuple[str, ...] = ("q", "v")) -> PETLConfig:
+def lora(r: int = 8, *, s: float | None = None, alpha: float | None = None,
+         projections: tuple[str, ...] = ("q", "v")) -> PETLConfig:
+    """LoRA: Δ = s · x W_down W_up on the projections. Give the scale `s` (default 2.0, Hu et al.'s
+    alpha=16 at r=8) or, as PEFT does, `alpha` (then s = alpha / r, which shrinks as r grows)."""
     _positive_int("attn_qkv.size", r)  # before alpha / r
+    if s is not None and alpha is not None:
+        raise PETLConfigError(f"lora takes s or alpha (s = alpha / r), not both, but got s={s!r}, alpha={alpha!r}")
+    scale = alpha / r if alpha is not None else (2.0 if s is None else s)
     return PETLConfig(attn_qkv=dict(form="lora", size=r, insertion="parallel", composition="scale",
-                                         scale=alpha / r, projections=projections))
+                                    scale=scale, projections=projections))
 
 
-def parallel_adapter(r: int = 64, *, site: str = "ffn") -> PETLConfig:
-    return PETLConfig(**{site: dict(form="bottleneck", size=r, insertion="parallel")})
+def parallel_adapter(r: int = 64, *, site: str = "ffn", init: str = "bert") -> PETLConfig:
+    return PETLConfig(**{site: dict(form="bottleneck", size=r, insertion="parallel", init=init)})
 
 
-def scaled_parallel_adapter(r: int = 64, *, s: float = 4.0, site: str = "ffn") -> PETLConfig:
+def scaled_parallel_adapter(r: int = 64, *, s: float = 4.0, site: str = "ffn", init: str = "bert") -> PETLConfig:
     return PETLConfig(**{site: dict(form="bottleneck", size=r, insertion="parallel",
-                                         composition="scale", scale=s)})
+                                    composition="scale", scale=s, init=init)})
 
 
 def mh_parallel_adapter(heads: int, r_per_head: int = 30) -> PETLConfig:
@@ -59,11 +69,13 @@ def mh_parallel_adapter(heads: int, r_per_head: int = 30) -> PETLConfig:
                                            insertion="parallel"))
 
 
-def mam(prefix_len: int = 30, ffn_r: int = 512, s: float = 4.0, *, reparam: int | None = 512) -> PETLConfig:
-    """Mix-and-Match adapter: prefix tuning on the heads + scaled parallel adapter on the FFN."""
+def mam(prefix_len: int = 30, ffn_r: int = 512, s: float = 4.0, *, reparam: int | None = 800,
+        init: str = "lora") -> PETLConfig:
+    """Mix-and-Match adapter: prefix tuning on the heads + scaled parallel adapter on the FFN, with the
+    options of He et al.'s run scripts (`--mid_dim 800`, `--ffn_adapter_init_option lora`)."""
     return PETLConfig(
         attn_heads=dict(form="prefix", size=prefix_len, reparam=reparam),
-        ffn=dict(form="bottleneck", size=ffn_r, insertion="parallel", composition="scale", scale=s),
+        ffn=dict(form="bottleneck", size=ffn_r, insertion="parallel", composition="scale", scale=s, init=init),
     )
 
 

@@ -9,10 +9,10 @@ from typing import Callable
 from ..core.errors import PETLError
 from ..training.models import load_model_config
 from ..training.trainer import train
-from .proposer import Proposer
+from .proposer import WAIT, Proposer
 from .records import TrialRecord, read_records, trained_trial
 from .lease import DriverLease
-from .storage import open_store, reconcile, upgrade
+from .storage import open_store, reconcile, record_references, upgrade
 from .study import StudySpec
 
 
@@ -28,8 +28,11 @@ def run_study_inline(spec: StudySpec, *, progress: Callable[[str], None] = print
     with DriverLease(store.study):
         reconcile(store)
         upgrade(store, spec, model_config)
+        record_references(store, spec)
         proposer = Proposer(store, spec, model_config)
         while (candidate := proposer.next()) is not None:
+            if candidate == WAIT:  # cannot happen in one process: every trial it opened has finished
+                raise PETLError("the proposer waits for a running trial, but this process runs none")
             result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_dir,
                            train_config=spec.train_config(candidate.seed))
             finished = proposer.finish(candidate.number, result.to_dict())

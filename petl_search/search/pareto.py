@@ -65,3 +65,36 @@ def _optuna_quiet() -> Iterator[None]:
         yield
     finally:
         optuna.logging.set_verbosity(before)
+
+
+def nondominated_ranks(points: Sequence[Sequence[float]]) -> list[int]:
+    """Each point's non-domination rank (0: on the Pareto front; 1: on the front once those are removed;
+    ...), by peeling Optuna's front off the points that are left."""
+    ranks = [-1] * len(points)
+    left = list(range(len(points)))
+    rank = 0
+    while left:
+        for i in pareto_front([points[j] for j in left]):
+            ranks[left[i]] = rank
+        left = [j for j in left if ranks[j] < 0]
+        rank += 1
+    return ranks
+
+
+def crowding_distances(points: Sequence[Sequence[float]]) -> list[float]:
+    """NSGA-II's crowding distance of each point among `points` (one front): per objective, the gap
+    between its two neighbours over the objective's range; the extremes are infinitely far. Larger
+    means lonelier, so it is kept first: it widens the front."""
+    n = len(points)
+    if n <= 2:
+        return [math.inf] * n
+    distance = [0.0] * n
+    for k in range(len(points[0])):
+        order = sorted(range(n), key=lambda i: points[i][k])
+        low, high = points[order[0]][k], points[order[-1]][k]
+        distance[order[0]] = distance[order[-1]] = math.inf
+        if high == low:
+            continue
+        for before, i, after in zip(order, order[1:], order[2:]):
+            distance[i] += (points[after][k] - points[before][k]) / (high - low)
+    return distance

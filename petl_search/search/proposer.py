@@ -7,7 +7,9 @@ exactly once, the moment its result arrives, so a study killed at any point lose
 The order: search points queued again after an interruption (`storage.reconcile` queues them, and
 only the sampler's `ask()` takes queued trials, so they keep their role), then the baselines (created
 directly in the storage: they take nothing from the queue and nothing from the sampler), then the
-sampler's new points.
+sampler's new points, then (when the study asks for it with `reseed:`) the front's best search points
+trained again with other seeds, once every search trial has finished: a search point's claim to beat
+a baseline is judged over seeds, as the baseline's is.
 
 Points over the budget are rejected analytically and never trained: they are told to Optuna as complete,
 with the metric's floor and their true size, and a positive `budget` constraint, so the sampler learns
@@ -28,10 +30,12 @@ from ..core.errors import PETLError
 from ..core.params import count_params
 from ..training.metrics import floor
 from .budget import FittedBaseline, fit_to_budget
+from .pareto import pareto_front
 from .records import COUNTED_KINDS, TrialRecord, read_records
 from .storage import Store
 from .study import StudySpec
 
+WAIT = "wait"  # next(): nothing to hand out until running trials finish (the reseeds wait for the front)
 SAME_FAILURE_LIMIT = 3  # identical failures in a row, before any success, that stop the study (a setup error)
 MAX_REJECTIONS = 500  # consecutive over-budget/duplicate proposals before the space is declared exhausted
 WAITING = optuna.trial.TrialState.WAITING
@@ -46,6 +50,7 @@ class Candidate:
     seed: int
     preset: str | None = None  # baselines: the preset and its arguments, as data
     preset_args: dict[str, Any] = field(default_factory=dict)
+    stored_params: int = 0  # what the scheduler ranks it on, beside its score
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,11 +65,16 @@ class Proposer:
         self.store, self.study = store, store.study
         self.spec, self.model_config, self.on_finish = spec, model_config, on_finish
         self.space = spec.space()
+        self.sampling_budget = spec.budget if spec.budget_aware else None  # sizes within what it leaves
         self.metric_floor = floor(spec.main_metric)
         records = read_records(self.study)
         done = [r for r in records if r.kind in COUNTED_KINDS and r.state in ("COMPLETE", "PRUNED", "FAIL")
                 and not r.extra.get("interrupted")]
         self.search_left = max(0, spec.n_trials - sum(r.kind == "search" for r in done))
+        self.reseed_seeds = list((spec.reseed or {}).get("seeds", ()))
+        self.reseeds_left = max(0, (spec.reseed or {}).get("top", 0) * len(self.reseed_seeds) - sum(
+            bool(r.kind == "reseed" and r.extra.get("automatic") and r.state in ("COMPLETE", "PRUNED", "FAIL")
+                 and not r.extra.get("interrupted")) for r in records))
         finished_baselines = {(r.label, r.seed) for r in done if r.kind == "baseline"}
         self.baselines: list[tuple[FittedBaseline, int]] = []
         for baseline in spec.baselines:
@@ -82,14 +92,15 @@ class Proposer:
 
     @property
     def remaining(self) -> int:
-        return self.search_left + len(self.baselines)
+        return self.search_left + len(self.baselines) + self.reseeds_left
 
     def queued(self) -> list[int]:
         """Numbers of the trials waiting in the queue (search points to run again)."""
         return [t.number for t in self.study.get_trials(deepcopy=False, states=(WAITING,))]
 
-    def next(self) -> Candidate | None:
-        """The next candidate to train, or None when the study has all its trials (or must stop)."""
+    def next(self) -> Candidate | str | None:
+        """The next candidate to train; WAIT when the next one depends on trials still running (the
+        reseeds wait for the final front); None when the study has all its trials (or must stop)."""
         if self.abort:
             return None
         if self.queued():
@@ -99,15 +110,38 @@ class Proposer:
         if self.baselines:
             fitted, seed = self.baselines.pop(0)
             return self._open_added("baseline", fitted.label, fitted.config, seed, fitted=fitted)
-        if self.search_left <= 0:
+        if self.search_left > 0:
+            return self._next_search()
+        return self._next_reseed()
+
+    def _next_reseed(self) -> Candidate | str | None:
+        """The next seed of one of the front's `top` best search points (by the selected score)."""
+        if self.reseeds_left <= 0:
             return None
-        return self._next_search()
+        records = read_records(self.study)
+        if any(r.kind in COUNTED_KINDS and r.state in ("RUNNING", "WAITING") for r in records):
+            return WAIT
+        todo = [(point, seed) for point in self.reseed_targets(records) for seed in self.reseed_seeds
+                if seed not in {point.seed} | {r.seed for r in records if r.kind == "reseed" and
+                                               r.extra.get("reseed_of") == point.number and r.state != "FAIL"}]
+        if not todo:
+            self.reseeds_left = 0
+            return None
+        point, seed = todo[0]
+        self.reseeds_left -= 1
+        return self.open_reseed(point, seed, automatic=True)
+
+    def reseed_targets(self, records: list[TrialRecord]) -> list[TrialRecord]:
+        """The `top` search points of the front (stored parameters vs the selected score) with the best scores."""
+        pool = [r for r in records if r.scored and r.kind == "search"]
+        front = [pool[i] for i in pareto_front([(r.metric, -r.stored_params) for r in pool])]
+        return sorted(front, key=lambda r: (-r.metric, r.stored_params))[:(self.spec.reseed or {}).get("top", 0)]
 
     def _next_search(self) -> Candidate:
         """The sampler's next point (a queued one first: `ask()` takes the queue before sampling)."""
         for _ in range(self.max_rejections):
             trial = self.study.ask()
-            config = self.space.sample(trial, self.model_config)
+            config = self.space.sample(trial, self.model_config, budget=self.sampling_budget)
             counted = count_params(config, self.model_config)
             trial.set_constraint("budget", counted.stored_fraction - self.spec.budget)
             attrs = {"petl_config": config.to_dict(), "label": config.describe(),
@@ -122,7 +156,8 @@ class Proposer:
                 continue
             self.search_left -= 1
             self._describe(trial.number, "search", config.describe(), config, self.spec.seed)
-            return Candidate(trial.number, "search", config.describe(), config.to_dict(), self.spec.seed)
+            return Candidate(trial.number, "search", config.describe(), config.to_dict(), self.spec.seed,
+                             stored_params=counted.stored)
         raise PETLError(f"the sampler proposed {self.max_rejections} points in a row that were over the budget "
                         f"{self.spec.budget:.4%} or already trained; widen the space or raise the budget")
 
@@ -135,7 +170,7 @@ class Proposer:
                                           f"{self.spec.n_trials} search trials")
             self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
-    def open_reseed(self, original: TrialRecord, seed: int) -> Candidate:
+    def open_reseed(self, original: TrialRecord, seed: int, *, automatic: bool = False) -> Candidate:
         """A trial that trains `original`'s point again with another seed, to measure seed noise.
 
         It is stored, resumable and readable by reports like any trial, but its kind keeps it off fronts
@@ -143,14 +178,15 @@ class Proposer:
         from it that it did not know.
         """
         return self._open_added("reseed", original.label, PETLConfig.from_dict(original.config), seed,
-                                extra={"reseed_of": original.number})
+                                extra={"reseed_of": original.number, **({"automatic": True} if automatic else {})})
 
     def _open_added(self, kind: str, label: str, config: PETLConfig, seed: int, *,
                     fitted: FittedBaseline | None = None, extra: Mapping[str, Any] | None = None) -> Candidate:
         """A running trial created in the storage directly (not by the sampler, not from the queue). A
         baseline that lies inside the space gets the parameters that sample it (`SearchSpace.replay`), so
         the sampler learns from it as from its own trials (MAM in the MAM neighbourhood)."""
-        replayed = (self.space.replay(config, self.model_config) or {}) if kind == "baseline" else {}
+        replayed = (self.space.replay(config, self.model_config, budget=self.sampling_budget) or {}) \
+            if kind == "baseline" else {}
         counted = count_params(config, self.model_config)
         frozen = optuna.trial.create_trial(
             state=optuna.trial.TrialState.RUNNING, params={n: v for n, (_, v) in replayed.items()},
@@ -159,7 +195,7 @@ class Proposer:
         number = self.store.add_trial(frozen)
         preset = {"preset": fitted.preset, "preset_args": dict(fitted.args)} if fitted else {}
         self._describe(number, kind, label, config, seed, **preset)
-        return Candidate(number, kind, label, config.to_dict(), seed, **preset)
+        return Candidate(number, kind, label, config.to_dict(), seed, stored_params=counted.stored, **preset)
 
     def _describe(self, number: int, kind: str, label: str, config: PETLConfig, seed: int, **more: Any) -> None:
         counted = count_params(config, self.model_config)
@@ -185,6 +221,8 @@ class Proposer:
         self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
     def _values(self, named: Mapping[str, float]) -> list[float]:
+        """The objective values in the study's order; `metric` is the selected score, whatever its name."""
+        named = {**named, self.spec.main_metric: named["metric"]}
         return [float(named[o]) for o in self.spec.objectives]
 
     def finish(self, number: int, record: Mapping[str, Any] | None, *, stopped_reason: str | None = None,
@@ -194,7 +232,8 @@ class Proposer:
             self.store.set_trial_attr(number, key, value)
 
         if record is not None:
-            for key in ("metrics", "params", "seconds", "steps", "throughput", "peak_memory_mb", "history", "device"):
+            for key in ("metrics", "dev_metrics", "evaluated_on", "params", "seconds", "steps", "throughput",
+                        "peak_memory_mb", "history", "device"):
                 if key in record:
                     attr(key, record[key])
         if stopped_reason is not None or (record or {}).get("status") == "pruned":
@@ -206,7 +245,7 @@ class Proposer:
         else:
             if record.get("reason"):
                 attr("reason", record["reason"])
-            main = record["metrics"][record["main_metric"]]
+            main = record["metrics"][self.spec.main_metric]
             self.study.tell(number, self._values({"metric": main, "stored_params": record["params"]["delta_stored"],
                                                   "throughput": record.get("throughput", 0.0)}))
         records = read_records(self.study)

@@ -4,8 +4,8 @@
     run_study(spec, address="auto")                              # join a running Ray cluster
 
 Ray Tune owns the workers and the scheduler: each trial is `run_candidate` in a worker, which reports
-the task metric after every evaluation; ASHA (asynchronous successive halving) stops candidates whose
-metric trails the others' at the same point of training. The searcher below is the only link between
+the study's score after every evaluation; MO-ASHA (schedulers.py) stops candidates whose (score, stored
+parameters) ranks low among the others' at the same point of training. The searcher below is the only link between
 Ray and Optuna, and it lives in the driver, so only the driver writes to the storage (SQLite needs a
 single writer; PostgreSQL would take more, but does not need them).
 """
@@ -24,10 +24,11 @@ from ..training.metrics import floor
 from ..training.models import load_model_config
 from ..training.tasks import load_task
 from ..training.trainer import train
-from .proposer import Proposer
+from .proposer import WAIT, Proposer
 from .records import TrialRecord, read_records
+from .schedulers import MOASHA
 from .lease import DriverLease
-from .storage import open_store, reconcile, upgrade
+from .storage import open_store, reconcile, record_references, upgrade
 from .study import StudySpec
 
 SCORE = "score"  # the key every report carries: the task metric (on the dev subset, then the full dev set)
@@ -73,6 +74,8 @@ def _searcher_class() -> type:
             candidate = self.proposer.next()
             if candidate is None:
                 return Searcher.FINISHED
+            if candidate == WAIT:
+                return None  # Ray asks again when a running trial has finished
             self.numbers[trial_id] = candidate.number
             return {"candidate": candidate.to_dict(), "run": self.run}
 
@@ -97,8 +100,9 @@ def _searcher_class() -> type:
                 self.proposer.finish(number, json.loads(result["record"]))
             else:
                 self.proposer.finish(number, None, stopped_reason=(
-                    f"stopped early by ASHA at step {result.get('step', '?')}: {SCORE} "
-                    f"{result.get(SCORE, float('nan')):.4f} trailed the other trials at that point"))
+                    f"stopped early by MO-ASHA at step {result.get('step', '?')}: {self.run['main_metric']} "
+                    f"{result.get(SCORE, float('nan')):.4f} at its size ranked below the best 1/η of the trials "
+                    f"at that point"))
 
     return StudySearcher
 
@@ -128,6 +132,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
         if interrupted:
             progress(f"resuming: trials {interrupted} were interrupted; their points are queued again")
         upgrade(store, spec, model_config)
+        record_references(store, spec)
         on_finish = on_trial or (lambda record, records: progress(trial_line(record)))
         proposer = Proposer(store, spec, model_config, on_finish=on_finish)
         if proposer.remaining == 0:
@@ -153,7 +158,7 @@ def _tune(spec: StudySpec, proposer: Proposer, address: str | None) -> None:
 
     ray_dir = (spec.folder / "ray").resolve()
     run = {"task": spec.task, "model": spec.model, "data_dir": spec.data_dir,
-           "train": {**spec.train, "threads": spec.threads}, "main_metric": spec.main_metric,
+           "train": {**spec.train, **spec.split_fields, "threads": spec.threads}, "main_metric": spec.main_metric,
            "ray_dir": str(ray_dir)}
     own_ray = not ray.is_initialized()
     if own_ray:
@@ -181,20 +186,11 @@ def evaluations(spec: StudySpec) -> int:
 
 
 def make_scheduler(spec: StudySpec) -> Any:
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
-
-    class BaselinesRunToTheEnd(ASHAScheduler):
-        """ASHA that records every trial's metric but never stops a baseline: it is a reference point."""
-
-        def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
-            decision = super().on_trial_result(tune_controller, trial, result)
-            if trial.config.get("candidate", {}).get("kind") == "baseline":
-                return TrialScheduler.CONTINUE
-            return decision
+    """MO-ASHA on (score, stored parameters) when the study stops early, else every trial runs to the end."""
+    from ray.tune.schedulers import FIFOScheduler
 
     if not spec.early_stopping:
         return FIFOScheduler()
     reports = evaluations(spec)
-    grace = min(spec.early_stopping["grace_evals"], reports)
-    return BaselinesRunToTheEnd(time_attr="training_iteration", max_t=reports, grace_period=grace,
-                                reduction_factor=spec.early_stopping["reduction_factor"], metric=SCORE, mode="max")
+    return MOASHA(metric=SCORE, max_t=reports, grace_period=min(spec.early_stopping["grace_evals"], reports),
+                  reduction_factor=spec.early_stopping["reduction_factor"])

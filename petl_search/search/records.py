@@ -32,7 +32,7 @@ class TrialRecord:
     state: str
     kind: str
     label: str  # baseline label, or the config's short description
-    metric: float | None  # the task's main metric on the full dev set
+    metric: float | None  # the score the study selects on (its first objective), on `evaluated_on`
     stored_params: int | None
     stored_fraction: float | None
     config: dict[str, Any] = field(default_factory=dict)
@@ -41,6 +41,9 @@ class TrialRecord:
     seconds: float | None = None
     preset: str | None = None  # a baseline's preset and the arguments it was built with (data, not a label)
     preset_args: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)  # every score on the set it was judged on
+    dev_scores: dict[str, float] = field(default_factory=dict)  # the official dev set, once trained (if held out)
+    evaluated_on: str = "dev"  # what `metric` and `scores` come from: "search split" or "dev"
     extra: dict[str, Any] = field(default_factory=dict)  # every other user attribute
 
     @property
@@ -97,7 +100,9 @@ def read_records(study: Any) -> list[TrialRecord]:
             stored_params=attrs.get("stored_params"), stored_fraction=attrs.get("stored_fraction"),
             config=attrs.pop("petl_config", {}), reason=attrs.pop("reason", None), seed=attrs.pop("seed", None),
             seconds=(attrs.get("seconds") or {}).get("total"), preset=attrs.pop("preset", None),
-            preset_args=attrs.pop("preset_args", None) or {}, extra=attrs))
+            preset_args=attrs.pop("preset_args", None) or {}, scores=attrs.pop("metrics", None) or {},
+            dev_scores=attrs.pop("dev_metrics", None) or {}, evaluated_on=attrs.pop("evaluated_on", "dev"),
+            extra=attrs))
     return records
 
 

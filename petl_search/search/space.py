@@ -20,9 +20,11 @@ This module must not import torch: it turns a trial into a PETLConfig, nothing m
 """
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -30,6 +32,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from ..core.architectures import geometry
 from ..core.config import FORMS, SITES, DeltaSpec, PETLConfig, _SITE_FORMS
 from ..core.errors import PETLConfigError, PETLError
+from ..core.params import count_params
 
 # Which dimensions each form samples (beyond form itself); the order is the sampling order.
 FORM_DIMENSIONS = {
@@ -116,10 +119,18 @@ class SearchSpace:
     source: str
     sites: tuple[SiteSpace, ...]
 
-    def sample(self, trial: Any, model_config: Any) -> PETLConfig:
-        """Ask `trial` (an Optuna trial, or anything with its suggest_* methods) for one point."""
+    def sample(self, trial: Any, model_config: Any, *, budget: float | None = None) -> PETLConfig:
+        """Ask `trial` (an Optuna trial, or anything with its suggest_* methods) for one point.
+
+        Every dimension but the sizes first, then the sizes. With a `budget` (stored parameters as a
+        fraction of the backbone), a size given as an integer range is sampled within what the budget
+        leaves: the trial draws the site's *share* in [0, 1] of the sizes that still fit, from the
+        range's low end up to the largest size that keeps the point within budget with the other sites
+        at their chosen sizes (the sites after it at their smallest), log-spaced if the range is. Every
+        size that fits remains reachable, and a point is over budget only when its smallest sizes are.
+        """
         heads = geometry(model_config)[0].attentions[0].heads
-        specs: dict[str, DeltaSpec] = {}
+        drafts: dict[str, dict[str, Any]] = {}  # site -> its values, sizes still per head
         for site in self.sites:
             if site.optional and not trial.suggest_categorical(f"{site.site}.use", [True, False]):
                 continue
@@ -127,29 +138,119 @@ class SearchSpace:
             values: dict[str, Any] = {"form": form}
             for dim in FORM_DIMENSIONS[form] + (("projections",) if site.site == "attn_qkv" else ()):
                 choice = site.dims[form].get(dim)
-                if choice is None or (dim == "scale" and values.get("composition") not in ("scale", "learned_scale")):
+                if dim == "size" or choice is None or \
+                        (dim == "scale" and values.get("composition") not in ("scale", "learned_scale")):
                     continue
                 value = choice.suggest(trial, f"{site.site}.{form}.{dim}")
                 values[dim] = heads if (dim == "heads" and value == "model") else value
-            if values.get("heads", 1) > 1:  # a multi-head size is per head in the space, total in the spec
-                values["size"] = values["size"] * values["heads"]
-            specs[site.site] = DeltaSpec.from_dict(values, where=site.site)
-        return PETLConfig(**specs)
+            drafts[site.site] = values
+        sizes = _Sizes(self, drafts, model_config, budget)
+        for site, values in drafts.items():
+            values["size"] = sizes.suggest(trial, site)
+        return _config(drafts)
 
-
-    def replay(self, config: PETLConfig, model_config: Any) -> dict[str, tuple[Any, Any]] | None:
-        """The Optuna parameters under which `sample` gives `config`, as {name: (distribution, value)};
-        None when the space cannot give it (a site, form or value it does not hold).
+    def replay(self, config: PETLConfig, model_config: Any, *, budget: float | None = None
+               ) -> dict[str, tuple[Any, Any]] | None:
+        """The Optuna parameters under which `sample` (with the same `budget`) gives `config`, as
+        {name: (distribution, value)}; None when the space cannot give it (a site, form or value it does
+        not hold, or a size over what the budget leaves).
 
         This lets a baseline that lies inside the space be told to the sampler as the point it is, so
         the sampler learns from the baselines as from its own trials.
         """
         replaying = _Replay(config, geometry(model_config)[0].attentions[0].heads)
         try:
-            again = self.sample(replaying, model_config)
+            again = self.sample(replaying, model_config, budget=budget)
         except (_Outside, PETLConfigError):
             return None
         return replaying.params if again == config else None
+
+
+def _config(drafts: dict[str, dict[str, Any]]) -> PETLConfig:
+    """The point the drafts describe (a multi-head size is per head in the space, total in the spec)."""
+    specs = {site: DeltaSpec.from_dict({**values, "size": values["size"] * values.get("heads", 1)}, where=site)
+             for site, values in drafts.items()}
+    return PETLConfig(**specs)
+
+
+class _Sizes:
+    """The size of each site of one point, sampled in site order; within budget where it can be."""
+
+    def __init__(self, space: "SearchSpace", drafts: dict[str, dict[str, Any]], model_config: Any,
+                 budget: float | None) -> None:
+        self.choices = {site.site: site.dims[drafts[site.site]["form"]]["size"] for site in space.sites
+                        if site.site in drafts}
+        self.drafts, self.model_config, self.budget = drafts, model_config, budget
+        self.chosen: dict[str, int] = {}
+
+    def suggest(self, trial: Any, site: str) -> int:
+        choice, form = self.choices[site], self.drafts[site]["form"]
+        allowed = self._allowed(choice)
+        if self.budget is None or allowed is None:
+            return choice.suggest(trial, f"{site}.{form}.size")
+        fitting = self._fitting(site, allowed)
+        name = f"{site}.{form}.size_share"
+        share = trial.replay_share(name, fitting, choice.log) if isinstance(trial, _Replay) \
+            else trial.suggest_float(name, 0.0, 1.0)
+        self.chosen[site] = share_to_size(share, fitting, choice.log)
+        return self.chosen[site]
+
+    @staticmethod
+    def _allowed(choice: Choice) -> list[int] | range | None:
+        """The sizes a choice allows, ascending; None when it is not sizes to choose among."""
+        if choice.kind == "int" and (choice.step or 1) == 1:
+            return range(int(choice.low), int(choice.high) + 1)
+        if choice.kind == "categorical" and all(isinstance(v, int) and not isinstance(v, bool) for v in choice.values):
+            return sorted(choice.values)
+        return None
+
+    def _fitting(self, site: str, allowed: list[int] | range) -> list[int] | range:
+        """The allowed sizes that keep the point within budget (the smallest alone if none does)."""
+        def fits(size: int) -> bool:
+            drafts = {s: {**v, "size": self.chosen.get(s, self._smallest(s)) if s != site else size}
+                      for s, v in self.drafts.items()}
+            return count_params(_config(drafts), self.model_config).stored_fraction <= self.budget
+
+        low, high = 0, len(allowed) - 1  # invariant once the smallest fits: fits(allowed[low])
+        if not fits(allowed[0]):
+            return allowed[:1]
+        while low < high:
+            mid = (low + high + 1) // 2
+            low, high = (mid, high) if fits(allowed[mid]) else (low, mid - 1)
+        return allowed[:low + 1]
+
+    def _smallest(self, site: str) -> int:
+        allowed = self._allowed(self.choices[site])
+        return allowed[0] if allowed is not None else min(self.choices[site].values)
+
+
+def share_to_size(share: float, sizes: Sequence[int], log: bool) -> int:
+    """The size a share in [0, 1] stands for: each of `sizes` (ascending) gets an equal slice of [0, 1],
+    of log-space with `log` (so a log range keeps its prior over the sizes that fit)."""
+    if len(sizes) == 1:
+        return sizes[0]
+    edges = _edges(sizes, log)
+    point = edges[0] + min(max(share, 0.0), 1.0) * (edges[-1] - edges[0])
+    return sizes[min(bisect.bisect_right(edges, point) - 1, len(sizes) - 1)]
+
+
+def size_to_share(size: int, sizes: Sequence[int], log: bool) -> float:
+    """The middle of the slice of [0, 1] that `share_to_size` maps to `size`."""
+    if len(sizes) == 1:
+        return 0.5
+    edges = _edges(sizes, log)
+    i = list(sizes).index(size)
+    return ((edges[i] + edges[i + 1]) / 2 - edges[0]) / (edges[-1] - edges[0])
+
+
+def _edges(sizes: Sequence[int], log: bool) -> list[float]:
+    """Slice boundaries: size i owns [edges[i], edges[i+1]). A range's integers own their width (in
+    log-space with `log`, as a log-uniform draw of the integers would); a list's choices are equally
+    likely, as a categorical draw."""
+    if not isinstance(sizes, range):
+        return [float(i) for i in range(len(sizes) + 1)]
+    bounds = [*sizes, sizes[-1] + 1]
+    return [math.log(b) for b in bounds] if log else [float(b) for b in bounds]
 
 
 class _Outside(Exception):
@@ -195,6 +296,14 @@ class _Replay:
         if not isinstance(value, int) or not low <= value <= high or (value - low) % step:
             raise _Outside(name)
         return self._record(name, IntDistribution(low, high, log=log, step=step), value)
+
+    def replay_share(self, name: str, sizes: Sequence[int], log: bool) -> float:
+        """The share under which `share_to_size` gives the configuration's size at this site."""
+        site, form, _ = name.split(".")
+        size = self._wanted(f"{site}.{form}.size")
+        if size not in sizes:
+            raise _Outside(name)
+        return self._record(name, FloatDistribution(0.0, 1.0), size_to_share(size, sizes, log))
 
     def suggest_float(self, name: str, low: float, high: float, *, log: bool = False,
                       step: float | None = None) -> float:

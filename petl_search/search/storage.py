@@ -14,6 +14,9 @@ from typing import Any
 import optuna
 
 from ..core.errors import PETLError
+
+from ..training.splits import constant_references
+from ..training.tasks import get_task, load_cached_task
 from .budget import fit_to_budget
 from .records import BASELINES_KEY, COUNTED_KINDS
 from .samplers import make_sampler
@@ -118,3 +121,14 @@ def upgrade(store: Store, spec: StudySpec, model_config: Any) -> int:
     store.study.set_user_attr(BASELINES_KEY, known)
     return sum(t.user_attrs.get("kind") == "baseline" and "preset" not in t.user_attrs
                and t.user_attrs.get("label") in known for t in store.study.get_trials(deepcopy=False))
+
+
+REFERENCES_KEY = "constant_scores"  # study attribute: what a constant answer scores, per evaluation set
+
+
+def record_references(store: Store, spec: StudySpec) -> None:
+    """Keep, with the study, what a model that ignores its input scores on the search split and on dev
+    (the training data's majority class, or its mean): fronts flag points at or below it."""
+    splits = load_cached_task(spec.task, spec.data_dir)
+    store.study.set_user_attr(REFERENCES_KEY, constant_references(get_task(spec.task), splits,
+                                                                  spec.train_config(spec.seed)))

@@ -5,14 +5,17 @@
     task: sst2
     space: ../search_spaces/unified.yaml  # relative to this file
     budget: 0.01                         # stored Δh parameters <= 1% of the backbone
-    objectives: [metric, stored_params]  # + optionally throughput
+    objectives: [accuracy, stored_params]  # any score the task records (`metric`: its main one), + throughput
+    search_split: {size: 0.1, max: 1000, seed: 0}   # select on these training examples, not on dev
+    budget_aware: true                   # sample sizes within what the budget leaves
     sampler: {name: tpe, seed: 0}        # tpe | nsga2 | gp | random
     n_trials: 12                         # trained search candidates (baselines come on top)
     concurrency: 2                       # trials at once
     resources: {cpus: 1, gpus: 0}        # per trial
-    early_stopping: {grace_evals: 1, reduction_factor: 2}   # ASHA on the task metric; null: off
+    early_stopping: {grace_evals: 1, reduction_factor: 2}   # MO-ASHA on (score, stored params); null: off
     train: {max_steps: 200, eval_every: 50}                 # any TrainConfig field
     baselines: [lora, {preset: houlsby, seeds: [0, 1]}]     # sizes fitted to the budget unless given
+    reseed: {top: 3, seeds: [1, 2]}      # then train the front's best 3 search points with more seeds
     storage: null                        # default: sqlite:///<this folder>/<name>/study.db
 
 Everything is checked when the file is read, before Ray or a model starts: unknown keys, wrong types,
@@ -35,12 +38,15 @@ from ..training.tasks import TASKS, get_task
 from .space import SearchSpace, SpaceError, parse_space, read_yaml
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
-# objective name -> Optuna direction; `metric` is the task's main metric
-OBJECTIVES = {"metric": "maximize", "stored_params": "minimize", "throughput": "maximize"}
+# The objectives besides the task's score, with their Optuna direction (a score is maximised).
+COST_OBJECTIVES = {"stored_params": "minimize", "throughput": "maximize"}
 STUDY_KEYS = ("name", "description", "model", "task", "data_dir", "space", "budget", "objectives", "sampler",
-              "n_trials", "concurrency", "resources", "early_stopping", "train", "seed", "baselines", "storage")
+              "n_trials", "concurrency", "resources", "early_stopping", "train", "seed", "baselines", "storage",
+              "search_split", "budget_aware", "reseed")
 # Keys that define what a stored study means: changing them under an existing storage is refused.
-IDENTITY_KEYS = ("model", "task", "space_data", "budget", "objectives", "train", "seed")
+IDENTITY_KEYS = ("model", "task", "space_data", "budget", "objectives", "train", "seed", "search_split",
+                 "budget_aware")
+DEFAULT_SEARCH_SPLIT = {"size": 0.1, "max": 1000, "seed": 0}
 
 
 class StudyError(PETLError):
@@ -70,7 +76,7 @@ class StudySpec:
     space_path: str
     space_data: Mapping[str, Any]  # the space file's content, kept so the storage is self-describing
     budget: float
-    objectives: tuple[str, ...] = ("metric", "stored_params")
+    objectives: tuple[str, ...] = ("accuracy", "stored_params")  # the first is the task score selected on
     sampler: Mapping[str, Any] = field(default_factory=lambda: {"name": "tpe"})
     n_trials: int = 12
     concurrency: int = 1
@@ -83,10 +89,14 @@ class StudySpec:
     storage: str = ""
     data_dir: str | None = None
     description: str = ""
+    # Select on examples carved out of training ({size, max, seed}); None: on the official dev set
+    search_split: Mapping[str, Any] | None = field(default_factory=lambda: dict(DEFAULT_SEARCH_SPLIT))
+    budget_aware: bool = True  # sizes are sampled within what the budget leaves (space.py)
+    reseed: Mapping[str, Any] | None = None  # {top, seeds}: the front's best search points, trained again
 
     @property
     def directions(self) -> list[str]:
-        return [OBJECTIVES[o] for o in self.objectives]
+        return [COST_OBJECTIVES.get(o, "maximize") for o in self.objectives]
 
     @property
     def folder(self) -> Path:
@@ -117,8 +127,8 @@ class StudySpec:
 
     @property
     def main_metric(self) -> str:
-        """The task's metric the study maximises (accuracy, matthews_correlation, pearson, ...)."""
-        return get_task(self.task).main_metric
+        """The score the study selects on, its first objective (accuracy, f1, pearson, ...)."""
+        return self.objectives[0]
 
     @property
     def threads(self) -> int:
@@ -127,7 +137,15 @@ class StudySpec:
 
     def train_config(self, seed: int) -> TrainConfig:
         """How a trial of this study trains (exports re-train with it, and so reproduce the trial)."""
-        return TrainConfig.from_dict({**self.train, "threads": self.threads, "seed": seed})
+        return TrainConfig.from_dict({**self.train, **self.split_fields, "threads": self.threads, "seed": seed})
+
+    @property
+    def split_fields(self) -> dict[str, Any]:
+        """The search split as TrainConfig fields (what every worker, export and reseed trains with)."""
+        if not self.search_split:
+            return {}
+        return {"search_split": self.search_split["size"], "search_split_max": self.search_split.get("max"),
+                "split_seed": self.search_split.get("seed", 0)}
 
 
 def load_study(path: str | Path) -> StudySpec:
@@ -147,6 +165,8 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
     for key in ("name", "task", "space", "budget"):
         if key not in data:
             raise StudyError(f"{source}: the key {key!r} is required")
+    if data["task"] not in TASKS:
+        raise StudyError(f"{source}: task must be one of {sorted(TASKS)}, but got {data['task']!r}")
 
     def check(key: str, ok: bool, requirement: str) -> None:
         if not ok:
@@ -162,10 +182,7 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
         if key in data:
             check(key, _int(data[key]) and data[key] >= (0 if key == "seed" else 1),
                   "a non-negative integer" if key == "seed" else "a positive integer")
-    objectives = tuple(data.get("objectives", ("metric", "stored_params")))
-    check("objectives", isinstance(data.get("objectives", []), list) and objectives[:2] == ("metric", "stored_params")
-          and set(objectives) <= set(OBJECTIVES) and len(set(objectives)) == len(objectives),
-          f"[metric, stored_params] optionally followed by {sorted(set(OBJECTIVES) - {'metric', 'stored_params'})}")
+    objectives = _objectives(source, data.get("objectives", ["metric", "stored_params"]), data["task"])
 
     space_path = _relative(source, data["space"])
     space_data = _load_space_data(source, space_path)
@@ -174,8 +191,12 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
     early = _early_stopping(source, data.get("early_stopping"))
     train = data.get("train") or {}
     check("train", isinstance(train, Mapping), "a mapping of TrainConfig fields")
-    if "seed" in train:
-        raise StudyError(f"{source}: train.seed is set per trial; use the study's `seed` (or a baseline's seeds)")
+    for key in ("seed", "search_split", "search_split_max", "split_seed"):
+        if key in train:
+            raise StudyError(f"{source}: train.{key} is set by the study: use its "
+                             + ("`seed` (or a baseline's seeds)" if key == "seed" else "`search_split` key"))
+    search_split = _search_split(source, data.get("search_split", DEFAULT_SEARCH_SPLIT))
+    check("budget_aware", isinstance(data.get("budget_aware", True), bool), "true or false")
     try:  # every field and value checked now, not in a worker later
         TrainConfig.from_dict({"threads": None, **train})
     except PETLConfigError as exc:
@@ -191,11 +212,56 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
         sampler=sampler, n_trials=int(data.get("n_trials", 12)), concurrency=int(data.get("concurrency", 1)),
         cpus=cpus, gpus=gpus, early_stopping=early, train=dict(train), seed=int(data.get("seed", 0)),
         baselines=_baselines(source, data.get("baselines") or []), storage="", data_dir=data_dir,
-        description=str(data.get("description", "")))
+        description=str(data.get("description", "")), search_split=search_split,
+        budget_aware=data.get("budget_aware", True), reseed=_reseed(source, data.get("reseed")))
     storage = data.get("storage") or f"sqlite:///{spec.folder / 'study.db'}"
     check("storage", isinstance(storage, str) and "://" in storage, "an SQLAlchemy URL such as "
           "sqlite:///path/study.db or postgresql://user@host/db")
     return StudySpec(**{**spec.__dict__, "storage": storage})
+
+
+def _objectives(source: str, names: Any, task: str) -> tuple[str, ...]:
+    """[score, stored_params] or [score, stored_params, throughput], the score being any the task
+    records; `metric` stands for the task's main score and is stored as its name."""
+    scores = get_task(task).scores
+    allowed = f"[SCORE, stored_params] or [SCORE, stored_params, throughput], SCORE one of {list(scores)} or 'metric'"
+    if not isinstance(names, list) or len(names) not in (2, 3) or not all(isinstance(n, str) for n in names):
+        raise StudyError(f"{source}: objectives must be {allowed}, but got {names!r}")
+    score = get_task(task).main_metric if names[0] == "metric" else names[0]
+    if score not in scores or list(names[1:]) not in (["stored_params"], ["stored_params", "throughput"]):
+        raise StudyError(f"{source}: objectives must be {allowed} (task {task!r}), but got {names!r}")
+    return (score, *names[1:])
+
+
+def _search_split(source: str, block: Any) -> dict[str, Any] | None:
+    if block is None:  # select on the official dev set (what the report then says)
+        return None
+    if not isinstance(block, Mapping) or set(block) - {"size", "max", "seed"} or "size" not in block:
+        raise StudyError(f"{source}: search_split must be null or {{size, max, seed}} (size: examples, or a "
+                         f"fraction of the training data with max capping it), but got {block!r}")
+    out = {"max": None, "seed": 0, **block}
+    size = out["size"]
+    if not (_number(size) and size > 0 and (size < 1 or float(size).is_integer())):
+        raise StudyError(f"{source}: search_split.size must be a number of examples >= 1 or a fraction in (0, 1), "
+                         f"but got {size!r}")
+    if out["max"] is not None and not (_int(out["max"]) and out["max"] >= 1):
+        raise StudyError(f"{source}: search_split.max must be a positive integer or null, but got {out['max']!r}")
+    if not (_int(out["seed"]) and out["seed"] >= 0):
+        raise StudyError(f"{source}: search_split.seed must be a non-negative integer, but got {out['seed']!r}")
+    return {**out, "size": int(size) if size >= 1 else float(size)}
+
+
+def _reseed(source: str, block: Any) -> dict[str, Any] | None:
+    if block is None:
+        return None
+    if not isinstance(block, Mapping) or set(block) != {"top", "seeds"}:
+        raise StudyError(f"{source}: reseed must be null or {{top: N, seeds: [S, ...]}}, but got {block!r}")
+    if not (_int(block["top"]) and block["top"] >= 1):
+        raise StudyError(f"{source}: reseed.top must be a positive integer, but got {block['top']!r}")
+    seeds = block["seeds"]
+    if not (isinstance(seeds, list) and seeds and all(_int(x) and x >= 0 for x in seeds) and len(set(seeds)) == len(seeds)):
+        raise StudyError(f"{source}: reseed.seeds must be a list of distinct non-negative integers, but got {seeds!r}")
+    return {"top": block["top"], "seeds": list(seeds)}
 
 
 def _number(value: Any) -> bool:

@@ -29,6 +29,12 @@ class TrainConfig:
     max_length: int = 128
     max_target_length: int = 64  # seq2seq: target length for training and generation
     max_train_examples: int | None = None
+    # The search split: select on this many training examples (or this fraction of them), carved out of
+    # training, instead of on the official dev set, which is then evaluated once, at the end. None: the
+    # dev set is the evaluation set (training one point by hand).
+    search_split: int | float | None = None
+    search_split_max: int | None = None  # a cap on a fractional search split, in examples
+    split_seed: int = 0  # which examples the search split holds (a study's, the same for every trial)
     seed: int = 0
     threads: int | None = None  # CPU threads of this worker (None: leave torch's default)
     bf16: bool = True  # autocast to bfloat16 on GPU
@@ -39,7 +45,12 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise rule(f"train.{name}", "a positive integer", value)
-        for name in ("eval_examples", "early_stopping_patience", "max_train_examples", "threads"):
+        if self.search_split is not None and (isinstance(self.search_split, bool) or not isinstance(
+                self.search_split, (int, float)) or self.search_split <= 0 or
+                (isinstance(self.search_split, float) and self.search_split >= 1)):
+            raise rule("train.search_split", "null, a number of examples >= 1 or a fraction in (0, 1)",
+                       self.search_split)
+        for name in ("eval_examples", "early_stopping_patience", "max_train_examples", "threads", "search_split_max"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise rule(f"train.{name}", "a positive integer or null", value)
@@ -81,18 +92,21 @@ class TrainResult:
     task: str
     model: str
     main_metric: str
-    metrics: dict[str, float]  # final evaluation on the full dev set (empty if failed)
-    history: list[dict[str, Any]]  # every evaluation: step, dev-subset metrics, mean training loss
+    metrics: dict[str, float]  # final evaluation on the evaluation set: the search split, else dev (empty if failed)
+    history: list[dict[str, Any]]  # every evaluation: step, on (which set), metrics, mean training loss
     params: dict[str, float]  # Δh trained / stored, head, backbone, stored fraction (the budgeted one)
     steps: int
     train_examples: int
-    seconds: dict[str, float]  # total, model_load, tokenize, data, compute (forward/backward/step), eval
+    seconds: dict[str, float]  # total, model_load, tokenize, data, compute (forward/backward/step), eval, dev
     throughput: float  # training examples per second of compute
     peak_memory_mb: float
     device: str
     petl_config: dict[str, Any]
     train_config: dict[str, Any]
     full_finetune: bool = False
+    evaluated_on: str = "dev"  # "search split" (carved from training) or "dev" (the official dev set)
+    dev_metrics: dict[str, float] = field(default_factory=dict)  # the official dev set, at the end of a
+    # completed run that selected on a search split (the search never sees it); empty otherwise
     trained_model: Any = field(default=None, repr=False)
 
     @property

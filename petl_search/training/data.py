@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .config import TrainConfig
-from .tasks import Task, load_task
+from .tasks import Task
 
 
 class EncodedSplit:
@@ -44,17 +44,6 @@ class EncodedSplit:
 
 
 _ENCODED: dict[tuple, EncodedSplit] = {}  # per process: later trials reuse what earlier ones tokenised
-_LOADED: dict[tuple, Any] = {}  # per process: loaded task data, reused by later trials
-
-
-def load_cached_task(task: str, data_dir: str | None) -> Any:
-    """The task's splits, loaded once per process (later trials and exports reuse them)."""
-    key = (task, str(data_dir))
-    if key not in _LOADED:
-        _LOADED[key] = load_task(task, data_dir)
-    return _LOADED[key]
-
-
 def encode(dataset: Any, tokenizer: Any, task: Task, cfg: TrainConfig, key: tuple) -> EncodedSplit:
     key = (*key, getattr(tokenizer, "name_or_path", id(tokenizer)), cfg.max_length, cfg.max_target_length)
     if key not in _ENCODED:

@@ -34,3 +34,4 @@ def evaluate(model: torch.nn.Module, tokenizer: Any, data: EncodedSplit, indices
     model.train()
     references = [data.references[i] for i in order]
     return metric_lib.compute(task.metric, predictions, references)
+

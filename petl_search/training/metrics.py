@@ -114,6 +114,13 @@ METRICS: dict[str, Callable[[Sequence, Sequence], dict[str, float]]] = {
 }
 
 
+# metric family -> the scores it records (what a study may name as an objective)
+SCORE_NAMES: dict[str, tuple[str, ...]] = {
+    "accuracy": ("accuracy",), "f1": ("f1", "accuracy"), "matthews_correlation": ("matthews_correlation", "accuracy"),
+    "pearson_spearman": ("pearson", "spearmanr", "combined"), "bleu": ("bleu",), "rouge": ROUGE_TYPES,
+}
+
+
 def compute(metric: str, predictions: Sequence, references: Sequence) -> dict[str, float]:
     """All scores of a task's metric family, e.g. compute('f1', ...) -> {'f1': .., 'accuracy': ..}."""
     if metric not in METRICS:
@@ -123,6 +130,20 @@ def compute(metric: str, predictions: Sequence, references: Sequence) -> dict[st
 
 # Scores that can go below zero (correlations); every other score's worst value is 0.
 _SIGNED = {"matthews_correlation", "pearson", "spearmanr", "combined"}
+
+
+def constant_scores(metric: str, train_labels: Sequence, references: Sequence) -> dict[str, float] | None:
+    """What a model that ignores its input scores: the training data's most frequent class (classification)
+    or its mean (regression), on `references`. A trained point at or below it has learnt nothing usable.
+    None for generation metrics, where no constant answer is meaningful."""
+    if metric in ("bleu", "rouge"):
+        return None
+    if metric == "pearson_spearman":
+        constant = float(np.mean(np.asarray(train_labels, dtype=np.float64)))
+    else:
+        values, counts = np.unique(np.asarray(train_labels), return_counts=True)
+        constant = values[np.argmax(counts)].item()  # ties: the smallest class id
+    return compute(metric, [constant] * len(references), list(references))
 
 
 def floor(score: str) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import PETLError
+from .metrics import SCORE_NAMES
 
 GLUE_DIR_ENV = "PETL_SEARCH_GLUE_DIR"
 
@@ -36,6 +37,11 @@ class Task:
     hub: tuple[str, str | None] = ("", None)
     hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "validation": "validation"})
     hub_columns: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def scores(self) -> tuple[str, ...]:
+        """Every score an evaluation records (a study may name any of them as its objective)."""
+        return SCORE_NAMES[self.metric]
 
     @property
     def num_labels(self) -> int:
@@ -89,6 +95,17 @@ def get_task(name: str) -> Task:
     if name not in TASKS:
         raise PETLError(f"task must be one of {sorted(TASKS)}, but got {name!r}")
     return TASKS[name]
+
+
+_LOADED: dict[tuple, Any] = {}  # per process: loaded task data, reused by later trials
+
+
+def load_cached_task(task: str, data_dir: str | None) -> Any:
+    """The task's splits, loaded once per process (later trials and exports reuse them)."""
+    key = (task, str(data_dir))
+    if key not in _LOADED:
+        _LOADED[key] = load_task(task, data_dir)
+    return _LOADED[key]
 
 
 def default_glue_dir() -> Path | None:

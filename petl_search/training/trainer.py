@@ -26,11 +26,12 @@ from ..core.errors import PETLConfigError, PETLError
 from ..core.params import count_params
 from ..nn.inject import apply_petl
 from .config import TrainConfig, TrainResult
-from .data import EncodedSplit, bucketed_batches, collate, encode, load_cached_task
+from .data import EncodedSplit, bucketed_batches, collate, encode
 from .evaluation import evaluate
 from .models import DEFAULT_ENCODER, head_modules, load_model, prepare_tokenizer, takes_token_types
 from .seeding import seed_everything
-from .tasks import Task, get_task
+from .splits import carve
+from .tasks import Task, get_task, load_cached_task
 
 EvalCallback = Callable[[int, dict[str, float]], "bool | None"]
 ProgressCallback = Callable[[int, int, float], None]
@@ -82,10 +83,11 @@ class _Run:
 @dataclass
 class _Data:
     train: EncodedSplit
-    dev: EncodedSplit
-    dev_all: list[int]
-    dev_subset: list[int]  # what the evaluations during training see
-    rng: np.random.Generator  # the trial's one generator: dev subset, then batch order
+    select: EncodedSplit  # what candidates are judged on: the search split, else the official dev set
+    select_all: list[int]
+    select_subset: list[int]  # what the evaluations during training see
+    rng: np.random.Generator  # the trial's one generator: evaluation subset, then batch order
+    dev: EncodedSplit | None  # the official dev set, evaluated at the end, when `select` is the search split
 
 
 def train(config: PETLConfig | Mapping[str, Any], task: str | Task, *, model: str = DEFAULT_ENCODER,
@@ -117,7 +119,8 @@ def train(config: PETLConfig | Mapping[str, Any], task: str | Task, *, model: st
         prepare_tokenizer(net, tokenizer)
     run = _Run(clock, device, dict(
         task=task.name, model=model if model_factory is None else type(net).__name__, main_metric=task.main_metric,
-        petl_config=config.to_dict(), train_config=asdict(cfg), device=str(device), full_finetune=full_finetune))
+        petl_config=config.to_dict(), train_config=asdict(cfg), device=str(device), full_finetune=full_finetune,
+        evaluated_on="search split" if cfg.search_split else "dev"))
 
     heads = [] if task.kind == "seq2seq" else head_modules(net)
     try:
@@ -135,16 +138,26 @@ def train(config: PETLConfig | Mapping[str, Any], task: str | Task, *, model: st
 
 
 def _prepare_data(splits: Any, tokenizer: Any, task: Task, cfg: TrainConfig, key: tuple) -> _Data:
-    train_split = splits["train"]
+    train_split, dev = splits["train"], None
+    if cfg.search_split:  # select on examples carved out of training; the dev set waits for the end
+        labels = train_split["label"] if task.kind != "seq2seq" else range(len(train_split))
+        rest, held = carve(labels, cfg.search_split, cfg.split_seed, stratify=task.kind == "classification",
+                           cap=cfg.search_split_max)
+        carved = (*key, cfg.search_split, cfg.search_split_max, cfg.split_seed)
+        select = encode(train_split.select(held), tokenizer, task, cfg, (*carved, "search split"))
+        train_split = train_split.select(rest)
+        dev = encode(splits["validation"], tokenizer, task, cfg, (*key, "validation"))
+        key = carved
+    else:
+        select = encode(splits["validation"], tokenizer, task, cfg, (*key, "validation"))
     if cfg.max_train_examples:
         train_split = train_split.select(range(min(cfg.max_train_examples, len(train_split))))
     train_data = encode(train_split, tokenizer, task, cfg, (*key, "train", cfg.max_train_examples))
-    dev_data = encode(splits["validation"], tokenizer, task, cfg, (*key, "validation"))
     rng = np.random.default_rng(cfg.seed)
-    dev_all = list(range(len(dev_data)))
-    dev_subset = sorted(rng.choice(dev_all, cfg.eval_examples, replace=False).tolist()) \
-        if cfg.eval_examples and cfg.eval_examples < len(dev_all) else dev_all
-    return _Data(train_data, dev_data, dev_all, dev_subset, rng)
+    select_all = list(range(len(select)))
+    subset = sorted(rng.choice(select_all, cfg.eval_examples, replace=False).tolist()) \
+        if cfg.eval_examples and cfg.eval_examples < len(select_all) else select_all
+    return _Data(train_data, select, select_all, subset, rng, dev)
 
 
 def _fit(net: torch.nn.Module, tokenizer: Any, task: Task, cfg: TrainConfig, data: _Data, run: _Run,
@@ -192,8 +205,9 @@ def _fit(net: torch.nn.Module, tokenizer: Any, task: Task, cfg: TrainConfig, dat
                 clock.totals.get("compute", 0) + clock.totals.get("data", 0) >= cfg.max_seconds
             if step % cfg.eval_every == 0 and step < cfg.max_steps and not out_of_time:
                 with clock.time("eval"):
-                    scores = evaluate(net, tokenizer, data.dev, data.dev_subset, task, cfg, run.device, autocast)
-                history.append({"step": step, "dev": "subset", "metrics": scores,
+                    scores = evaluate(net, tokenizer, data.select, data.select_subset, task, cfg, run.device,
+                                      autocast)
+                history.append({"step": step, "on": f"{run.base['evaluated_on']} subset", "metrics": scores,
                                 "train_loss": float(np.mean(losses))})
                 losses = []
                 if on_eval and on_eval(step, scores):
@@ -210,15 +224,22 @@ def _fit(net: torch.nn.Module, tokenizer: Any, task: Task, cfg: TrainConfig, dat
                 reason = f"time budget of {cfg.max_seconds}s reached at step {step}"
                 break
         with clock.time("eval"):
-            final = evaluate(net, tokenizer, data.dev, data.dev_all, task, cfg, run.device, autocast)
+            final = evaluate(net, tokenizer, data.select, data.select_all, task, cfg, run.device, autocast)
+        dev_metrics = {}
+        if data.dev is not None and status == "completed":  # judged once, after everything was chosen
+            with clock.time("dev"):
+                dev_metrics = evaluate(net, tokenizer, data.dev, list(range(len(data.dev))), task, cfg,
+                                       run.device, autocast)
     except torch.OutOfMemoryError as exc:
         return run.failed(f"out of memory: {str(exc).splitlines()[0]}", history=history, params=params, steps=step,
                           train_examples=examples)
     if losses:
-        history.append({"step": step, "dev": "full", "metrics": final, "train_loss": float(np.mean(losses))})
+        history.append({"step": step, "on": run.base["evaluated_on"], "metrics": final,
+                        "train_loss": float(np.mean(losses))})
     compute = clock.totals.get("compute", 0.0)
     return TrainResult(
-        status=status, reason=reason, **run.base, metrics=final, history=history, params=params, steps=step,
+        status=status, reason=reason, **run.base, metrics=final, dev_metrics=dev_metrics, history=history,
+        params=params, steps=step,
         train_examples=examples, seconds=clock.seconds(), throughput=examples / compute if compute else 0.0,
         peak_memory_mb=_peak_memory_mb(run.device), trained_model=net if keep_model else None)
 
