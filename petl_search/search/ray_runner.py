@@ -115,11 +115,12 @@ def trial_line(record: TrialRecord) -> str:
 
 
 def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable[[str], None] = print,
-              on_trial: TrialCallback | None = None) -> list[TrialRecord]:
+              on_trial: TrialCallback | None = None, time_budget_s: float | None = None) -> list[TrialRecord]:
     """Run (or resume) `spec` until it has n_trials search trials and every baseline; return its records.
 
     progress(line) hears what the driver does; on_trial(record, records) hears each finished trial
-    (default: one line through `progress`).
+    (default: one line through `progress`). time_budget_s: stop after so many seconds of Ray Tune (the
+    trials still running then are interrupted, and the next run resumes them).
     """
     from datasets.utils.logging import disable_progress_bar
 
@@ -140,7 +141,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
             return read_records(store.study)
         progress(f"study {spec.name}: {proposer.remaining} trials to run ({spec.concurrency} at a time), "
                  f"budget {spec.budget:.3%} of {spec.model}, storage {spec.storage}")
-        _tune(spec, proposer, address)
+        _tune(spec, proposer, address, time_budget_s)
         records = read_records(store.study)
     if proposer.abort:
         raise PETLError(f"study {spec.name} stopped: {proposer.abort}")
@@ -151,7 +152,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
     return records
 
 
-def _tune(spec: StudySpec, proposer: Proposer, address: str | None) -> None:
+def _tune(spec: StudySpec, proposer: Proposer, address: str | None, time_budget_s: float | None) -> None:
     """Ray Tune trains what the proposer hands out, `spec.concurrency` trials at a time."""
     import ray
     from ray import tune
@@ -169,7 +170,8 @@ def _tune(spec: StudySpec, proposer: Proposer, address: str | None) -> None:
             tune.with_resources(run_candidate, {"cpu": spec.cpus, "gpu": spec.gpus}),
             tune_config=tune.TuneConfig(
                 search_alg=_searcher_class()(proposer, run), scheduler=make_scheduler(spec),
-                num_samples=proposer.remaining, max_concurrent_trials=spec.concurrency, reuse_actors=True),
+                num_samples=proposer.remaining, max_concurrent_trials=spec.concurrency, reuse_actors=True,
+                time_budget_s=time_budget_s),
             run_config=tune.RunConfig(name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                       storage_path=str(ray_dir), verbose=0))
         tuner.fit()

@@ -44,6 +44,7 @@ class TrialRecord:
     scores: dict[str, float] = field(default_factory=dict)  # every score on the set it was judged on
     dev_scores: dict[str, float] = field(default_factory=dict)  # the official dev set, once trained (if held out)
     evaluated_on: str = "dev"  # what `metric` and `scores` come from: "search split" or "dev"
+    finished_at: float | None = None  # when Optuna was told its outcome (a timestamp; None if not yet)
     extra: dict[str, Any] = field(default_factory=dict)  # every other user attribute
 
     @property
@@ -102,7 +103,7 @@ def read_records(study: Any) -> list[TrialRecord]:
             seconds=(attrs.get("seconds") or {}).get("total"), preset=attrs.pop("preset", None),
             preset_args=attrs.pop("preset_args", None) or {}, scores=attrs.pop("metrics", None) or {},
             dev_scores=attrs.pop("dev_metrics", None) or {}, evaluated_on=attrs.pop("evaluated_on", "dev"),
-            extra=attrs))
+            finished_at=t.datetime_complete.timestamp() if t.datetime_complete else None, extra=attrs))
     return records
 
 
