@@ -10,6 +10,7 @@
     petl-search report STUDY.yaml [--out FILE.md]
     petl-search reseed STUDY.yaml --trial N --seeds S [S ...]
     petl-search export STUDY.yaml (--trial N | --best [--max-params F]) --out DIR [--force] [--steps N | --full-train]
+    petl-search data glue [TASK ...] --out DIR [--force]   GLUE from the Hub, as the TSV folder --data-dir reads
 
 Each command imports the layers it needs inside its own function, so `petl-search count` starts
 without loading torch or Ray; this is the one module where our own imports are function-local.
@@ -103,6 +104,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .training.trainer import train
 
     get_task(args.task)  # a typo fails here, in one line, before anything starts
+    if args.hub and args.data_dir is not None:
+        raise PETLError(f"--hub and --data-dir exclude each other (--hub reads the task from the Hugging Face Hub, "
+                        f"--data-dir from a folder): keep one, but got --hub and --data-dir {args.data_dir}")
     config, name = _design_point(args, _model_config(args.model))
     train_config = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                                eval_every=args.eval_every, seed=args.seed, threads=args.threads,
@@ -268,6 +272,23 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(text)
 
 
+def cmd_data_glue(args: argparse.Namespace) -> None:
+    from .training.glue_data import CHECKSUMS, fetch_glue
+    from .training.tasks import GLUE_DIR_ENV
+
+    def say(written) -> None:
+        print(f"{written.path}\t{written.rows:,} rows\tsha256 {written.sha256}", flush=True)
+
+    out = Path(args.out)
+    try:
+        done = fetch_glue(args.tasks, out, force=args.force, progress=True, on_file=say)
+    except KeyboardInterrupt:
+        raise PETLError(f"interrupted; every file written is complete and listed in {out / CHECKSUMS}: name the "
+                        f"tasks still missing (or pass --force) to go on") from None
+    print(f"wrote {len(done)} files and {out / CHECKSUMS}; use them with `--data-dir {out}`, `data_dir: {out}` in a "
+          f"study, or {GLUE_DIR_ENV}={out}")
+
+
 def _study_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments every study command takes: which study, and optionally another storage."""
     parser.add_argument("study", help="a study YAML file, or a name under studies/")
@@ -341,6 +362,18 @@ def build_parser() -> argparse.ArgumentParser:
     _study_arguments(r)
     r.add_argument("--out", help="also write the Markdown here (e.g. docs/<name>.md)")
     r.set_defaults(func=cmd_report)
+    data = sub.add_parser("data", help="get task data for offline use (`data glue`: GLUE from the Hub, as TSV files)")
+    sources = data.add_subparsers(dest="source", required=True)
+    g = sources.add_parser("glue", help="download GLUE tasks from the Hub and write the folder --data-dir reads",
+                           description="Download GLUE tasks from the Hugging Face Hub (nyu-mll/glue) and write them "
+                                       "as the GLUE TSV folder that --data-dir, a study's data_dir and "
+                                       "$PETL_SEARCH_GLUE_DIR read: SST-2/train.tsv, SST-2/dev.tsv, ... "
+                                       "(MNLI/dev_matched.tsv), with a SHA256SUMS file. Needs network.")
+    g.add_argument("tasks", nargs="*", metavar="TASK",
+                   help="GLUE tasks to write (default: all of sst2 cola stsb mrpc rte qnli wnli mnli qqp)")
+    g.add_argument("--out", required=True, metavar="DIR", help="the folder to write (created if missing)")
+    g.add_argument("--force", action="store_true", help="replace files that already exist")
+    g.set_defaults(func=cmd_data_glue)
     return parser
 
 

@@ -90,12 +90,12 @@ def export_trial(spec: StudySpec, record: TrialRecord, out: str | Path, *, force
     task = get_task(spec.task)
     train_config = spec.train_config(record.seed if record.seed is not None else spec.seed)
     if full_train:
-        n_train = len(load_cached_task(spec.task, spec.data_dir)["train"])
+        n_train = len(load_cached_task(spec.task, spec.data_source)["train"])
         steps = max(steps or 0, math.ceil(n_train / train_config.batch_size), train_config.max_steps)
     if steps is not None:
         train_config = replace(train_config, max_steps=steps)
     progress(f"training trial {record.number} ({record.label}) for {train_config.max_steps} steps")
-    result = train(record.config, task, model=spec.model, data_dir=spec.data_dir, train_config=train_config,
+    result = train(record.config, task, model=spec.model, data_dir=spec.data_source, train_config=train_config,
                    keep_model=True)
     if result.status != "completed":
         raise PETLError(f"re-training trial {record.number} failed: {result.reason}")

@@ -380,3 +380,21 @@ def test_after_a_repeat_the_next_proposal_explores(tmp_path) -> None:
     explored = proposer.study.ask()
     assert sampler._starting[explored.number]  # right after the repeat: a random proposal
     assert not sampler._starting[proposer.study.ask().number]  # and then the model again
+
+
+def test_hub_reads_the_task_from_the_hub_and_excludes_data_dir(tmp_path) -> None:
+    from petl_search.training.tasks import HUB
+
+    spec = parse_study(study_data(tmp_path, hub=True))
+    assert spec.hub and spec.data_dir is None and spec.data_source == HUB and spec.to_dict()["hub"] is True
+    local = parse_study(study_data(tmp_path, data_dir=str(tmp_path)))
+    assert not local.hub and local.data_source == str(tmp_path.resolve())
+    assert parse_study(study_data(tmp_path)).data_source is None  # the default GLUE folder
+    path = tmp_path / "both.yaml"
+    path.write_text(yaml.safe_dump(study_data(tmp_path, hub=True, data_dir=str(tmp_path))))
+    with pytest.raises(StudyError, match=rf"{path}: hub and data_dir exclude each other .*: keep one, but got hub=True "
+                                         rf"and data_dir='{tmp_path}'"):
+        load_study(path)
+    with pytest.raises(StudyError, match=r"hub must be true \(read the task from the Hugging Face Hub\) or false, but "
+                                         r"got 'yes'"):
+        parse_study(study_data(tmp_path, hub="yes"))

@@ -33,7 +33,7 @@ def run_study_inline(spec: StudySpec, *, progress: Callable[[str], None] = print
         while (candidate := proposer.next()) is not None:
             if candidate == WAIT:  # cannot happen in one process: every trial it opened has finished
                 raise PETLError("the proposer waits for a running trial, but this process runs none")
-            result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_dir,
+            result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_source,
                            train_config=spec.train_config(candidate.seed))
             finished = proposer.finish(candidate.number, result.to_dict())
             progress(f"#{finished.number} {finished.kind} {finished.label}: {finished.state.lower()} "
@@ -73,7 +73,7 @@ def reseed_trial(spec: StudySpec, number: int, seeds: list[int], *,
             candidate = proposer.open_reseed(original, seed)
             progress(f"[{i}/{len(todo)}] trial #{candidate.number}: {original.label} with seed {seed}")
             try:
-                result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_dir,
+                result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_source,
                                train_config=spec.train_config(seed)).to_dict()
             except KeyboardInterrupt:
                 proposer.finish(candidate.number, None, error="interrupted; run the same command to train it")

