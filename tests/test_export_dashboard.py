@@ -3,6 +3,7 @@ Chromium; export re-trains the trial bit for bit, loads onto a fresh model with 
 and writes a PEFT folder for plain LoRA that PEFT loads with the same outputs; bad input is refused."""
 from __future__ import annotations
 
+import html
 import io
 import json
 import os
@@ -21,9 +22,12 @@ from petl_search.cli import main
 from petl_search.analysis.dashboard import write_dashboard
 from petl_search.core.errors import PETLError
 from petl_search.export import export_trial
-from petl_search.analysis.front import best_trial, front, methods
+from petl_search.analysis.dashboard_data import importances
+from petl_search.analysis.effects import DIMENSIONS, dimension_effects
+from petl_search.analysis.front import best_baseline, best_trial, claims, front, methods
 from petl_search.search.records import TrialRecord, read_records, trained_trial
 from petl_search.search.inline import run_study_inline
+from petl_search.search.storage import open_study
 from petl_search.search.study import load_study
 from petl_search.training.tasks import get_task
 from petl_search.toy import write_toy_study
@@ -38,8 +42,16 @@ BROWSER = shutil.which("chromium") or shutil.which("chromium-browser") or shutil
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    spec = load_study(write_toy_study(tmp_path_factory.mktemp("toy"), "toy", baselines=[
-        {"preset": "lora", "args": {"r": 4}}, {"preset": "houlsby", "args": {"r": 4}}]))
+    """A toy study with every kind of point the dashboard draws from a real run: search points, a frozen
+    backbone among them (0 stored parameters), baselines over two seeds, and the best points reseeded."""
+    spec = load_study(write_toy_study(
+        tmp_path_factory.mktemp("toy"), "toy", reseed={"top": 2, "seeds": [1]},
+        baselines=[{"preset": "lora", "args": {"r": 4}, "seeds": [0, 1]},
+                   {"preset": "houlsby", "args": {"r": 4}, "seeds": [0, 1]}],
+        train={"max_steps": 80, "eval_every": 40, "batch_size": 16, "learning_rate": 0.01}))  # enough to learn
+    # every site off (the unified space allows it), queued the way an Optuna user queues a point: the
+    # sampler's ask() hands it out first, as a search point
+    open_study(spec).enqueue_trial({f"{site.site}.use": False for site in spec.space().sites})
     run_study_inline(spec, progress=lambda line: None)
     return spec
 
@@ -175,25 +187,138 @@ def test_dashboard_is_one_self_contained_file_with_the_front(study, tmp_path) ->
     assert "lora(r=4)" in text and "houlsby(r=4)" in text  # seed methods labelled
 
 
+# Appended to a copy of the page: reads back what plotly drew (SVG elements and where they sit on
+# screen) and the overview's tables into <pre id="probe">, for --dump-dom to hand over.
+PROBE = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const box = el => { const r = el.getBoundingClientRect(); return [r.left, r.right, r.top, r.bottom]; };
+  const all = (root, sel) => [...root.querySelectorAll(sel)];
+  const fig = document.getElementById("front-plot");
+  const rows = id => all(document, "#" + id + " tbody tr").map(tr => [tr.dataset.trial, ...all(tr, "td").map(
+      td => td.textContent)]);
+  const out = {
+    traces: all(fig, ".scatterlayer .trace").map(t => all(t, "path.point").map(box)),
+    legend: all(fig, ".legend .traces .legendtext").map(t => t.textContent),
+    area: box(fig.querySelector(".draglayer .nsewdrag")),  // the plot area
+    ticks: all(fig, ".xtick text").map(t => [t.textContent, box(t)]),
+    shapes: all(fig, ".shapelayer path").map(box),
+    annotations: all(fig, ".annotation").map(a => [a.textContent, box(a)]),
+    effects: all(document, "#effects-plot .annotation").map(a => a.textContent),
+    effectsNote: (document.getElementById("effects-note") || {}).textContent || "",
+    bars: all(document, "#importances-plot .barlayer .point").length,
+    barLabels: all(document, "#importances-plot .ytick text").map(t => t.textContent),
+    front: rows("summary-front"), baselines: rows("summary-baselines"), claims: rows("summary-claims"),
+    exported: document.getElementById("summary-export").dataset.trial,
+    exportText: document.getElementById("summary-export").textContent,
+  };
+  const pre = document.createElement("pre");
+  pre.id = "probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+}, 500));
+</script>"""
+
+
+def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"  # a fresh one each run
+    flags = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+             "--virtual-time-budget=8000"]
+    return subprocess.run(flags + list(args), capture_output=True, text=True, timeout=120)
+
+
+def expected_drawing(records: list[TrialRecord], metric: str) -> dict[str, int]:
+    """What the front plot must hold, from analysis/front.py and the records (not the plot's own data)."""
+    points = methods(records, metric)
+    on_front = {m.number for m in front(points)}
+    unscored = [r for r in records if r.kind in ("search", "baseline") and not r.extra.get("interrupted")]
+    return {"front: search points": sum(m.kind == "search" and m.number in on_front for m in points),
+            "dominated search points": sum(m.kind == "search" and m.number not in on_front for m in points),
+            "stopped early (no score)": sum(r.state == "PRUNED" for r in unscored),
+            "failed (no score)": sum(r.state == "FAIL" for r in unscored),
+            "seed methods: baselines, mean ± std over seeds": len({r.label for r in records
+                                                                    if r.kind == "baseline" and r.scored})}
+
+
 def test_dashboard_renders_in_headless_chromium(study, tmp_path) -> None:
+    """Load the page in headless Chromium and check what it drew: every point of the study once (the
+    frozen backbone at its own place on the axis), the axis up to a little past the budget with the
+    label on its line, only the effect panels with data, at most 11 importance bars, and the overview's
+    numbers as analysis/front.py gives them; and a screenshot that is not blank."""
     if BROWSER is None:
         if os.environ.get("PETL_REQUIRE_BROWSER"):
             pytest.fail("PETL_REQUIRE_BROWSER is set but no chromium is installed")
         pytest.skip("no chromium on this machine (CI installs it: apt-get install chromium)")
     path = write_dashboard(study, tmp_path / "toy.html")
-    flags = [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000"]
-    dom = subprocess.run(flags + ["--enable-logging=stderr", "--v=0", "--dump-dom", path.as_uri()],
-                         capture_output=True, text=True, timeout=120)
+    probed = tmp_path / "probed.html"
+    probed.write_text(path.read_text().replace("</body>", PROBE + "</body>"))
+    dom = chromium(tmp_path, "--enable-logging=stderr", "--v=0", "--window-size=1400,1800", "--dump-dom",
+                   probed.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert dom.stdout.count('class="main-svg"') >= 4  # plotly drew every figure
-    assert "scatterlayer" in dom.stdout and "Pareto front" in dom.stdout
     console_errors = [line for line in dom.stderr.splitlines() if "CONSOLE" in line and ("Error" in line or
                                                                                         "Uncaught" in line)]
     assert not console_errors, console_errors
-    shot = tmp_path / "toy.png"
-    subprocess.run(flags + ["--window-size=1400,1800", f"--screenshot={shot}", path.as_uri()], capture_output=True,
-                   timeout=120, check=True)
-    assert shot.stat().st_size > 20_000
+    assert dom.stdout.count('class="main-svg"') >= 4  # plotly drew every figure
+    drawn = json.loads(html.unescape(re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S).group(1)))
+    study_ = optuna.load_study(study_name="toy", storage=study.storage)
+    records, metric = read_records(study_), study.main_metric
+    points = methods(records, metric)
+    line = front(points)
+
+    # each marker trace holds as many markers as its legend says, and as the study has points of its kind
+    legend = [re.fullmatch(r"(.*) \((\d+)[^)]*\)", text).groups() for text in drawn["legend"]]
+    markers = {name: len(drawn["traces"][i]) for i, (name, _) in enumerate(legend) if name != "Pareto front"}
+    assert {name: int(n) for name, n in legend if name in markers} == markers
+    expected = expected_drawing(records, metric)
+    assert markers == {name: n for name, n in expected.items() if n}
+    assert ("Pareto front", str(len(line))) in legend and not drawn["traces"][-1]  # a line, no markers
+    # the x axis ends a little past the budget line, and the budget label sits on the line
+    left, right = drawn["area"][:2]
+    budget_line = next(b for b in drawn["shapes"] if b[1] - b[0] < 4 and b[3] - b[2] > 100)
+    x = (budget_line[0] + budget_line[1]) / 2
+    assert left < x < right and (right - x) / (right - left) < 0.15, (left, x, right)
+    label = next((b for text, b in drawn["annotations"] if text == f"budget {100 * study.budget:g}%"), None)
+    assert label is not None, f"no budget label within the plot: {drawn['annotations']}"
+    assert abs((label[0] + label[1]) / 2 - x) < 3 and label[3] <= budget_line[2] + 3
+    # the frozen backbone (0 stored) is drawn, at the "0 (frozen)" place left of the smallest real value
+    assert any(m.stored_params == 0 for m in line), "the fixture's frozen backbone is missing"
+    ticks = {text: (b[0] + b[1]) / 2 for text, b in drawn["ticks"]}
+    zero_x = ticks.pop("0 (frozen)")
+    front_markers = drawn["traces"][[name for name, _ in legend].index("front: search points")]
+    assert any(abs((b[0] + b[1]) / 2 - zero_x) < 2 for b in front_markers)
+    assert zero_x < min(ticks.values())
+    # only the dimensions with something to compare have a panel; the others are named in one line
+    empty = [d for d in DIMENSIONS if not dimension_effects(records, d)]
+    assert empty, "the fixture should leave some dimension with nothing to compare"
+    assert set(drawn["effects"]) == set(DIMENSIONS) - set(empty)
+    assert drawn["effectsNote"].startswith(f"Nothing to compare yet for: {', '.join(empty)} ")
+    # the top ten importances, the rest summed in one bar
+    scores, _ = importances(study_)
+    assert drawn["bars"] == min(len(scores), 10) + (len(scores) > 10) <= 11
+    # the overview: the front, the seed methods and the claims as analysis/front.py gives them
+    assert [int(row[0]) for row in drawn["front"]] == [m.number for m in line]
+    for row, m in zip(drawn["front"], line):
+        assert row[4].startswith(f"{m.mean:.4f}") and row[5].startswith(f"{m.dev_mean:.4f}")
+    baselines = sorted((m for m in points if m.kind == "baseline"), key=lambda m: m.stored_params)
+    assert [(int(row[0]), row[4]) for row in drawn["baselines"]] == [
+        (m.number, f"{m.mean:.4f} ± {m.std:.4f} ({len(m.scores)})") for m in baselines]
+    reference = best_baseline(points)
+    found = claims(points, reference)
+    assert [(int(row[0]), row[-1]) for row in drawn["claims"]] == [(c.point.number, c.verdict) for c in found]
+    # what to export: the best claim's point, else the best front point within the budget
+    holding = [c for c in found if c.holds]
+    best = max(holding, key=lambda c: (c.comparison.difference, -c.point.stored_params)).point if holding else \
+        max((m for m in line if m.stored_fraction <= study.budget), key=lambda m: (m.mean, -m.stored_params))
+    assert int(drawn["exported"]) == best.number
+    assert f"petl-search export {study.source} --trial {best.number} --out " in drawn["exportText"]
+
+    shot, blank = tmp_path / "toy.png", tmp_path / "blank.png"
+    for target, url in ((shot, path.as_uri()), (blank, "about:blank")):
+        done = chromium(tmp_path, "--hide-scrollbars", "--window-size=1400,1800", f"--screenshot={target}", url)
+        assert done.returncode == 0, done.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10 * blank.stat().st_size
+    if os.environ.get("PETL_SCREENSHOT_DIR"):  # keep it to look at
+        shutil.copy(shot, Path(os.environ["PETL_SCREENSHOT_DIR"]) / "toy-dashboard.png")
 
 
 def test_serve_uses_optuna_dashboard_on_the_same_storage(study) -> None:

@@ -1,16 +1,20 @@
-"""The numbers behind a study's dashboard that are not fronts or effects, as pure functions of its trial
-records (no plotting here): hypervolume after each search trial, where each trial goes on the plot,
-the seed methods' mean and spread, and Optuna's parameter importances.
+"""The numbers behind a study's dashboard, as pure functions of its trial records (no plotting here):
+the one-screen overview (the front, the seed methods, what beat what, what to export), where each
+point goes on the front plot and how its stored-parameter axis is laid out, which dimension-effect
+panels have anything to show, the top parameter importances, and hypervolume after each search trial.
 """
 from __future__ import annotations
 
-import statistics
+import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from ..search.records import TrialRecord
-from .front import front, methods, study_hypervolume
+from ..search.records import TrialRecord, counts
+from .effects import DIMENSIONS, Effect, dimension_effects
+from .front import Claim, Method, best_baseline, claims, front, methods, study_hypervolume
+
+ZERO_LABEL = "0 (frozen)"  # where points with no stored Δh sit on the log axis, left of the smallest
 
 
 def hypervolume_curve(records: Sequence[TrialRecord], budget_fraction: float, metric_floor: float = 0.0
@@ -26,51 +30,223 @@ def hypervolume_curve(records: Sequence[TrialRecord], budget_fraction: float, me
     return curve
 
 
+def selected_on(records: Iterable[TrialRecord]) -> str:
+    """The set the study selected on ("search split" or "dev"), as its trained records say."""
+    return next((r.evaluated_on for r in records if r.scored), "dev")
+
+
+# ---- the stored-parameter axis -------------------------------------------------------------------
+
 @dataclass(frozen=True)
-class Point:
+class XAxis:
+    """A log axis of stored parameters (% of the backbone) from the data to a little past the budget,
+    with a place apart, left of the smallest point, for points that store nothing (a log axis has no 0).
+
+    `range` is in log10 units (as plotly takes a log axis's range); everything else is in percent."""
+
+    range: tuple[float, float]
+    budget: float
+    zero: float | None  # where 0-parameter points are drawn; None when there are none
+    gap: float | None  # between the zero place and the smallest real value: the axis is broken here
+    tickvals: tuple[float, ...]
+    ticktext: tuple[str, ...]
+
+    def x(self, percent: float) -> float:
+        """Where a point storing `percent` % of the backbone is drawn."""
+        if percent > 0:
+            return percent
+        if self.zero is None:
+            raise ValueError("this axis has no place for 0-parameter points (x_axis was given none)")
+        return self.zero
+
+
+def x_axis(percents: Iterable[float], budget: float, *, past: float = 1.25) -> XAxis:
+    """The axis for points at `percents` (% of the backbone) under a `budget` (%): from a little left of
+    the smallest positive point to `past` × the budget (or the largest point, if one lies beyond), and,
+    when some point stores nothing, a zero place apart on the left, labelled ZERO_LABEL."""
+    percents = list(percents)
+    positive = [p for p in percents if p > 0]
+    low = math.log10(min(positive, default=budget / 10)) - 0.15
+    high = math.log10(max(positive + [budget]) * past)
+    ticks = [(v, f"{v:g}%") for v in _log_ticks(low, high)]
+    zero = gap = None
+    start = low
+    if any(p == 0 for p in percents):
+        zero, gap = 10 ** (low - 0.4), 10 ** (low - 0.15)
+        start = low - 0.75  # room for the label's half left of the zero place
+        ticks.insert(0, (zero, ZERO_LABEL))
+    return XAxis((start, high), budget, zero, gap, tuple(v for v, _ in ticks), tuple(t for _, t in ticks))
+
+
+def _log_ticks(low: float, high: float) -> list[float]:
+    """Round values in [10^low, 10^high]: 1, 2, 5 × 10^k (only 10^k over a wide span, every digit over a
+    narrow one)."""
+    for mantissas in ((1,), (1, 2, 5), tuple(range(1, 10))):
+        if mantissas == (1,) and high - low <= 3:
+            continue
+        values = [float(f"{m}e{k}") for k in range(math.floor(low), math.ceil(high) + 1) for m in mantissas]
+        inside = [v for v in values if low <= math.log10(v) <= high]
+        if len(inside) >= 3 or mantissas == tuple(range(1, 10)):
+            return inside
+    return []
+
+
+# ---- the front plot -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PlotPoint:
+    """One marker: a trained point over its seeds, or an unscored trial on the strip under the lowest."""
+
     number: int
     kind: str
     label: str
-    status: str  # front | dominated | pruned | failed | over_budget
-    percent: float | None  # stored parameters, % of the backbone
-    metric: float | None
-    reason: str | None
+    percent: float  # stored Δh, % of the backbone
+    stored_params: int
+    x: float  # where it is drawn (the zero place for a point that stores nothing)
+    y: float  # mean selected score over seeds; the strip for an unscored trial
+    std: float = 0.0
+    seeds: int = 0
+    dev: float | None = None  # mean on the official dev set, when it has one
+    dev_std: float = 0.0
+    reason: str | None = None  # why an unscored trial has no score
 
 
-def scatter_points(records: Iterable[TrialRecord], score: str = "") -> list[Point]:
-    """Every trial with its place on the plot: on the front (of points over their seeds), dominated, or
-    not scored (and why)."""
-    records = list(records)
-    on_front = {m.number for m in front(methods(records, score))}
-    points = []
+@dataclass(frozen=True)
+class FrontPlot:
+    """The front plot's data: markers by group (search points on the front and dominated, each over its
+    seeds; search or baseline trials stopped early or failed; one marker per seed method at its mean),
+    the Pareto line through the front (baselines included), the axis, and what is not drawn and why."""
+
+    groups: Mapping[str, tuple[PlotPoint, ...]]  # front, dominated, pruned, failed, baselines (even if empty)
+    line: tuple[tuple[float, float], ...]  # (x, mean) of the front's points, by stored parameters
+    axis: XAxis
+    strip: float | None  # the y of unscored trials
+    selected_on: str
+    not_drawn: Mapping[str, int]  # trials with no marker of their own: reseeds, duplicates, over budget, no size
+
+
+def front_plot(records: Sequence[TrialRecord], score: str, budget_fraction: float,
+               references: Mapping[str, Mapping[str, float] | None] | None = None) -> FrontPlot:
+    """Where everything goes on the front plot (selected score, mean over seeds, vs stored parameters)."""
+    points = methods(records, score, references)
+    on_front = {m.number for m in front(points)}
+    trained = {"front": [], "dominated": [], "baselines": []}
+    for m in points:
+        key = "baselines" if m.kind == "baseline" else "front" if m.number in on_front else "dominated"
+        trained[key].append(m)
+    unscored: dict[str, list[TrialRecord]] = {"pruned": [], "failed": []}
+    no_size = 0
     for r in records:
-        # a duplicate or a reseed sits on its original's spot; an interrupted trial was queued again
-        if r.kind in ("duplicate", "reseed") or r.extra.get("interrupted") or r.state in ("RUNNING", "WAITING"):
+        if r.kind not in ("search", "baseline") or r.scored or r.extra.get("interrupted") or \
+                r.state not in ("PRUNED", "FAIL"):
             continue
-        if r.kind == "over_budget":
-            status = "over_budget"
-        elif r.scored:
-            status = "front" if r.number in on_front else "dominated"
+        if r.stored_fraction is None:
+            no_size += 1
         else:
-            status = "pruned" if r.state == "PRUNED" else "failed"
-        percent = 100 * r.stored_fraction if r.stored_fraction is not None else None
-        points.append(Point(r.number, r.kind, r.label, status, percent, r.metric if r.scored else None, r.reason))
-    return points
+            unscored["pruned" if r.state == "PRUNED" else "failed"].append(r)
+    percents = [100 * m.stored_fraction for group in trained.values() for m in group] + \
+               [100 * r.stored_fraction for group in unscored.values() for r in group]
+    axis = x_axis(percents, 100 * budget_fraction)
+    means = [m.mean for group in trained.values() for m in group]
+    strip = None
+    if any(unscored.values()):
+        low, high = min(means, default=0.0), max(means, default=0.0)
+        strip = low - max(0.02, 0.08 * (high - low))
+
+    def drawn(m: Method) -> PlotPoint:
+        percent = 100 * m.stored_fraction
+        return PlotPoint(m.number, m.kind, m.label, percent, m.stored_params, axis.x(percent), m.mean, m.std,
+                         len(m.scores), m.dev_mean, m.dev_std)
+
+    def stopped(r: TrialRecord) -> PlotPoint:
+        percent = 100 * r.stored_fraction
+        return PlotPoint(r.number, r.kind, r.label, percent, r.stored_params or 0, axis.x(percent), strip,
+                         reason=r.reason)
+
+    groups = {"front": tuple(sorted((drawn(m) for m in trained["front"]), key=lambda p: p.percent)),
+              "dominated": tuple(drawn(m) for m in trained["dominated"]),
+              "pruned": tuple(stopped(r) for r in unscored["pruned"]),
+              "failed": tuple(stopped(r) for r in unscored["failed"]),
+              "baselines": tuple(drawn(m) for m in trained["baselines"])}
+    c = counts(records)
+    not_drawn = {"reseed": c["reseed"], "duplicate": c["duplicate"], "over_budget": c["over_budget"],
+                 "no_size": no_size}
+    line = tuple((axis.x(100 * m.stored_fraction), m.mean) for m in front(points))
+    return FrontPlot(groups, line, axis, strip, selected_on(records), not_drawn)
 
 
-def seed_methods(records: Iterable[TrialRecord]) -> list[dict[str, Any]]:
-    """Each baseline label: mean ± std metric over its seeds and its stored share (for labels on the plot)."""
-    groups: dict[str, list[TrialRecord]] = {}
-    for r in records:
-        if r.kind == "baseline" and r.scored:
-            groups.setdefault(r.label, []).append(r)
-    out = []
-    for label, rs in sorted(groups.items()):
-        scores = [r.metric for r in rs]
-        out.append({"label": label, "n": len(rs), "mean": statistics.mean(scores),
-                    "std": statistics.stdev(scores) if len(rs) > 1 else 0.0,
-                    "percent": 100 * rs[0].stored_fraction, "stored_params": rs[0].stored_params})
-    return out
+# ---- the overview: the front, the seed methods, what beat what, what to export --------------------
+
+@dataclass(frozen=True)
+class ExportChoice:
+    number: int
+    label: str
+    why: str
+    command: str
+
+
+@dataclass(frozen=True)
+class Overview:
+    selected_on: str
+    front: tuple[Method, ...]  # selected on `selected_on`, mean over seeds; baselines included
+    baselines: tuple[Method, ...]  # the seed methods, one per label
+    reference: Method | None  # the best baseline on `selected_on`: what the claims are against
+    claims: tuple[Claim, ...]  # the front's search points no larger than the reference, judged on dev
+    best_claim: Claim | None  # the holding claim with the largest dev difference (fewest parameters on ties)
+    export: ExportChoice | None
+
+
+def overview(records: Sequence[TrialRecord], score: str, *, budget_fraction: float, study_file: str,
+             study_name: str, references: Mapping[str, Mapping[str, float] | None] | None = None) -> Overview:
+    """What the top of the dashboard answers. What to export: the best claim's point; without one, the
+    front point within the budget with the best selected score (fewest parameters on ties)."""
+    points = methods(records, score, references)
+    line = tuple(front(points))
+    reference = best_baseline(points)
+    found = tuple(claims(points, reference)) if reference is not None else ()
+    best = max((c for c in found if c.holds), key=lambda c: (c.comparison.difference, -c.point.stored_params),
+               default=None)
+    if best is not None:
+        chosen, why = best.point, (f"the best claim: {best.comparison.difference:+.4f} on dev against "
+                                   f"{best.against.label}, over {len(best.point.dev)} seeds")
+    else:
+        within = [m for m in line if m.stored_fraction <= budget_fraction]
+        chosen = max(within, key=lambda m: (m.mean, -m.stored_params), default=None)
+        why = (f"no search point beats the best baseline on dev; the front point within the budget with the "
+               f"best {score} on the {selected_on(records)}")
+    export = None
+    if chosen is not None:
+        export = ExportChoice(chosen.number, chosen.label, why, f"petl-search export {study_file} --trial "
+                              f"{chosen.number} --out exports/{study_name}-trial{chosen.number}")
+    baselines = tuple(sorted((m for m in points if m.kind == "baseline"), key=lambda m: m.stored_params))
+    return Overview(selected_on(records), line, baselines, reference, found, best, export)
+
+
+# ---- dimension effects and importances ----------------------------------------------------------
+
+def effect_panels(records: Iterable[TrialRecord], dimensions: Iterable[str] = DIMENSIONS
+                  ) -> tuple[dict[str, list[Effect]], list[str]]:
+    """The dimensions with something to compare (each with its effects), and those with nothing yet
+    (no budget band holds two of their values): the dashboard draws the first and names the second."""
+    records = list(records)
+    shown, empty = {}, []
+    for dimension in dimensions:
+        effects = dimension_effects(records, dimension)
+        if effects:
+            shown[dimension] = effects
+        else:
+            empty.append(dimension)
+    return shown, empty
+
+
+def top_importances(scores: Mapping[str, float], top: int = 10) -> list[tuple[str, float]]:
+    """The `top` most important parameters, largest first, and the rest summed into one
+    "other N parameters" entry (left out when there is no rest)."""
+    ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    head, rest = ordered[:top], ordered[top:]
+    if rest:
+        head.append((f"other {len(rest)} parameters", sum(v for _, v in rest)))
+    return head
 
 
 def importances(study: Any, *, min_trials: int = 4) -> tuple[dict[str, float], str]:

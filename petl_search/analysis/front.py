@@ -152,6 +152,17 @@ class Claim:
         """Reseeded, and its dev mean at least the baseline's."""
         return len(self.point.scores) > 1 and self.comparison is not None and self.comparison.difference >= 0
 
+    @property
+    def verdict(self) -> str:
+        """The answer in words: beats it (beyond seed noise or within it), below it, or why there is none."""
+        if self.comparison is None:
+            return "no dev score to compare"
+        if len(self.point.scores) < 2:
+            return "needs reseeds to claim anything (one seed)"
+        if self.holds:
+            return "beats it beyond seed noise" if self.comparison.low > 0 else "beats it, within seed noise"
+        return "below it"
+
 
 def claims(points: Sequence[Method], reference: Method) -> list[Claim]:
     """The front's search points with no more stored parameters than `reference`, each compared with it

@@ -54,11 +54,8 @@ def claim_line(claim: Claim) -> str:
         return f"  #{m.number} ({m.stored_params:,}): no dev score to compare"
     c = claim.comparison
     interval = "" if math.isnan(c.low) else f" [95% CI {c.low:+.4f}, {c.high:+.4f}]"
-    verdict = ("needs reseeds to claim anything (one seed)" if len(m.scores) < 2 else
-               "beats it" + (" beyond seed noise" if c.low > 0 else ", within seed noise") if claim.holds else
-               "below it")
     return (f"  #{m.number} ({m.stored_params:,}): dev {c.a.mean:.4f} ± {c.a.std:.4f} over {len(c.a.scores)} seeds "
-            f"vs {c.b.mean:.4f} ± {c.b.std:.4f} over {len(c.b.scores)}: {c.difference:+.4f}{interval}: {verdict}")
+            f"vs {c.b.mean:.4f} ± {c.b.std:.4f} over {len(c.b.scores)}: {c.difference:+.4f}{interval}: {claim.verdict}")
 
 
 def study_references(study: Any) -> Mapping[str, Mapping[str, float] | None]:
