@@ -13,6 +13,7 @@ layers below it can be imported without torch):
     load_space / load_study     search spaces and study files (YAML)
     load(model, folder)         put an exported study result (Δh + task head) on a base model
     resolve_model(name)         a packaged model's folder (offline), else the name
+    quiet_loading()             no weight-loading report while building a model whose head is loaded next
 
 The package is layered; each layer imports only the ones before it (a test checks):
     core → nn → training → search → analysis → cli, export
@@ -33,6 +34,7 @@ _EXPORTS = {
     "remove_petl": "nn.inject", "merge_petl": "nn.merge", "mergeable": "nn.merge",
     "save_petl": "nn.serialization", "load_petl": "nn.serialization",
     "TrainConfig": "training.config", "train": "training.trainer", "resolve_model": "training.models",
+    "quiet_loading": "training.models",
     "load_space": "search.space", "load_study": "search.study",
     "load": "export",
 }

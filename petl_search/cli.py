@@ -27,7 +27,7 @@ from .core.config import PETLConfig
 from .core.errors import PETLError
 from .core.params import count_params
 from .core.presets import PRESETS, preset
-from .training.models import DEFAULT_ENCODER, load_model_config as _model_config
+from .training.models import DEFAULT_ENCODER, load_model_config
 
 
 def _value(text: str) -> Any:
@@ -45,6 +45,11 @@ def _preset_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
             raise PETLError(f"--arg must look like KEY=VALUE, but got {pair!r}")
         kwargs[key] = _value(value)
     return kwargs
+
+
+def _model_config(name: str) -> Any:
+    """The --model's config, offline first; an unknown name fails at once, saying what --model may be."""
+    return load_model_config(name, field="--model")
 
 
 def _row(name: str, config: PETLConfig, model_config: Any) -> str:
@@ -88,22 +93,15 @@ def cmd_count(args: argparse.Namespace) -> None:
                       "model": args.model, "params": counted.to_dict()}, indent=2, sort_keys=True))
 
 
-def _quiet_transformers() -> None:
-    """No weight-loading reports (a new task head is expected to be missing from the checkpoint)."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-
-
 def cmd_train(args: argparse.Namespace) -> None:
-    _quiet_transformers()
+    from datasets.utils import logging as datasets_logging
     from tqdm import tqdm
 
     from .training.config import TrainConfig
-    from .training.tasks import get_task, load_task
+    from .training.tasks import default_glue_dir, get_task, load_cached_task, load_task
     from .training.trainer import train
 
-    get_task(args.task)  # a typo fails here, in one line, before anything starts
+    task = get_task(args.task)  # a typo fails here, in one line, before anything starts
     if args.hub and args.data_dir is not None:
         raise PETLError(f"--hub and --data-dir exclude each other (--hub reads the task from the Hugging Face Hub, "
                         f"--data-dir from a folder): keep one, but got --hub and --data-dir {args.data_dir}")
@@ -112,6 +110,18 @@ def cmd_train(args: argparse.Namespace) -> None:
                                eval_every=args.eval_every, seed=args.seed, threads=args.threads,
                                max_seconds=args.max_seconds)
     print(f"training {name}: {config.describe()} on {args.task} with {args.model}", file=sys.stderr)
+    # One progress display, the trainer's: while the data loads, one line instead of datasets' bars
+    # (generating splits, mapping, casting), which would interleave with it.
+    source = "the Hugging Face Hub" if args.hub else args.data_dir or (
+        default_glue_dir() if task.kind != "seq2seq" else None)
+    print(f"loading {args.task}" + (f" from {source}" if source else ""), file=sys.stderr, flush=True)
+    bars = datasets_logging.is_progress_bar_enabled()
+    datasets_logging.disable_progress_bar()
+    try:
+        data = load_task(args.task, hub=True) if args.hub else load_cached_task(args.task, args.data_dir)
+    finally:
+        if bars:
+            datasets_logging.enable_progress_bar()
     # A live bar on a terminal; in a log (not a TTY) only the evaluation lines, one per evaluation.
     with tqdm(total=args.steps, unit="step", file=sys.stderr, dynamic_ncols=True,
               disable=not sys.stderr.isatty()) as bar:
@@ -122,7 +132,6 @@ def cmd_train(args: argparse.Namespace) -> None:
         def on_eval(step: int, scores: dict[str, float]) -> None:
             bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), file=sys.stderr)
 
-        data = load_task(args.task, hub=True) if args.hub else None
         result = train(config, args.task, model=args.model, train_config=train_config, data_dir=args.data_dir,
                        data=data, on_eval=on_eval, progress=progress, full_finetune=args.full)
     record = result.to_dict()
@@ -133,6 +142,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(json.dumps(summary, indent=2, sort_keys=True))
     if result.status == "failed":
         raise PETLError(f"training failed: {result.reason}")
+    warning = result.learnt_nothing()
+    if warning:
+        print(f"petl-search: warning: {warning}", file=sys.stderr)
 
 
 def _study(args: argparse.Namespace) -> Any:
@@ -214,7 +226,6 @@ def cmd_export(args: argparse.Namespace) -> None:
     from .search.records import read_records, trained_trial
     from .search.storage import open_study
 
-    _quiet_transformers()
     spec = _study(args)
     if (args.trial is None) == (not args.best):
         raise PETLError("say which trial: --trial N, or --best [--max-params F] (not both)")
@@ -238,7 +249,6 @@ def cmd_reseed(args: argparse.Namespace) -> None:
 
     from .search.inline import reseed_trial
 
-    _quiet_transformers()
     spec = _study(args)
     try:
         records = reseed_trial(spec, args.trial, args.seeds,

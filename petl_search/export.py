@@ -8,9 +8,10 @@ task, trainer budget, seed): on the same machine and device that gives the trial
 and the export checks it (the dev metric must equal the stored one). `--steps N` or `--full-train`
 trains longer instead. The folder holds `config.json` + `weights.safetensors` (Δh, as `save_petl`
 writes them), `head.safetensors` (the task head trained with it), `trial.json` (the study's record),
-`README.md` (a card: task, metric, parameters, how to load) and, where the configuration is plain LoRA
-on attention projections, `peft/` (a folder PEFT loads). It is written to a temporary folder and moved
-into place, so a failed export leaves nothing half-written; an existing folder is kept unless `force`.
+`README.md` (a card: task, metric, parameters, and how to load, in snippets that run as written) and,
+where the configuration is plain LoRA on attention projections, `peft/` (a folder PEFT loads). It is
+written to a temporary folder and moved into place, so a failed export leaves nothing half-written; an
+existing folder is kept unless `force`. The folder and its files get the modes the user's umask gives.
 """
 from __future__ import annotations
 
@@ -28,12 +29,12 @@ from safetensors.torch import load_file, save_file
 
 from .core.config import PETLConfig
 from .core.errors import PETLError
+from .core.params import percent
 from .nn.inject import remove_petl
 from .nn.merge import merge_petl
-from .nn.serialization import load_petl, save_petl
+from .nn.serialization import load_petl, save_petl, umask_permissions
 from .search.records import TrialRecord
 from .search.study import StudySpec
-
 from .training.models import head_modules
 from .training.tasks import get_task, load_cached_task
 from .training.trainer import train
@@ -46,6 +47,9 @@ PEFT_DIR = "peft"
 
 def peft_lora_config(config: PETLConfig, model: Any) -> tuple[dict[str, Any] | None, str]:
     """PEFT LoraConfig arguments when `config` (on `model`) is plain LoRA on separate projections, else why not."""
+    if config.is_empty:
+        return None, ("the configuration has no Δh (the frozen backbone): there is nothing for PEFT to hold; "
+                      "the exported folder holds only the task head")
     heads = config.attn_heads
     if heads is not None and heads.form == "prefix" and all(getattr(config, s) is None for s in ("attn_out", "attn_qkv", "ffn")):
         return None, ("PEFT's prefix tuning shifts position ids by the prefix length, so a PEFT folder would not "
@@ -87,6 +91,7 @@ def export_trial(spec: StudySpec, record: TrialRecord, out: str | Path, *, force
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not force:
         raise PETLError(f"{out} exists and is not empty; pass --force to replace it")
+    spec.model_config()  # an unknown model fails now, naming the study file, not after the data is loaded
     task = get_task(spec.task)
     train_config = spec.train_config(record.seed if record.seed is not None else spec.seed)
     if full_train:
@@ -107,7 +112,10 @@ def export_trial(spec: StudySpec, record: TrialRecord, out: str | Path, *, force
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        peft_status = write_folder(staging, result, spec, record, reproduced)
+        peft_status = write_folder(staging, result, spec, record, reproduced, final=out)
+        # mkdtemp's folder is private (0700) and safetensors writes its files 0600: the user's umask decides
+        for path in (staging, *staging.rglob("*")):
+            path.chmod(umask_permissions(0o777 if path.is_dir() else 0o666))
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
@@ -117,7 +125,9 @@ def export_trial(spec: StudySpec, record: TrialRecord, out: str | Path, *, force
     return Exported(out, record, metric, reproduced, peft_status)
 
 
-def write_folder(folder: Path, result: Any, spec: StudySpec, record: TrialRecord, reproduced: bool | None) -> str:
+def write_folder(folder: Path, result: Any, spec: StudySpec, record: TrialRecord, reproduced: bool | None, *,
+                 final: Path | None = None) -> str:
+    """Write the export into `folder`; `final` is where it will be moved (the card's snippets load from there)."""
     model = result.trained_model
     save_petl(model, folder, overwrite=True, metadata={"study": spec.name, "trial": record.number,
                                                         "task": spec.task, "base_model": spec.model})
@@ -133,7 +143,7 @@ def write_folder(folder: Path, result: Any, spec: StudySpec, record: TrialRecord
                 "train_config": result.train_config, "petl_config": record.config}
     (folder / TRIAL_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     peft_status = write_peft(folder / PEFT_DIR, model, PETLConfig.from_dict(record.config), heads)
-    (folder / CARD_FILE).write_text(card(document, peft_status))
+    (folder / CARD_FILE).write_text(card(document, peft_status, (final or folder).resolve()))
     return peft_status
 
 
@@ -183,7 +193,9 @@ def load(model: Any, directory: str | Path, *, merge: bool = False) -> Any:
     return model
 
 
-def card(doc: dict[str, Any], peft_status: str) -> str:
+def card(doc: dict[str, Any], peft_status: str, folder: Path) -> str:
+    """The folder's README: what it holds, how well it scores, and snippets that run as written (each
+    defines what it uses, and loads from `folder`, where the export was written)."""
     params = doc["params"]
     main = doc["main_metric"]
     check = {True: f"equal to the trial's {doc['trial_metric']:.4f}: the trial's model, reproduced",
@@ -193,8 +205,15 @@ def card(doc: dict[str, Any], peft_status: str) -> str:
     seq2seq = task.kind == "seq2seq"
     head = "AutoModelForSeq2SeqLM" if seq2seq else "AutoModelForSequenceClassification"
     labels = "" if seq2seq else f", num_labels={task.num_labels}"
-    peft_text = ("`peft/` holds the same LoRA for PEFT:\n\n```python\nfrom peft import PeftModel\n"
-                 f"model = PeftModel.from_pretrained({head}.from_pretrained(base{labels}), \"peft\")\n```\n"
+    base_model = f"""from transformers import {head}
+import petl_search
+
+folder = {str(folder)!r}  # this folder (where petl-search export wrote it)
+base = petl_search.resolve_model({doc['base_model']!r})
+with petl_search.quiet_loading():  # the task head is reported missing: it is loaded from this folder next
+    model = {head}.from_pretrained(base{labels})"""
+    peft_text = (f"`peft/` holds the same LoRA for PEFT:\n\n```python\nfrom peft import PeftModel\n{base_model}\n"
+                 f"model = PeftModel.from_pretrained(model, f\"{{folder}}/peft\")\n```\n"
                  if peft_status == "written" else f"PEFT folder: {peft_status}.\n")
     return f"""# {doc['label']}
 
@@ -205,7 +224,7 @@ Exported from study `{doc['study']}`, trial {doc['trial']} ({doc['kind']}), by p
 | base model | `{doc['base_model']}` |
 | task | `{doc['task']}` |
 | {main} (dev) | {doc['exported_metric']:.4f} ({check}) |
-| Δh stored parameters | {params['delta_stored']:,} ({100 * params['delta_stored_fraction']:.3f}% of the backbone's {params['backbone']:,}) |
+| Δh stored parameters | {params['delta_stored']:,} ({percent(params['delta_stored_fraction'])} of the backbone's {params['backbone']:,}) |
 | task head parameters | {params['head']:,} |
 | trained for | {doc['train_config']['max_steps']} steps of batch {doc['train_config']['batch_size']}, seed {doc['train_config']['seed']} |
 
@@ -214,15 +233,9 @@ Design point (`config.json`): `{json.dumps(doc['petl_config'], sort_keys=True)}`
 ## Load it
 
 ```python
-from transformers import {head}
-import petl_search
-from petl_search import resolve_model
-
-base = resolve_model("{doc['base_model']}")
-model = {head}.from_pretrained(base{labels})
-petl_search.load(model, "path/to/this/folder")            # Δh + the trained task head
-# petl_search.load(model, "path/to/this/folder", merge=True)  # fold linear Δh into the weights
+{base_model}
+petl_search.load(model, folder)  # Δh + the trained task head
+# petl_search.load(model, folder, merge=True)  # also fold linear Δh into the weights
 ```
 
 {peft_text}"""
-

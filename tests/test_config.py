@@ -1,6 +1,7 @@
 """PETLConfig / DeltaSpec: validation messages, canonical form, and exact counts on random points."""
 from __future__ import annotations
 
+import inspect
 import random
 
 import pytest
@@ -48,10 +49,34 @@ def test_bad_preset_name_and_arguments() -> None:
         ps.preset("mamba")
     with pytest.raises(ps.PETLConfigError, match=r"preset 'lora' takes arguments \['r', 's', 'alpha', 'projections'\]"):
         ps.preset("lora", rank=4)
-    with pytest.raises(ps.PETLConfigError, match=r"ffn.size must be a positive integer, but got 0"):
+    with pytest.raises(ps.PETLConfigError, match=r"^scaled_parallel_adapter: r must be a positive integer, but got 0$"):
         ps.presets.scaled_parallel_adapter(r=0)
     with pytest.raises(ps.PETLConfigError, match=r"DeltaSpec.size must be divisible by heads=5"):
         DeltaSpec(form="bottleneck", size=12, heads=5)
+
+
+# A bad value for each argument of each preset, and the requirement its message must state.
+BAD_ARGUMENTS = {
+    "r": (-3, "a positive integer"), "l": (0, "a positive integer"), "r_per_head": (-3, "a positive integer"),
+    "heads": (0, "a positive integer"), "prefix_len": (-1, "a positive integer"), "ffn_r": (2.5, "a positive integer"),
+    "s": (-1.0, "a positive finite number"), "alpha": (0, "a positive finite number"),
+    "reparam": (0, "a positive integer (the prefix MLP's width) or null"), "activation": ("swish", "one of ['relu'"),
+    "init": ("xavier", "one of ['bert', 'lora']"), "site": ("attn", "one of ['attn_heads'"),
+    "projections": (["q", "q"], "a non-empty list of distinct values from ['q', 'k', 'v']"),
+}
+
+
+@pytest.mark.parametrize("name, argument", [(name, argument) for name, build in ps.PRESETS.items()
+                                            for argument in inspect.signature(build).parameters])
+def test_a_bad_preset_argument_is_named_as_the_preset_names_it(name, argument) -> None:
+    """`lora: r must be a positive integer, but got -3`, not the DeltaSpec field r sets (attn_qkv.size):
+    for every argument of every preset, through preset() as the CLI and studies call it."""
+    value, requirement = BAD_ARGUMENTS[argument]
+    kwargs = {"heads": 4} if name == "mh_parallel_adapter" and argument != "heads" else {}
+    with pytest.raises(ps.PETLConfigError) as info:
+        ps.preset(name, **kwargs, **{argument: value})
+    assert str(info.value).startswith(f"{name}: {argument} must be {requirement}"), str(info.value)
+    assert str(info.value).endswith(f", but got {value!r}")
 
 
 def test_unsupported_architecture_lists_the_supported_ones() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -97,6 +98,77 @@ def test_export_reproduces_the_trial_and_loads_with_the_same_predictions(study, 
     assert json.loads((done.folder / "trial.json").read_text())["exported_metric"] == lora.metric
 
 
+def test_export_follows_the_umask_and_its_card_runs_as_written(study, tmp_path) -> None:
+    """Folders and files get the modes the user's umask gives (not tempfile's private 0700/0600), and the
+    card's Python snippets, run as they stand, load the export (Δh + head, and the PEFT folder) onto the
+    base model with the exported model's outputs."""
+    records = read_records(optuna.load_study(study_name="toy", storage=study.storage))
+    lora = next(r for r in records if r.kind == "baseline" and r.label == "lora(r=4)")
+    old = os.umask(0o002)
+    try:
+        done = export_trial(study, lora, tmp_path / "exported", progress=lambda line: None)
+    finally:
+        os.umask(old)
+    paths = [done.folder, *done.folder.rglob("*")]
+    modes = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in paths}
+    assert modes == {k: oct(0o775 if (tmp_path / k).is_dir() else 0o664) for k in modes}, modes
+    expected = dev_logits(petl_search.load(fresh_model(study), done.folder), study)
+    snippets = re.findall(r"```python\n(.*?)```", (done.folder / "README.md").read_text(), re.S)
+    assert len(snippets) == 2  # petl_search.load, then PEFT
+    for code in snippets:
+        namespace: dict = {}
+        exec(compile(code, str(done.folder / "README.md"), "exec"), namespace)  # as written: nothing defined first
+        torch.testing.assert_close(dev_logits(namespace["model"], study), expected, atol=1e-5, rtol=0)
+
+
+def test_save_petl_follows_the_umask(tmp_path) -> None:
+    from conftest import make_model
+
+    model = petl_search.apply_petl(make_model("bert"), petl_search.presets.lora(r=2))
+    old = os.umask(0o027)
+    try:
+        folder = petl_search.save_petl(model, tmp_path / "saved")
+    finally:
+        os.umask(old)
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in folder.iterdir()} == {
+        "config.json": "0o640", "weights.safetensors": "0o640"}
+
+
+def test_a_model_whose_head_is_loaded_next_is_built_without_a_load_report(study) -> None:
+    """The new task head is 'MISSING ... newly initialized' by design: load_model (training, export checks)
+    and petl_search.quiet_loading (the card) keep that report quiet for the call only, not globally."""
+    from transformers.utils import logging as hf_logging
+
+    records: list = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    library = logging.getLogger("transformers")
+    old = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_warning()  # conftest quiets transformers for every test; a user's default is this
+    library.addHandler(handler)
+    reports: list[list[str]] = []
+
+    def report_of(build) -> None:
+        records.clear()
+        build()
+        reports.append([r.getMessage() for r in records if "LOAD REPORT" in r.getMessage()])
+
+    try:
+        from transformers import AutoModelForSequenceClassification
+
+        report_of(lambda: load_model(study.model, get_task(study.task), 0))
+        assert hf_logging.get_verbosity() == hf_logging.WARNING  # restored after the call
+        report_of(lambda: AutoModelForSequenceClassification.from_pretrained(study.model, num_labels=2))
+        with petl_search.quiet_loading():
+            report_of(lambda: AutoModelForSequenceClassification.from_pretrained(study.model, num_labels=2))
+    finally:
+        library.removeHandler(handler)
+        hf_logging.set_verbosity(old)
+    quiet, plain, in_context = reports
+    assert "MISSING" in plain[0]  # the report this is about, where nothing silences it
+    assert quiet == [] and in_context == []
+
+
 def test_export_of_a_non_lora_point_has_no_peft_folder_and_says_why(study, tmp_path) -> None:
     records = read_records(optuna.load_study(study_name="toy", storage=study.storage))
     houlsby = next(r for r in records if r.label == "houlsby(r=4)")
@@ -114,7 +186,9 @@ def test_peft_expressibility_is_decided_with_a_reason() -> None:
     args, _ = peft_lora_config(petl_search.presets.lora(r=2, alpha=4.0), model)
     assert args == {"r": 2, "lora_alpha": 4.0, "target_modules": ["query", "value"], "lora_dropout": 0.0,
                     "bias": "none"}
-    for config, why in [(petl_search.presets.prefix_tuning(l=3, reparam=None), "shifts position ids"),
+    for config, why in [(petl_search.PETLConfig(), "the configuration has no Δh (the frozen backbone): there is "
+                         "nothing for PEFT to hold; the exported folder holds only the task head"),
+                        (petl_search.presets.prefix_tuning(l=3, reparam=None), "shifts position ids"),
                         (petl_search.presets.houlsby(r=2), "Δh at other sites"),
                         (petl_search.presets.mam(prefix_len=2, ffn_r=4), "Δh at other sites")]:
         assert why in peft_lora_config(config, petl_search.apply_petl(make_model("bert"), config))[1]
@@ -147,8 +221,8 @@ def test_a_trial_that_was_not_trained_to_the_end_is_refused_with_its_reason() ->
         trained_trial(records, 999)
     assert best_trial(records).number == 1  # the best metric, whatever its kind among trained points
     assert best_trial(records, max_params=0.0015).number == 0
-    with pytest.raises(PETLError, match=r"no completed trial stores at most 0.0000% of the backbone \(the "
-                                        r"smallest, trial 0, stores 0.1000%\)"):
+    with pytest.raises(PETLError, match=r"no completed trial stores at most 0.0000001% of the backbone \(the "
+                                        r"smallest, trial 0, stores 0.1%\)"):
         best_trial(records, max_params=1e-9)
     with pytest.raises(PETLError, match="no completed trials"):
         best_trial([r for r in records if not r.scored])

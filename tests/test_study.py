@@ -13,9 +13,10 @@ import yaml
 from petl_search.core.config import PETLConfig
 from petl_search.core.errors import PETLError
 from petl_search.search.records import read_records
-from petl_search.core.params import count_params
+from petl_search.core.params import budget_text, count_params, percent
+from petl_search.core.presets import preset
 from petl_search.search.proposer import Proposer
-from petl_search.search.storage import open_store, open_study, reconcile
+from petl_search.search.storage import open_store, open_study, reconcile, upgrade
 from petl_search.search.budget import fit_to_budget
 from petl_search.search.samplers import make_sampler
 from petl_search.search.study import Baseline, StudyError, load_study, parse_study
@@ -96,6 +97,20 @@ def test_a_missing_or_broken_file_is_one_clear_error(tmp_path) -> None:
         load_study(tmp_path / "broken.yaml")
 
 
+def test_a_study_name_that_is_not_found_says_where_it_looked(tmp_path, monkeypatch) -> None:
+    """`petl-search status NAME` outside the checkout: the error lists the paths tried and says that the
+    YAML file's path works from anywhere; a name under ./studies/ still loads."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StudyError) as info:
+        load_study("quickstart")
+    assert str(info.value) == (f"study 'quickstart' not found: tried quickstart and studies/quickstart.yaml (from "
+                               f"{tmp_path}); give the path to the study's YAML file (e.g. path/to/quickstart.yaml), "
+                               f"which works from any folder")
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "mine.yaml").write_text(yaml.safe_dump(study_data(tmp_path, name="mine")))
+    assert load_study("mine").source == "studies/mine.yaml"
+
+
 @pytest.mark.parametrize("name", ["tpe", "nsga2", "gp", "random"])
 def test_every_sampler_is_built(tmp_path, name) -> None:
     spec = parse_study(study_data(tmp_path, sampler={"name": name, "seed": 3, **({"startup_trials": 4} if name in
@@ -129,6 +144,35 @@ def test_baselines_are_fitted_to_the_largest_size_within_budget(preset, args) ->
 def test_a_baseline_that_cannot_fit_is_refused() -> None:
     with pytest.raises(StudyError, match="does not fit the budget .* even with r=1"):
         fit_to_budget(Baseline("houlsby"), 1e-6, TINY_CONFIGS["bert"]())
+
+
+def test_a_baseline_that_cannot_fit_names_the_study_file_the_entry_and_a_readable_budget(tmp_path) -> None:
+    """budget: 0.0000001 is 1e-07 (0.00001% of the backbone), not 0.0000%; the error is raised where a run
+    starts (the storage's upgrade, then the proposer) and names the file and baselines[i]."""
+    path = tmp_path / "tiny_budget.yaml"
+    path.write_text(yaml.safe_dump(study_data(tmp_path, budget=0.0000001, baselines=["lora", "houlsby"])))
+    spec = load_study(path)
+    model_config = TINY_CONFIGS["bert"]()
+    stored = count_params(preset("lora", r=1), model_config)
+    expected = (f"{path}: baselines[0] (lora) does not fit the budget 1e-07 (0.00001% of the backbone): even with r=1 it "
+                f"stores {100 * stored.stored_fraction:.3g}% of the backbone ({stored.stored:,} parameters); raise "
+                f"`budget` or remove this baseline")
+    for start in (lambda: upgrade(open_store(spec), spec, model_config), lambda: Proposer(open_store(spec), spec, model_config)):
+        with pytest.raises(StudyError) as info:
+            start()
+        assert str(info.value) == expected
+    path.write_text(yaml.safe_dump(study_data(tmp_path, baselines=["lora", {"preset": "houlsby", "args": {"r": -3}}],
+                                              storage=f"sqlite:///{tmp_path / 'other.db'}")))
+    spec = load_study(path)
+    with pytest.raises(StudyError) as info:
+        Proposer(open_store(spec), spec, model_config)
+    assert str(info.value) == f"{path}: baselines[1].args: houlsby: r must be a positive integer, but got -3"
+
+
+def test_budgets_and_fractions_read_well_at_any_size() -> None:
+    assert [percent(f) for f in (1e-07, 0.0032460396, 0.05, 1e-09, 0.0)] == ["0.00001%", "0.325%", "5%", "0.0000001%", "0%"]
+    assert budget_text(0.0000001) == "1e-07 (0.00001% of the backbone)"
+    assert budget_text(0.01) == "0.01 (1% of the backbone)"
 
 
 def completed(proposer: Proposer, number: int, metric: float) -> dict:

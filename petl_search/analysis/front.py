@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from ..core.errors import PETLError
+from ..core.params import percent
 from ..search.pareto import hypervolume_2d, pareto_front
 from ..search.records import TrialRecord
 from .comparison import Comparison, Side, compare, spread
@@ -215,6 +216,6 @@ def best_trial(records: Iterable[TrialRecord], *, max_params: float | None = Non
     pool = [r for r in scored if max_params is None or r.stored_fraction <= max_params]
     if not pool:
         smallest = min(scored, key=lambda r: r.stored_fraction)
-        raise PETLError(f"no completed trial stores at most {max_params:.4%} of the backbone (the smallest, "
-                        f"trial {smallest.number}, stores {smallest.stored_fraction:.4%})")
+        raise PETLError(f"no completed trial stores at most {percent(max_params)} of the backbone (the smallest, "
+                        f"trial {smallest.number}, stores {percent(smallest.stored_fraction)})")
     return max(pool, key=lambda r: (r.metric, -r.stored_params, -r.number))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+from ..core.params import percent
 from ..search.records import TrialRecord, counts
 from ..search.storage import REFERENCES_KEY
 from ..search.study import StudySpec
@@ -19,10 +20,10 @@ def progress_line(record: TrialRecord, records: list[TrialRecord], total: int, s
                   elapsed: float) -> str:
     done = sum(v for k, v in counts(records).items() if k in ("completed", "pruned", "failed"))
     search_front = front(methods(records, spec.main_metric), kinds=("search",))
-    outcome = (f"{record.metric:.4f} at {record.stored_fraction:.3%}" if record.metric is not None
+    outcome = (f"{record.metric:.4f} at {percent(record.stored_fraction)}" if record.metric is not None
                else f"{record.state.lower()}: {record.reason}")
     best = max(search_front, key=lambda m: m.mean, default=None)
-    best_text = f"best {best.mean:.4f} at {best.stored_fraction:.3%} (#{best.number})" if best else "no front yet"
+    best_text = f"best {best.mean:.4f} at {percent(best.stored_fraction)} (#{best.number})" if best else "no front yet"
     return (f"[{done}/{total}] #{record.number} {record.kind} {record.label}: {outcome} | "
             f"front {len(search_front)}, {best_text} | {elapsed / 60:.1f} min")
 

@@ -8,6 +8,7 @@ from the model config, instantiated on the meta device (no memory, no weights), 
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,6 +33,23 @@ class ParamCount:
 
     def to_dict(self) -> dict[str, float]:
         return {**asdict(self), "trained_fraction": self.trained_fraction, "stored_fraction": self.stored_fraction}
+
+
+def percent(fraction: float, digits: int = 3) -> str:
+    """A fraction as a percentage with `digits` significant digits and no exponent, so tiny values stay
+    readable: 0.0032 -> '0.32%', 1e-07 -> '0.00001%', 0.05 -> '5%'."""
+    value = 100 * fraction
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}%"
+    decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+    text = f"{value:.{decimals}f}"
+    return (text.rstrip("0").rstrip(".") if "." in text else text) + "%"
+
+
+def budget_text(fraction: float) -> str:
+    """A budget (a fraction of the backbone) as it was given and as a percentage: '1e-07 (0.00001% of the
+    backbone)'. Every message that states a budget uses it."""
+    return f"{fraction:g} ({percent(fraction)} of the backbone)"
 
 
 def delta_params(p: Placement) -> int:

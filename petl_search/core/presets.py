@@ -12,37 +12,87 @@
 Sizes are arguments; defaults are the papers' (MAM's are He et al.'s own run scripts: a prefix MLP of
 width 800 and the adapter's W_down initialised as LoRA's A). When a study fits a preset to its budget,
 only the size changes (`SIZE_ARGUMENT`): LoRA's scale s stays what it is at r=8 (alpha=16: s=2) instead
-of falling as 16/r, so a LoRA fitted to 5% of MiniLM (r≈123) is not scaled down 15×. This module must
-not import torch.
+of falling as 16/r, so a LoRA fitted to 5% of MiniLM (r≈123) is not scaled down 15×.
+
+Arguments are checked under the preset's own names before a point is built (`ARGUMENTS`: one rule per
+argument name, shared by every preset that takes it), so `lora(r=-3)` says "lora: r must be a positive
+integer, but got -3", not which DeltaSpec field r became. This module must not import torch.
 """
 from __future__ import annotations
 
+import functools
 import inspect
+import math
 from typing import Any, Callable
 
 from .architectures import geometry
-from .config import PETLConfig, _positive_int
-from .errors import PETLConfigError
+from .config import ACTIVATIONS, INITS, PROJECTIONS, PETLConfig, SITES
+from .errors import PETLConfigError, rule
 
 
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _projections(value: Any) -> bool:
+    values = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else None
+    return bool(values) and all(v in PROJECTIONS for v in values) and len(set(values)) == len(values)
+
+
+# Every preset argument by name: the rule in words, and its check (None also passes where it is the default).
+ARGUMENTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    **{name: ("a positive integer", _positive_int) for name in ("r", "l", "r_per_head", "heads", "prefix_len", "ffn_r")},
+    "s": ("a positive finite number", _positive_number),
+    "alpha": ("a positive finite number (s = alpha / r)", _positive_number),
+    "reparam": ("a positive integer (the prefix MLP's width) or null (no MLP)", lambda v: v is None or _positive_int(v)),
+    "activation": (f"one of {list(ACTIVATIONS)}", lambda v: v in ACTIVATIONS),
+    "init": (f"one of {list(INITS)}", lambda v: v in INITS),
+    "site": (f"one of {list(SITES)}", lambda v: v in SITES),
+    "projections": (f"a non-empty list of distinct values from {list(PROJECTIONS)}", _projections),
+}
+
+
+def _checked(build: Callable[..., PETLConfig]) -> Callable[..., PETLConfig]:
+    """Check a preset's arguments by their own names (ARGUMENTS) before it builds its point."""
+    signature = inspect.signature(build)
+
+    @functools.wraps(build)
+    def checked(*args: Any, **kwargs: Any) -> PETLConfig:
+        bound = signature.bind(*args, **kwargs)  # a wrong keyword: TypeError, which preset() words
+        for name, value in bound.arguments.items():
+            requirement, ok = ARGUMENTS[name]
+            if not (value is None and signature.parameters[name].default is None) and not ok(value):
+                raise rule(f"{build.__name__}: {name}", requirement, value)
+        return build(*args, **kwargs)
+
+    return checked
+
+
+@_checked
 def houlsby(r: int = 64, *, activation: str = "relu") -> PETLConfig:
     adapter = dict(form="bottleneck", size=r, insertion="sequential", activation=activation)
     return PETLConfig(attn_out=dict(**adapter), ffn=dict(**adapter))
 
 
+@_checked
 def pfeiffer(r: int = 64, *, activation: str = "relu") -> PETLConfig:
     return PETLConfig(ffn=dict(form="bottleneck", size=r, insertion="sequential", activation=activation))
 
 
+@_checked
 def prefix_tuning(l: int = 30, *, reparam: int | None = 512) -> PETLConfig:  # noqa: E741 (the paper's name)
     return PETLConfig(attn_heads=dict(form="prefix", size=l, reparam=reparam))
 
 
+@_checked
 def lora(r: int = 8, *, s: float | None = None, alpha: float | None = None,
          projections: tuple[str, ...] = ("q", "v")) -> PETLConfig:
     """LoRA: Δ = s · x W_down W_up on the projections. Give the scale `s` (default 2.0, Hu et al.'s
     alpha=16 at r=8) or, as PEFT does, `alpha` (then s = alpha / r, which shrinks as r grows)."""
-    _positive_int("attn_qkv.size", r)  # before alpha / r
     if s is not None and alpha is not None:
         raise PETLConfigError(f"lora takes s or alpha (s = alpha / r), not both, but got s={s!r}, alpha={alpha!r}")
     scale = alpha / r if alpha is not None else (2.0 if s is None else s)
@@ -50,15 +100,18 @@ def lora(r: int = 8, *, s: float | None = None, alpha: float | None = None,
                                     scale=scale, projections=projections))
 
 
+@_checked
 def parallel_adapter(r: int = 64, *, site: str = "ffn", init: str = "bert") -> PETLConfig:
     return PETLConfig(**{site: dict(form="bottleneck", size=r, insertion="parallel", init=init)})
 
 
+@_checked
 def scaled_parallel_adapter(r: int = 64, *, s: float = 4.0, site: str = "ffn", init: str = "bert") -> PETLConfig:
     return PETLConfig(**{site: dict(form="bottleneck", size=r, insertion="parallel",
                                     composition="scale", scale=s, init=init)})
 
 
+@_checked
 def mh_parallel_adapter(heads: int, r_per_head: int = 30) -> PETLConfig:
     """One bottleneck of width r_per_head per attention head, on the head attention, from the input.
 
@@ -69,6 +122,7 @@ def mh_parallel_adapter(heads: int, r_per_head: int = 30) -> PETLConfig:
                                            insertion="parallel"))
 
 
+@_checked
 def mam(prefix_len: int = 30, ffn_r: int = 512, s: float = 4.0, *, reparam: int | None = 800,
         init: str = "lora") -> PETLConfig:
     """Mix-and-Match adapter: prefix tuning on the heads + scaled parallel adapter on the FFN, with the

@@ -37,11 +37,20 @@ def stored_state_dict(model: nn.Module) -> dict[str, Any]:
     return {k: v.contiguous().cpu() for k, v in state.items()}
 
 
+def umask_permissions(mode: int) -> int:
+    """`mode` (0o666 for a file, 0o777 for a folder) under the process's umask: what open() and mkdir() give,
+    for what tempfile creates private (0o600 / 0o700) and then moves into place."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
 def _write_atomically(path: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, umask_permissions(0o666))  # mkstemp's file is private; the user's umask decides
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

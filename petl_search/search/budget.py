@@ -1,13 +1,18 @@
-"""Fit a baseline (a preset) to a study's budget: its size argument set to the largest that fits."""
+"""Fit a baseline (a preset) to a study's budget: its size argument set to the largest that fits.
+
+A baseline that cannot fit even at size 1 is refused with the study file, its `baselines[i]` entry and
+the `budget` it does not fit (the study schema cannot check it: it needs the model's geometry).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ..core.config import PETLConfig
-from ..core.params import count_params
+from ..core.errors import PETLConfigError
+from ..core.params import budget_text, count_params, percent
 from ..core.presets import SIZE_ARGUMENT, preset
-from .study import Baseline, StudyError
+from .study import Baseline, StudyError, StudySpec
 
 
 @dataclass(frozen=True)
@@ -24,10 +29,21 @@ class FittedBaseline:
         return Baseline(self.preset, self.args).label
 
 
-def fit_to_budget(baseline: Baseline, budget: float, model_config: Any) -> FittedBaseline:
-    """The baseline with its size, unless given, set to the largest that keeps it within the budget."""
+def fit_baselines(spec: StudySpec, model_config: Any) -> list[FittedBaseline]:
+    """Every baseline of the study, fitted to its budget; an error names the file and the entry."""
+    return [fit_to_budget(b, spec.budget, model_config, where=f"{spec.source}: baselines[{i}]")
+            for i, b in enumerate(spec.baselines)]
+
+
+def fit_to_budget(baseline: Baseline, budget: float, model_config: Any, *,
+                  where: str = "baseline") -> FittedBaseline:
+    """The baseline with its size, unless given, set to the largest that keeps it within the budget.
+    `where` says which entry of which study file it is (the error names it)."""
     def build(args: Mapping[str, Any]) -> PETLConfig:
-        return preset(baseline.preset, model_config=model_config, **args)
+        try:
+            return preset(baseline.preset, model_config=model_config, **args)
+        except PETLConfigError as exc:  # e.g. "lora: r must be a positive integer, but got -3"
+            raise StudyError(f"{where}.args: {exc}") from None
 
     size_arg = SIZE_ARGUMENT[baseline.preset]
     if size_arg in baseline.args:
@@ -37,9 +53,10 @@ def fit_to_budget(baseline: Baseline, budget: float, model_config: Any) -> Fitte
         return count_params(build({**baseline.args, size_arg: size}), model_config).stored_fraction <= budget
 
     if not fits(1):
-        stored = count_params(build({**baseline.args, size_arg: 1}), model_config).stored_fraction
-        raise StudyError(f"baseline {baseline.label} does not fit the budget {budget:.4%} even with "
-                         f"{size_arg}=1 (it stores {stored:.4%})")
+        smallest = count_params(build({**baseline.args, size_arg: 1}), model_config)
+        raise StudyError(f"{where} ({baseline.label}) does not fit the budget {budget_text(budget)}: even with "
+                         f"{size_arg}=1 it stores {percent(smallest.stored_fraction)} of the backbone "
+                         f"({smallest.stored:,} parameters); raise `budget` or remove this baseline")
     low, high = 1, 2
     while fits(high) and high < 1 << 16:
         low, high = high, high * 2

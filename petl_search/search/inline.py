@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Callable
 
 from ..core.errors import PETLError
-from ..training.models import load_model_config
 from ..training.trainer import train
+from .budget import fit_baselines
 from .proposer import WAIT, Proposer
 from .records import TrialRecord, read_records, trained_trial
 from .lease import DriverLease
@@ -23,8 +23,9 @@ def run_study_inline(spec: StudySpec, *, progress: Callable[[str], None] = print
     The same Proposer, storage and trainer as `run_study`; for debugging a study, for benchmarks that
     compare samplers (no scheduling noise) and for tests. on_record(records) runs after each trial.
     """
+    model_config = spec.model_config()  # an unknown model fails before the storage is created,
+    fit_baselines(spec, model_config)  # and so does a baseline that cannot fit the budget
     store = open_store(spec)
-    model_config = load_model_config(spec.model)
     with DriverLease(store.study):
         reconcile(store)
         upgrade(store, spec, model_config)
@@ -68,7 +69,7 @@ def reseed_trial(spec: StudySpec, number: int, seeds: list[int], *,
         todo = [s for s in seeds if s not in have]
         if not todo:
             progress(f"trial {number} already has seeds {sorted(have)}: nothing to train")
-        proposer = Proposer(store, spec, load_model_config(spec.model))
+        proposer = Proposer(store, spec, spec.model_config())
         for i, seed in enumerate(todo, 1):
             candidate = proposer.open_reseed(original, seed)
             progress(f"[{i}/{len(todo)}] trial #{candidate.number}: {original.label} with seed {seed}")

@@ -27,9 +27,9 @@ import optuna
 
 from ..core.config import PETLConfig
 from ..core.errors import PETLError
-from ..core.params import count_params
+from ..core.params import budget_text, count_params, percent
 from ..training.metrics import floor
-from .budget import FittedBaseline, fit_to_budget
+from .budget import FittedBaseline, fit_baselines
 from .pareto import pareto_front
 from .records import COUNTED_KINDS, TrialRecord, read_records
 from .storage import Store
@@ -77,8 +77,7 @@ class Proposer:
                  and not r.extra.get("interrupted")) for r in records))
         finished_baselines = {(r.label, r.seed) for r in done if r.kind == "baseline"}
         self.baselines: list[tuple[FittedBaseline, int]] = []
-        for baseline in spec.baselines:
-            fitted = fit_to_budget(baseline, spec.budget, model_config)
+        for baseline, fitted in zip(spec.baselines, fit_baselines(spec, model_config)):
             self.baselines += [(fitted, s) for s in baseline.seeds if (fitted.label, s) not in finished_baselines]
         self.any_success = any(r.state == "COMPLETE" and r.kind in COUNTED_KINDS for r in records)
         self.failures: list[str] = []  # reasons of the latest failures in a row
@@ -147,8 +146,8 @@ class Proposer:
             attrs = {"petl_config": config.to_dict(), "label": config.describe(),
                      "stored_params": counted.stored, "stored_fraction": counted.stored_fraction}
             if counted.stored_fraction > self.spec.budget:
-                self._tell_unrun(trial, attrs, counted.stored, f"stores {counted.stored_fraction:.4%} of the "
-                                 f"backbone, over the budget {self.spec.budget:.4%}")
+                self._tell_unrun(trial, attrs, counted.stored, f"stores {percent(counted.stored_fraction)} of "
+                                 f"the backbone, over the budget {budget_text(self.spec.budget)}")
                 continue
             earlier = self.known.get(config.fingerprint())
             if earlier is not None:
@@ -158,8 +157,9 @@ class Proposer:
             self._describe(trial.number, "search", config.describe(), config, self.spec.seed)
             return Candidate(trial.number, "search", config.describe(), config.to_dict(), self.spec.seed,
                              stored_params=counted.stored)
-        raise PETLError(f"the sampler proposed {self.max_rejections} points in a row that were over the budget "
-                        f"{self.spec.budget:.4%} or already trained; widen the space or raise the budget")
+        raise PETLError(f"{self.spec.source}: the sampler proposed {self.max_rejections} points in a row that were "
+                        f"over the budget {budget_text(self.spec.budget)} or already trained; widen the space or "
+                        f"raise `budget`")
 
     def _drop_queue(self) -> None:
         """The study needs no more search trials (n_trials was lowered): close the queued ones unrun."""

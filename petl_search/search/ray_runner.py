@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..core.errors import PETLError
+from ..core.params import budget_text, percent
 from ..training.config import TrainConfig
 from ..training.metrics import floor
-from ..training.models import load_model_config
 from ..training.tasks import load_task
 from ..training.trainer import train
+from .budget import fit_baselines
 from .proposer import WAIT, Proposer
 from .records import TrialRecord, read_records
 from .schedulers import MOASHA
@@ -109,7 +110,7 @@ def _searcher_class() -> type:
 
 def trial_line(record: TrialRecord) -> str:
     """One finished trial in words (the CLI prints a richer line with the front so far)."""
-    outcome = (f"{record.metric:.4f} at {record.stored_fraction:.3%}" if record.metric is not None
+    outcome = (f"{record.metric:.4f} at {percent(record.stored_fraction)}" if record.metric is not None
                else f"{record.state.lower()}: {record.reason}")
     return f"#{record.number} {record.kind} {record.label}: {outcome}"
 
@@ -124,7 +125,8 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
     """
     from datasets.utils.logging import disable_progress_bar
 
-    model_config = load_model_config(spec.model)
+    model_config = spec.model_config()  # an unknown model fails here, at once, naming the study file
+    fit_baselines(spec, model_config)  # so does a baseline that cannot fit the budget, before any storage
     disable_progress_bar()
     load_task(spec.task, spec.data_source)  # missing data fails here, once, not in every worker
     store = open_store(spec)
@@ -140,7 +142,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
             progress(f"study {spec.name} already has its {spec.n_trials} trials and baselines")
             return read_records(store.study)
         progress(f"study {spec.name}: {proposer.remaining} trials to run ({spec.concurrency} at a time), "
-                 f"budget {spec.budget:.3%} of {spec.model}, storage {spec.storage}")
+                 f"budget {budget_text(spec.budget)} ({spec.model}), storage {spec.storage}")
         _tune(spec, proposer, address, time_budget_s)
         records = read_records(store.study)
     if proposer.abort:

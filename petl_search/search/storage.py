@@ -17,7 +17,7 @@ from ..core.errors import PETLError
 
 from ..training.splits import constant_references
 from ..training.tasks import get_task, load_cached_task
-from .budget import fit_to_budget
+from .budget import fit_baselines
 from .records import BASELINES_KEY, COUNTED_KINDS
 from .samplers import make_sampler
 from .study import StudySpec
@@ -115,7 +115,7 @@ def upgrade(store: Store, spec: StudySpec, model_config: Any) -> int:
     them did) and the study keeps, as data, which preset and arguments each baseline label stands for;
     `read_records` reads a baseline's preset from there when its trial lacks one.
     """
-    fitted = [fit_to_budget(b, spec.budget, model_config) for b in spec.baselines]
+    fitted = fit_baselines(spec, model_config)
     known = dict(store.study.user_attrs.get(BASELINES_KEY, {}))
     known.update({f.label: {"preset": f.preset, "args": dict(f.args)} for f in fitted})
     store.study.set_user_attr(BASELINES_KEY, known)

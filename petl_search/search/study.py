@@ -21,7 +21,8 @@
     storage: null                        # default: sqlite:///<this folder>/<name>/study.db
 
 Everything is checked when the file is read, before Ray or a model starts: unknown keys, wrong types,
-a missing space, a preset that cannot fit the budget. This module does not
+a missing space. What needs the model is checked when a run starts, before Ray (a model name that loads
+nothing, a baseline that cannot fit the budget), and names the file and the key too. This module does not
 start Ray and does not import torch: it is a schema (samplers: samplers.py; budgets: budget.py).
 """
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any, Mapping
 from ..core.errors import PETLConfigError, PETLError
 from ..core.presets import PRESETS
 from ..training.config import TrainConfig
-from ..training.models import DEFAULT_ENCODER
+from ..training.models import DEFAULT_ENCODER, load_model_config
 from ..training.tasks import HUB, TASKS, get_task
 from .space import SearchSpace, SpaceError, parse_space, read_yaml
 
@@ -118,6 +119,11 @@ class StudySpec:
     def space(self) -> SearchSpace:
         return parse_space(self.space_data, source=self.space_path)
 
+    def model_config(self) -> Any:
+        """The study model's config (no weights), offline first; a name that loads nothing fails at once,
+        naming this file and its `model` key (what a run, a reseed and an export check first)."""
+        return load_model_config(self.model, field=f"{self.source}: model")
+
     def identity(self) -> dict[str, Any]:
         data = asdict(self)
         return json.loads(json.dumps({k: data[k] for k in IDENTITY_KEYS}, sort_keys=True, default=list))
@@ -158,10 +164,15 @@ class StudySpec:
 
 
 def load_study(path: str | Path) -> StudySpec:
-    """Read and check a study file; a name without a path looks for studies/<name>.yaml."""
+    """Read and check a study file; a name without a path looks for studies/<name>.yaml (from the current
+    folder), and when neither is there the error says both paths it tried."""
     path = Path(path)
-    if not path.is_file() and not path.suffix and Path("studies", f"{path}.yaml").is_file():
-        path = Path("studies", f"{path}.yaml")
+    if not path.is_file() and not path.suffix and len(path.parts) == 1:
+        named = Path("studies", f"{path}.yaml")
+        if not named.is_file():
+            raise StudyError(f"study {str(path)!r} not found: tried {path} and {named} (from {Path.cwd()}); give the "
+                             f"path to the study's YAML file (e.g. path/to/{path}.yaml), which works from any folder")
+        path = named
     return parse_study(read_yaml(path, StudyError, "study file"), source=str(path))
 
 

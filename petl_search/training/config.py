@@ -5,10 +5,12 @@ worker starts.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from ..core.errors import PETLConfigError, rule
+from .tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -107,11 +109,26 @@ class TrainResult:
     evaluated_on: str = "dev"  # "search split" (carved from training) or "dev" (the official dev set)
     dev_metrics: dict[str, float] = field(default_factory=dict)  # the official dev set, at the end of a
     # completed run that selected on a search split (the search never sees it); empty otherwise
+    # What a constant answer (the training data's majority class, or its mean) scores on each set the run
+    # is judged on ("search split", "dev"; None for generation tasks): a score at or below it learnt nothing
+    constant_scores: dict[str, dict[str, float] | None] = field(default_factory=dict)
     trained_model: Any = field(default=None, repr=False)
 
     @property
     def score(self) -> float | None:
         return self.metrics.get(self.main_metric)
+
+    def learnt_nothing(self) -> str | None:
+        """A warning when the final score is at or below what a constant answer scores on the same set
+        (a run that learnt nothing usable), else None."""
+        constant = (self.constant_scores.get(self.evaluated_on) or {}).get(self.main_metric)
+        if self.status != "completed" or self.score is None or constant is None or not math.isfinite(constant) \
+                or self.score > constant:
+            return None
+        answer = "the score of always answering the training mean" if get_task(self.task).kind == "regression" \
+            else "the majority-class score"
+        return (f"{self.main_metric} {self.score:.4f} is at or below {answer} {constant:.4f} on the evaluation set "
+                f"({self.evaluated_on}): the model learnt nothing usable; try more steps or another learning rate")
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -2,15 +2,21 @@
 its head, and what of it is trained besides Δh (the head).
 
 Names of models that ship inside PyPI packages (so they load with no network) map to the package's
-folder; anything else is passed through as a local path or a Hub id. Loading stays the real
-transformers `from_pretrained`, so the same call works online against the Hub.
+folder; anything else is a local folder or a Hub id. Loading stays the real transformers
+`from_pretrained`, offline first: a folder loads as it is, a Hub id from the local Hugging Face cache
+(`local_files_only`), and only then from the Hub, when it is not off (HF_HUB_OFFLINE) and answers one
+quick request. A name that is none of these fails at once, saying what a model may be (no minute of
+retries against an unreachable Hub).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import inspect
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from ..core.errors import PETLError
 from .seeding import seed_everything
@@ -36,32 +42,120 @@ def resolve_model(name: str) -> str:
     return name
 
 
-def load_model_config(name: str) -> Any:
+def unknown_model(name: str, field: str, reason: str) -> PETLError:
+    """The error for a model name that names nothing loadable: what a model may be, and why this one is not."""
+    return PETLError(f"{field} must be a packaged model (one of {sorted(PACKAGED_MODELS)}), a local model folder, "
+                     f"or a Hugging Face Hub id (online), but got {name!r}: {reason}")
+
+
+def hub_unavailable() -> str | None:
+    """Why the Hugging Face Hub cannot be asked now (offline mode, or no answer to one quick request), else None."""
+    from huggingface_hub import constants
+
+    flag = next((v for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if os.environ.get(v, "").upper()
+                 in ("1", "ON", "YES", "TRUE")), None)
+    if flag or constants.HF_HUB_OFFLINE:
+        return f"the Hub is off ({flag or 'HF_HUB_OFFLINE'}=1)"
+    return _unreachable(constants.ENDPOINT)
+
+
+@functools.lru_cache(maxsize=None)
+def _unreachable(endpoint: str) -> str | None:
+    """One HEAD request without retries (once per process and endpoint; proxies from the environment, as
+    for the Hub's own client): any HTTP answer, even an error status, means the Hub is reachable."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=3.0).close()
+    except urllib.error.HTTPError:
+        return None
+    except (OSError, ValueError) as exc:  # URLError (no DNS, refused), timeouts; ValueError: a malformed URL
+        reason = getattr(exc, "reason", exc)
+        return f"the Hub ({endpoint}) cannot be reached ({reason})"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def load_pretrained(load: Callable[..., Any], name: str, *, field: str = "model", **kwargs: Any) -> Any:
+    """`load(path_or_id, **kwargs)` (a transformers `from_pretrained`), offline first.
+
+    A packaged name or an existing folder loads from disk. Anything else must be a Hub id: it loads from
+    the local Hugging Face cache if it is there, else from the Hub when the Hub can be asked; otherwise
+    it fails at once with `unknown_model` (`field` says where the name came from: `--model`, or a study
+    file's `model` key).
+    """
+    path = resolve_model(name)
+    if Path(path).expanduser().is_dir():
+        try:
+            return load(str(Path(path).expanduser()), **kwargs)
+        except (OSError, ValueError) as exc:
+            raise PETLError(f"{field} {name!r}: the folder {path} holds no loadable model ({_first_line(exc)})") \
+                from None
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise unknown_model(name, field, f"no folder {name} exists (from {os.getcwd()}), and it is not a Hub id "
+                                         f"(namespace/name)") from None
+    try:
+        return load(name, local_files_only=True, **kwargs)  # the Hugging Face cache, no network
+    except OSError:
+        pass
+    reason = hub_unavailable()
+    if reason:
+        raise unknown_model(name, field, f"no folder {name} exists (from {os.getcwd()}), it is not in the local "
+                                         f"Hugging Face cache, and {reason}")
+    try:
+        return load(name, **kwargs)
+    except OSError as exc:
+        raise unknown_model(name, field, f"no folder {name} exists (from {os.getcwd()}), and the Hub did not give "
+                                         f"it ({_first_line(exc)})") from None
+
+
+def load_model_config(name: str, *, field: str = "model") -> Any:
     """The model's transformers config (architecture and sizes only, no weights), offline first."""
     from transformers import AutoConfig
 
+    return load_pretrained(AutoConfig.from_pretrained, name, field=field)
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """For the duration of a from_pretrained whose task head is filled right after (by training, or by
+    `petl_search.load`): no weight-loading report (the new head is 'MISSING ... newly initialized', as it
+    should be) and no loading bar. transformers' verbosity and bar setting are restored after."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
-        return AutoConfig.from_pretrained(resolve_model(name))
-    except OSError as exc:
-        raise PETLError(f"model {name!r} could not be loaded: {str(exc).splitlines()[0]}") from None
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
-def load_model(model: str, task: Task, seed: int) -> tuple[Any, Any]:
+def load_model(model: str, task: Task, seed: int, *, field: str = "model") -> tuple[Any, Any]:
     """A task model (classification/regression head, or seq2seq LM) and its tokenizer, offline first."""
     from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    path = resolve_model(model)
     seed_everything(seed)  # the new head's initialisation depends on it
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = load_pretrained(AutoTokenizer.from_pretrained, model, field=field)
+    with quiet_loading():  # the head is new, and trained (or loaded) next
         if task.kind == "seq2seq":
-            net = AutoModelForSeq2SeqLM.from_pretrained(path)
+            net = load_pretrained(AutoModelForSeq2SeqLM.from_pretrained, model, field=field)
         else:
-            net = AutoModelForSequenceClassification.from_pretrained(
-                path, num_labels=task.num_labels,
+            net = load_pretrained(
+                AutoModelForSequenceClassification.from_pretrained, model, field=field, num_labels=task.num_labels,
                 problem_type="regression" if task.kind == "regression" else "single_label_classification")
-    except OSError as exc:
-        raise PETLError(f"model {model!r} could not be loaded: {str(exc).splitlines()[0]}") from None
     prepare_tokenizer(net, tokenizer)
     return net, tokenizer
 

@@ -30,7 +30,7 @@ from .data import EncodedSplit, bucketed_batches, collate, encode
 from .evaluation import evaluate
 from .models import DEFAULT_ENCODER, head_modules, load_model, prepare_tokenizer, takes_token_types
 from .seeding import seed_everything
-from .splits import carve
+from .splits import carve, constant_references
 from .tasks import Task, get_task, load_cached_task
 
 EvalCallback = Callable[[int, dict[str, float]], "bool | None"]
@@ -120,7 +120,8 @@ def train(config: PETLConfig | Mapping[str, Any], task: str | Task, *, model: st
     run = _Run(clock, device, dict(
         task=task.name, model=model if model_factory is None else type(net).__name__, main_metric=task.main_metric,
         petl_config=config.to_dict(), train_config=asdict(cfg), device=str(device), full_finetune=full_finetune,
-        evaluated_on="search split" if cfg.search_split else "dev"))
+        evaluated_on="search split" if cfg.search_split else "dev",
+        constant_scores=constant_references(task, splits, cfg)))  # what learning nothing would score
 
     heads = [] if task.kind == "seq2seq" else head_modules(net)
     try:
