@@ -85,7 +85,7 @@ def test_a_killed_study_resumes_without_losing_or_recounting_trials(toy, capsys)
     command = [sys.executable, "-m", "petl_search.cli", "search", str(path)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.time() + 240
+        deadline = time.time() + 600  # generous: a loaded machine starts Ray and trains slowly
         while time.time() < deadline:  # wait for one finished trial while others run
             time.sleep(0.5)
             if spec.folder.joinpath("study.db").exists():
