@@ -104,7 +104,7 @@ def export_trial(spec: StudySpec, record: TrialRecord, out: str | Path, *, force
                    keep_model=True)
     if result.status != "completed":
         raise PETLError(f"re-training trial {record.number} failed: {result.reason}")
-    metric = result.metrics[task.main_metric]
+    metric = result.metrics[spec.main_metric]  # the score the study selected on, on the set it selected on
     reproduced = metric == record.metric if steps is None else None
     if reproduced is False:
         progress(f"warning: the re-trained model scores {metric:.6f}, the trial scored {record.metric:.6f} "
@@ -137,8 +137,9 @@ def write_folder(folder: Path, result: Any, spec: StudySpec, record: TrialRecord
     if head_state:
         save_file(head_state, str(folder / HEAD_FILE), metadata={"format": "pt"})
     document = {"study": spec.name, "trial": record.number, "kind": record.kind, "label": record.label,
-                "base_model": spec.model, "task": spec.task, "main_metric": result.main_metric,
-                "trial_metric": record.metric, "exported_metric": result.metrics[result.main_metric],
+                "base_model": spec.model, "task": spec.task, "main_metric": spec.main_metric,
+                "trial_metric": record.metric, "exported_metric": result.metrics[spec.main_metric],
+                "evaluated_on": result.evaluated_on, "dev_metrics": result.dev_metrics,
                 "reproduced": reproduced, "metrics": result.metrics, "params": result.params,
                 "train_config": result.train_config, "petl_config": record.config}
     (folder / TRIAL_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
@@ -201,6 +202,8 @@ def card(doc: dict[str, Any], peft_status: str, folder: Path) -> str:
     check = {True: f"equal to the trial's {doc['trial_metric']:.4f}: the trial's model, reproduced",
              False: f"the trial scored {doc['trial_metric']:.4f}: not reproduced exactly on this machine",
              None: "trained longer than the trial"}[doc["reproduced"]]
+    dev = (doc.get("dev_metrics") or {}).get(main)
+    dev_row = f"\n| {main} (official dev set) | {dev:.4f} |" if dev is not None else ""
     task = get_task(doc["task"])
     seq2seq = task.kind == "seq2seq"
     head = "AutoModelForSeq2SeqLM" if seq2seq else "AutoModelForSequenceClassification"
@@ -223,7 +226,7 @@ Exported from study `{doc['study']}`, trial {doc['trial']} ({doc['kind']}), by p
 |---|---|
 | base model | `{doc['base_model']}` |
 | task | `{doc['task']}` |
-| {main} (dev) | {doc['exported_metric']:.4f} ({check}) |
+| {main} ({doc.get('evaluated_on', 'dev')}) | {doc['exported_metric']:.4f} ({check}) |{dev_row}
 | Δh stored parameters | {params['delta_stored']:,} ({percent(params['delta_stored_fraction'])} of the backbone's {params['backbone']:,}) |
 | task head parameters | {params['head']:,} |
 | trained for | {doc['train_config']['max_steps']} steps of batch {doc['train_config']['batch_size']}, seed {doc['train_config']['seed']} |
