@@ -205,3 +205,14 @@ def test_crowding_distance_by_hand() -> None:
     # interior points: (gap in x + gap in y) / range 4: (3 - 0)/4 + (4 - 1)/4 = 1.5 for both
     assert crowding_distances(front) == [math.inf, 1.5, 1.5, math.inf]
     assert crowding_distances([(1.0, 1.0), (2.0, 0.0)]) == [math.inf, math.inf]
+
+
+def test_every_recorded_score_is_shown_beside_the_selected_one() -> None:
+    """MRPC selects on F1 and records accuracy too: both are averaged over seeds, on both sets."""
+    runs = [replace(record(0, 0.80, 10, kind="baseline", label="b"), evaluated_on="search split",
+                    scores={"f1": 0.80, "accuracy": 0.70}, dev_scores={"f1": 0.78, "accuracy": 0.68}),
+            replace(record(1, 0.84, 10, kind="baseline", label="b"), evaluated_on="search split",
+                    scores={"f1": 0.84, "accuracy": 0.74}, dev_scores={"f1": 0.80, "accuracy": 0.70})]
+    (point,) = methods(runs, "f1")
+    assert point.all_scores["accuracy"] == pytest.approx((0.72, 0.69))
+    assert "accuracy 0.7200 (dev 0.6900)" in front_table([point], "f1")

@@ -27,7 +27,7 @@ from ..search.study import StudySpec
 from ..training.metrics import floor
 from .dashboard_data import (FrontPlot, Overview, PlotPoint, effect_panels, front_plot, hypervolume_curve,
                              importances, overview, top_importances)
-from .front import Method
+from .front import Method, other_scores
 from .summary import study_references
 
 # group: (legend name, colour, symbol, size)
@@ -206,12 +206,12 @@ def front_table_html(view: Overview, metric: str) -> str:
         dev = f"{m.dev_mean:.4f}" if m.dev else "-"
         rows.append(f"<tr><td>{m.number}</td><td>{m.kind}</td><td>{len(m.scores)}</td><td>{m.mean:.4f}</td>"
                     f"<td>{dev}</td><td>{m.stored_params:,}</td><td>{100 * m.stored_fraction:.3f}%</td>"
-                    f"<td>{html.escape(m.label)}</td>"
+                    f"<td>{html.escape(m.label)}</td><td>{html.escape(other_scores(m, metric)) or '-'}</td>"
                     f"<td><code>{html.escape(json.dumps(m.record.config, sort_keys=True))}</code></td></tr>")
     return ("<table id='front-table'><thead><tr><th>trial</th><th>kind</th><th>seeds</th><th>" + html.escape(metric) +
             f" ({html.escape(view.selected_on)}, selected on)</th><th>" + html.escape(metric) +
-            " (dev)</th><th>stored</th><th>% backbone</th><th>design point</th><th>config</th></tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table>")
+            " (dev)</th><th>stored</th><th>% backbone</th><th>design point</th><th>other scores</th><th>config</th>"
+            "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
 def _drawn_line(plot: FrontPlot) -> str:

@@ -35,6 +35,8 @@ class Method:
     dev: tuple[float, ...] = ()  # the same score on the official dev set, per seed that has it
     seeds: tuple[int | None, ...] = ()
     flags: tuple[str, ...] = field(default=())
+    # every score the runs recorded, mean over seeds: {name: (on the selected set, on dev or None)}
+    all_scores: Mapping[str, tuple[float, float | None]] = field(default_factory=dict)
 
     @property
     def number(self) -> int:
@@ -101,9 +103,28 @@ def methods(records: Iterable[TrialRecord], score: str,
     for key, group in groups.items():
         runs = group + [again for r in group for again in reseeds.get(r.number, [])]
         dev = tuple(d for d in (_dev_score(r, score) for r in runs) if d is not None)
-        method = Method(group[0], tuple(r.metric for r in runs), dev, tuple(r.seed for r in runs))
+        method = Method(group[0], tuple(r.metric for r in runs), dev, tuple(r.seed for r in runs),
+                        all_scores=_all_scores(runs))
         out.append(_flagged(method, score, references or {}))
     return sorted(out, key=lambda m: m.number)
+
+
+def _all_scores(runs: Sequence[TrialRecord]) -> dict[str, tuple[float, float | None]]:
+    """Each score the runs recorded, averaged over them, on the set they were judged on and on dev."""
+    names = sorted({name for r in runs for name in r.scores})
+    out = {}
+    for name in names:
+        selected = [r.scores[name] for r in runs if name in r.scores]
+        dev = [r.scores[name] if r.evaluated_on == "dev" else r.dev_scores[name] for r in runs
+               if name in (r.scores if r.evaluated_on == "dev" else r.dev_scores)]
+        out[name] = (statistics.mean(selected), statistics.mean(dev) if dev else None)
+    return out
+
+
+def other_scores(method: Method, score: str) -> str:
+    """The scores besides the selected one, as text: 'spearmanr 0.8123 (dev 0.8011), ...'."""
+    return ", ".join(f"{name} {sel:.4f}" + (f" (dev {dev:.4f})" if dev is not None else "")
+                     for name, (sel, dev) in method.all_scores.items() if name != score)
 
 
 def _flagged(method: Method, score: str, references: Mapping[str, Mapping[str, float] | None]) -> Method:
@@ -115,7 +136,7 @@ def _flagged(method: Method, score: str, references: Mapping[str, Mapping[str, f
     if score in dev and method.dev_mean is not None and method.dev_mean <= dev[score] \
             and method.record.evaluated_on != "dev":
         flags.append(f"at or below a constant answer ({dev[score]:.4f}) on dev")
-    return Method(method.record, method.scores, method.dev, method.seeds, tuple(flags))
+    return dataclasses.replace(method, flags=tuple(flags))
 
 
 def dev_view(records: Iterable[TrialRecord], score: str) -> list[TrialRecord]:
@@ -201,9 +222,10 @@ def front_table(points: Sequence[Method], score: str, *, selected_on: str = "sea
     lines = [header]
     for m in points:
         dev = f"{m.dev_mean:.4f} ± {m.dev_std:.4f}" if m.dev else "-"
+        others = other_scores(m, score)
         lines.append(f"{m.number:>5}  {m.kind:<8}  {len(m.scores):>5}  {f'{m.mean:.4f} ± {m.std:.4f}':>22}  "
                      f"{dev:>18}  {m.stored_params:>10,}  {100 * m.stored_fraction:>9.3f}%  {m.label}"
-                     + ("".join(f"  [{flag}]" for flag in m.flags)))
+                     + (f"  [{others}]" if others else "") + ("".join(f"  [{flag}]" for flag in m.flags)))
     return "\n".join(lines)
 
 
