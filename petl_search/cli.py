@@ -220,12 +220,21 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
     print(f"wrote {write_dashboard(spec, args.out)}")
 
 
+def _quiet_datasets() -> None:
+    """The commands that train in this process print their own progress lines: no `datasets` bars
+    (generating splits, mapping, casting) between them."""
+    from datasets.utils import logging as datasets_logging
+
+    datasets_logging.disable_progress_bar()
+
+
 def cmd_export(args: argparse.Namespace) -> None:
     from .analysis.front import best_trial
     from .export import export_trial
     from .search.records import read_records, trained_trial
     from .search.storage import open_study
 
+    _quiet_datasets()
     spec = _study(args)
     if (args.trial is None) == (not args.best):
         raise PETLError("say which trial: --trial N, or --best [--max-params F] (not both)")
@@ -249,6 +258,7 @@ def cmd_reseed(args: argparse.Namespace) -> None:
 
     from .search.inline import reseed_trial
 
+    _quiet_datasets()
     spec = _study(args)
     try:
         records = reseed_trial(spec, args.trial, args.seeds,
