@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--split", type=float, default=0.1, help="search split: a fraction of training")
     parser.add_argument("--lr", type=float, default=0.01, help="learning rate (the toy's; 1e-3 for MiniLM)")
     parser.add_argument("--proposals", type=int, default=200, help="proposals for the over-budget share")
+    parser.add_argument("--proposals-only", action="store_true", help="only the over-budget share (no training)")
     parser.add_argument("--workdir", help="keep the studies here (an interrupted run resumes; a finished arm "
                                           "is not re-run)")
     args = parser.parse_args()
@@ -106,6 +107,9 @@ def main() -> None:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         setting.resolve(args, workdir, train_examples=4096)
+        if args.proposals_only:
+            print_over_budget(args, workdir)
+            return
         ratios, finals = [], {"naive": [], "ours": []}
         by_fraction = {"naive": {f: [] for f in FRACTIONS}, "ours": {f: [] for f in FRACTIONS}}
         for seed in range(args.seeds):
@@ -136,9 +140,13 @@ def main() -> None:
         print(f"time ours needed to reach naive's final hypervolume, / W: per seed "
               f"{', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f} (target <= 0.5)")
         print(f"final hypervolume ours / naive: {statistics.mean(finals['ours']) / statistics.mean(finals['naive']):.3f}")
-        shares = {aware: proposals_over_budget(args, workdir, aware, args.proposals) for aware in (False, True)}
-        print(f"\nproposals over the budget ({args.proposals} TPE proposals, made-up scores, no training): "
-              f"sizes sampled freely {shares[False]:.1%}, within what the budget leaves {shares[True]:.1%}")
+        print_over_budget(args, workdir)
+
+
+def print_over_budget(args: argparse.Namespace, workdir: Path) -> None:
+    shares = {aware: proposals_over_budget(args, workdir, aware, args.proposals) for aware in (False, True)}
+    print(f"\nproposals over the budget {args.budget:g} ({args.proposals} TPE proposals, made-up scores, no "
+          f"training): sizes sampled freely {shares[False]:.1%}, within what the budget leaves {shares[True]:.1%}")
 
 
 if __name__ == "__main__":
