@@ -87,6 +87,7 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
     """Freeze `model` and add the Δh of `config` to it, in place; returns the model.
 
     train_modules: names of submodules that stay trainable besides Δh (e.g. a task head "classifier").
+    Everything is checked before the model is touched: a refused config leaves it as it was.
     """
     if isinstance(config, Mapping):
         config = PETLConfig.from_dict(config)
@@ -94,69 +95,28 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
         raise rule("config", "a PETLConfig or a mapping of its fields", type(config).__name__)
     if hasattr(model, PETL_PREFIX):
         raise PETLError("this model already carries a PETL config; call remove_petl(model) first")
-    family = family_of(model.config)
     placements = plan(config, model.config)
-    blocks = _blocks(model, family)
+    blocks = _blocks(model, family_of(model.config))
     uses_heads = any(p.site == "attn_heads" for p in placements)
-    inner = _inner_attention(model) if uses_heads else None  # checked before the model is touched
+    inner = _inner_attention(model) if uses_heads else None
+    keep = _checked_train_modules(model, train_modules)
 
-    anchor = _first_float(model)
-    kw = {"dtype": anchor.dtype, "device": anchor.device}
-    keep = tuple(train_modules)
-    names = [name for name, _ in model.named_parameters()]
-    unmatched = [k for k in keep if not any(_under(n, k) for n in names)]
-    if unmatched:
-        tops = sorted({n.split(".")[0] for n in names})
-        raise rule("train_modules", f"names of submodules with parameters (top level: {tops})", unmatched)
     for name, param in model.named_parameters():
         param.requires_grad_(any(_under(name, k) for k in keep))
-
+    anchor = _first_float(model)
+    kw = {"dtype": anchor.dtype, "device": anchor.device}
     container = nn.Module()
     container.config = config
     container.deltas = nn.ModuleDict()
-    container.prefixes = nn.ModuleDict()
+    container.prefixes = _prefix_banks(placements, kw)
     wirings: list[Wiring] = []
     head_sites: list[nn.Module] = []
-
-    prefix_groups: dict[str, list[Placement]] = {}
-    for p in placements:
-        if p.spec.form == "prefix":
-            prefix_groups.setdefault(p.site, []).append(p)
-    for site, group in prefix_groups.items():
-        entries = {p.key: (p.attention_geometry.kv_heads, p.attention_geometry.head_dim, p.size) for p in group}
-        container.prefixes[site] = PrefixBank(entries, group[0].block.hidden, group[0].spec.reparam, **kw)
-
     for p in placements:
         block, layout = blocks[p.block.index]
-        paths = layout.attentions[p.attention] if p.attention is not None else None
         if p.site == "attn_heads":
-            module = block.get_submodule(paths.module)
-            site = module.__dict__.setdefault(attention.HEAD_SITE_ATTR, attention.HeadSite())
-            head_sites.append(module)
-            if p.spec.form == "prefix":
-                site.prefix, site.prefix_key = container.prefixes[p.site], p.key
-            else:
-                site.delta = container.deltas[p.key] = SiteDelta(p.spec, p.size, p.in_width, p.out_width, **kw)
-            continue
-        delta = SiteDelta(p.spec, p.size, p.in_width, p.out_width, **kw)
-        if p.site == "attn_qkv":
-            proj: Projection = getattr(paths, p.projection)
-            exit_module, entry, same = block.get_submodule(proj.path), None, True
-            start = stop = None
-            if proj.part is not None:
-                start, stop = p.out_width * proj.part, p.out_width * (proj.part + 1)
+            head_sites.append(_attach_to_heads(p, block, layout, container, kw))
         else:
-            if p.site == "attn_out":
-                exit_module, entry = block.get_submodule(paths.out), block.get_submodule(paths.q.path)
-            else:
-                exit_module, entry = block.get_submodule(layout.ffn_out), block.get_submodule(layout.ffn_in[0])
-            same, start, stop = False, None, None
-        container.deltas[p.key] = delta
-        wiring = Wiring(p.key, delta, exit_module, start, stop, same)
-        if delta.parallel and not same:
-            wiring.handles.append(entry.register_forward_pre_hook(wiring.capture))
-        wiring.handles.append(exit_module.register_forward_hook(wiring.add_increment))
-        wirings.append(wiring)
+            wirings.append(_wire_sublayer(p, block, layout, container, kw))
 
     object.__setattr__(container, "_wirings", wirings)
     object.__setattr__(container, "_head_modules", head_sites)
@@ -166,6 +126,65 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
         object.__setattr__(container, "_attn_restore", model.config._attn_implementation)
         model.set_attn_implementation(attention.implementation_name(inner))
     return model
+
+
+def _checked_train_modules(model: nn.Module, train_modules: Iterable[str]) -> tuple[str, ...]:
+    """The submodules that stay trainable, each of which must hold parameters."""
+    keep = tuple(train_modules)
+    names = [name for name, _ in model.named_parameters()]
+    unmatched = [k for k in keep if not any(_under(n, k) for n in names)]
+    if unmatched:
+        tops = sorted({n.split(".")[0] for n in names})
+        raise rule("train_modules", f"names of submodules with parameters (top level: {tops})", unmatched)
+    return keep
+
+
+def _prefix_banks(placements: Iterable[Placement], kw: dict) -> nn.ModuleDict:
+    """One bank of prefix keys/values per site, holding every attention of that site."""
+    groups: dict[str, list[Placement]] = {}
+    for p in placements:
+        if p.spec.form == "prefix":
+            groups.setdefault(p.site, []).append(p)
+    banks = nn.ModuleDict()
+    for site, group in groups.items():
+        entries = {p.key: (p.attention_geometry.kv_heads, p.attention_geometry.head_dim, p.size) for p in group}
+        banks[site] = PrefixBank(entries, group[0].block.hidden, group[0].spec.reparam, **kw)
+    return banks
+
+
+def _attach_to_heads(p: Placement, block: nn.Module, layout: StackLayout, container: nn.Module,
+                     kw: dict) -> nn.Module:
+    """Δh on the head attention: attached to the attention module, applied by attention.py's function."""
+    module = block.get_submodule(layout.attentions[p.attention].module)
+    site = module.__dict__.setdefault(attention.HEAD_SITE_ATTR, attention.HeadSite())
+    if p.spec.form == "prefix":
+        site.prefix, site.prefix_key = container.prefixes[p.site], p.key
+    else:
+        site.delta = container.deltas[p.key] = SiteDelta(p.spec, p.size, p.in_width, p.out_width, **kw)
+    return module
+
+
+def _wire_sublayer(p: Placement, block: nn.Module, layout: StackLayout, container: nn.Module,
+                   kw: dict) -> Wiring:
+    """Δh on a projection, the attention output or the FFN: hooks on the frozen modules around it."""
+    delta = SiteDelta(p.spec, p.size, p.in_width, p.out_width, **kw)
+    start = stop = None
+    if p.site == "attn_qkv":
+        proj: Projection = getattr(layout.attentions[p.attention], p.projection)
+        exit_module, entry, same = block.get_submodule(proj.path), None, True
+        if proj.part is not None:  # a slice of a fused q/k/v projection (GPT-2's c_attn)
+            start, stop = p.out_width * proj.part, p.out_width * (proj.part + 1)
+    elif p.site == "attn_out":
+        paths = layout.attentions[p.attention]
+        exit_module, entry, same = block.get_submodule(paths.out), block.get_submodule(paths.q.path), False
+    else:
+        exit_module, entry, same = block.get_submodule(layout.ffn_out), block.get_submodule(layout.ffn_in[0]), False
+    container.deltas[p.key] = delta
+    wiring = Wiring(p.key, delta, exit_module, start, stop, same)
+    if delta.parallel and not same:
+        wiring.handles.append(entry.register_forward_pre_hook(wiring.capture))
+    wiring.handles.append(exit_module.register_forward_hook(wiring.add_increment))
+    return wiring
 
 
 def _inner_attention(model: nn.Module) -> str:
