@@ -1,12 +1,15 @@
 """Tiny random models of every supported architecture family, built in memory (hidden 32, 2 blocks)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import (AutoModel, BartConfig, BertConfig, GPT2Config, LlamaConfig, RobertaConfig)
 from transformers.utils import logging as hf_logging
 
 import petl_search as ps
+from petl_search.toy import write_tiny_model, write_toy_glue
 
 hf_logging.set_verbosity_error()
 
@@ -68,3 +71,12 @@ def randomise_deltas(model: torch.nn.Module, seed: int = 3) -> None:
 @pytest.fixture(params=ARCHS)
 def arch(request) -> str:
     return request.param
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    """A tiny BERT and the toy task written to a folder, once per test module (studies load them by path)."""
+    folder = tmp_path_factory.mktemp("toy")
+    write_tiny_model(folder / "model")
+    write_toy_glue(folder / "glue")
+    return folder

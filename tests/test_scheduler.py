@@ -15,17 +15,8 @@ from ray.tune.schedulers import TrialScheduler
 import petl_search as ps
 from petl_search.search.ray_runner import SCORE, evaluations, make_scheduler, run_candidate
 from petl_search.search.study import parse_study
-from petl_search.toy import write_tiny_model, write_toy_glue
 
 SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "unified.yaml"
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("toy")
-    write_tiny_model(folder / "model")
-    write_toy_glue(folder / "glue")
-    return folder
 
 
 # (max_steps, eval_every): evaluations land inside, beyond, on, one short of and one past the end

@@ -21,17 +21,8 @@ from petl_search.analysis.front import front, methods
 from petl_search.search.records import read_records
 from petl_search.search.storage import open_study
 from petl_search.search.study import load_study
-from petl_search.toy import write_tiny_model, write_toy_glue
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("toy")
-    write_tiny_model(folder / "model")
-    write_toy_glue(folder / "glue")
-    return folder
 
 
 def write_study(folder: Path, name: str, **overrides) -> Path:

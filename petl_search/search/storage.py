@@ -32,9 +32,9 @@ class Store:
     study: optuna.Study
     storage: optuna.storages.BaseStorage
 
-    @property
-    def study_id(self) -> int:
-        return self.storage.get_study_id_from_name(self.study.study_name)
+    def __post_init__(self) -> None:
+        # looked up once: every attribute a trial gets is written by trial id, and the study's never changes
+        self.study_id = self.storage.get_study_id_from_name(self.study.study_name)
 
     def trial_id(self, number: int) -> int:
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
