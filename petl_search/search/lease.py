@@ -101,7 +101,10 @@ class DriverLease:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
-            self._write()
+            try:
+                self._write()
+            except Exception:  # a busy database (SQLite locked): the next beat tries again, the thread lives
+                continue
 
     def _busy(self, held: Mapping[str, Any]) -> StudyBusyError:
         who = describe(held) if held else "it took the study at the same moment as this one"

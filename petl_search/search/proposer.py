@@ -117,9 +117,11 @@ class Proposer:
         """The next seed of one of the front's `top` best search points (by the selected score)."""
         if self.reseeds_left <= 0:
             return None
-        records = read_records(self.study)
-        if any(r.kind in COUNTED_KINDS and r.state in ("RUNNING", "WAITING") for r in records):
+        # the storage's own states: this driver's trials are running whatever a reader makes of its lease
+        unfinished = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING, WAITING))
+        if any(t.user_attrs.get("kind") in COUNTED_KINDS for t in unfinished):
             return WAIT
+        records = read_records(self.study)
         todo = [(point, seed) for point in self.reseed_targets(records) for seed in self.reseed_seeds
                 if seed not in {point.seed} | {r.seed for r in records if r.kind == "reseed" and
                                                r.extra.get("reseed_of") == point.number and r.state != "FAIL"}]
