@@ -1,6 +1,6 @@
 """The search against a naive one, by the clock: hypervolume on the official dev set over wall time.
 
-Per seed, two arms through Ray with 2 workers, on the same model, task, space, budget and trainer:
+Per seed, two arms through Ray with the same workers (2 by default; `--gpus 0.125 --concurrency 8` on a GPU), on the same model, task, space, budget and trainer:
   naive   random proposals, every candidate trained to the end, `--trials` of them: it takes W seconds;
   ours    TPE (start-up counted in search trials) with MO-ASHA early stopping, given the same W seconds.
 After each completed search trial, the hypervolume of (dev score, 1 - stored/budget) of what has
@@ -45,7 +45,8 @@ def study(args: argparse.Namespace, workdir: Path, name: str, seed: int, *, ours
         "name": name, "model": args.model, "task": "sst2", "data_dir": args.data_dir,
         "space": str(ROOT / "search_spaces" / "unified.yaml"), "budget": args.budget, "n_trials": n_trials,
         "sampler": {"name": "tpe", "seed": seed, "startup_trials": args.startup} if ours else
-        {"name": "random", "seed": seed}, "seed": seed, "concurrency": 2, "resources": {"cpus": 1},
+        {"name": "random", "seed": seed}, "seed": seed, "concurrency": args.concurrency,
+        "resources": {"cpus": 1, "gpus": args.gpus},
         "early_stopping": {"grace_evals": 2, "reduction_factor": 2} if ours else None,
         "budget_aware": budget_aware, "search_split": {"size": args.split, "seed": 0},
         "train": {"max_steps": args.steps, "eval_every": max(1, args.steps // 5), "batch_size": 16,
@@ -98,6 +99,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.05)
     parser.add_argument("--split", type=float, default=0.1, help="search split: a fraction of training")
     parser.add_argument("--lr", type=float, default=0.01, help="learning rate (the toy's; 1e-3 for MiniLM)")
+    parser.add_argument("--concurrency", type=int, default=2, help="trials at once, in both arms")
+    parser.add_argument("--gpus", type=float, default=0.0, help="GPU share per trial (bf16 autocast on GPU)")
     parser.add_argument("--proposals", type=int, default=200, help="proposals for the over-budget share")
     parser.add_argument("--proposals-only", action="store_true", help="only the over-budget share (no training)")
     parser.add_argument("--workdir", help="keep the studies here (an interrupted run resumes; a finished arm "

@@ -4,7 +4,7 @@
     petl-search count (--preset NAME [--arg K=V]... | --config FILE.json) [--model NAME]
     petl-search train --task sst2 (--preset NAME [--arg K=V]... | --config FILE.json) [--model NAME]
                       [--steps N] [--batch-size B] [--lr LR] [--eval-every N] [--seed S] [--out FILE.json]
-    petl-search search STUDY.yaml [--address ADDR] [--storage URL] [--n-trials N] [--concurrency C]
+    petl-search search STUDY.yaml [--address ADDR] [--storage URL] [--n-trials N] [--concurrency C] [--gpus F]
     petl-search status STUDY.yaml [--storage URL]
     petl-search dashboard STUDY.yaml [--out FILE.html] [--serve [--port P]]
     petl-search report STUDY.yaml [--out FILE.md]
@@ -155,10 +155,14 @@ def _study(args: argparse.Namespace) -> Any:
     spec = load_study(args.study)
     overrides = {k: v for k, v in (("n_trials", getattr(args, "n_trials", None)),
                                    ("concurrency", getattr(args, "concurrency", None)),
+                                   ("gpus", getattr(args, "gpus", None)),
                                    ("storage", args.storage)) if v is not None}
     for key in ("n_trials", "concurrency"):
         if key in overrides and overrides[key] < 1:
             raise PETLError(f"--{key.replace('_', '-')} must be a positive integer, but got {overrides[key]}")
+    if overrides.get("gpus", 0) < 0:
+        raise PETLError(f"--gpus must be a GPU share per trial (0.25: four trials share one GPU), but got "
+                        f"{overrides['gpus']}")
     return replace(spec, **overrides)
 
 
@@ -352,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      "default: start Ray on this machine")
     s.add_argument("--n-trials", type=int, help="search trials in total (raise it to extend a finished study)")
     s.add_argument("--concurrency", type=int, help="trials at once (default: the study's)")
+    s.add_argument("--gpus", type=float, help="GPUs per trial, overriding the study's resources (0.25: four "
+                                              "trials share a GPU; bf16 autocast on GPU)")
     s.set_defaults(func=cmd_search)
     st = sub.add_parser("status", help="print a study's counts and its current Pareto front")
     _study_arguments(st)

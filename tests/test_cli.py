@@ -167,3 +167,17 @@ def test_a_budget_no_baseline_fits_is_refused_naming_the_file_and_key(tmp_path, 
         f"petl-search: error: {study}: baselines[0] (lora) does not fit the budget 1e-07 (0.00001% of the backbone): "
         f"even with r=1 it stores 0.0406% of the backbone (9,216 parameters); raise `budget` or remove this baseline\n")
     assert not (tmp_path / "tiny_budget").exists()
+
+
+def test_search_overrides_reach_the_study_and_bad_ones_are_refused(tmp_path, capsys) -> None:
+    import argparse
+
+    from petl_search.cli import _study
+
+    study = ROOT / "studies" / "quickstart.yaml"
+    args = argparse.Namespace(study=str(study), n_trials=7, concurrency=4, gpus=0.25, storage="sqlite:///x.db")
+    spec = _study(args)
+    assert (spec.n_trials, spec.concurrency, spec.gpus, spec.storage) == (7, 4, 0.25, "sqlite:///x.db")
+    assert main(["search", str(study), "--gpus", "-0.5"]) == 2
+    assert "--gpus must be a GPU share per trial (0.25: four trials share one GPU), but got -0.5" in \
+        capsys.readouterr().err
