@@ -2,6 +2,8 @@
 against SciPy), FFN vs attention per budget band, MAM against the search front, and the Markdown report."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from scipy import stats
 
@@ -94,3 +96,13 @@ def test_a_reseeded_search_point_is_compared_with_mam_over_seeds() -> None:
     text = markdown(records + again, "accuracy", "s")
     assert f"#{a.number} (a, 2.000%) over 3 seeds: dev 0.8300 ± 0.0050; minus MAM: +0.0050" in text
     assert "within seed noise" in text
+
+
+def test_the_report_says_where_its_trials_ran_and_when_there_are_no_pairs() -> None:
+    """GPU trials autocast to bf16, so the report names the device of every trained trial."""
+    records = [dataclasses.replace(r, extra={"device": "cuda" if i % 3 else "cpu"}) for i, r in
+               enumerate(study_records())]
+    assert "Trained on cuda (bf16 autocast): 16 trials, cpu: 8 trials." in markdown(records, "accuracy", "s")
+    only_mam = [r for r in records if r.preset in (None, "mam")]
+    text = markdown(only_mam, "accuracy", "s")
+    assert "None: the study's baselines hold no pair of seed methods" in text and "| question |" not in text

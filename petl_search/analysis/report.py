@@ -7,6 +7,7 @@ search chose, with dev beside it.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Mapping, Sequence
 
 from ..search.records import TrialRecord
@@ -24,10 +25,13 @@ def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, se
     lines = [f"# {study_name}: what the data says", "",
              f"Score: {metric}. The search selected on the {selected_on}; every number below is on the official "
              f"dev set unless it says otherwise. Seeds per baseline as run; 95% Welch intervals for the "
-             f"difference of means (A − B).", "", "## Controlled comparisons (seed methods, same size, dev)", "",
-             "| question | A | B | A: mean ± std (n) | B: mean ± std (n) | A − B [95% CI] | answer |",
-             "|---|---|---|---|---|---|---|"]
-    for c in baseline_comparisons(on_dev):
+             f"difference of means (A − B). Trained on {trained_on(records)}.", "",
+             "## Controlled comparisons (seed methods, same size, dev)", ""]
+    pairs = baseline_comparisons(on_dev)
+    lines += ["| question | A | B | A: mean ± std (n) | B: mean ± std (n) | A − B [95% CI] | answer |",
+              "|---|---|---|---|---|---|---|"] if pairs else \
+        ["None: the study's baselines hold no pair of seed methods that differ in one design dimension."]
+    for c in pairs:
         lines.append(f"| {c.question} | {c.a.label} ({c.a.percent:.3f}%) | {c.b.label} ({c.b.percent:.3f}%) | "
                      f"{c.a.mean:.4f} ± {c.a.std:.4f} ({len(c.a.scores)}) | {c.b.mean:.4f} ± {c.b.std:.4f} "
                      f"({len(c.b.scores)}) | {c.difference:+.4f} {_interval(c)} | {c.verdict} |")
@@ -53,6 +57,14 @@ def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, se
         lines.append(f"| #{m.number} | {m.kind} | {len(m.scores)} | {m.mean:.4f} ± {m.std:.4f} | {dev} | "
                      f"{100 * m.stored_fraction:.3f}% | {m.label}{flags} |")
     return "\n".join(lines) + "\n"
+
+
+def trained_on(records: Sequence[TrialRecord]) -> str:
+    """Where the trials ran, as the trainer recorded it ('cpu', 'cuda'), with how many ran on each: GPU
+    trials autocast to bf16, so a study's numbers depend on it."""
+    devices = Counter(str(r.extra.get("device", "unrecorded")) for r in records if r.scored)
+    return ", ".join(f"{device}{' (bf16 autocast)' if device.startswith('cuda') else ''}: {n} trials"
+                     for device, n in devices.most_common()) or "nothing yet"
 
 
 def _claim(claim: Claim) -> str:
