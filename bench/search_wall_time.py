@@ -48,7 +48,7 @@ def study(args: argparse.Namespace, workdir: Path, name: str, seed: int, *, ours
         {"name": "random", "seed": seed}, "seed": seed, "concurrency": args.concurrency,
         "resources": {"cpus": 1, "gpus": args.gpus},
         "early_stopping": {"grace_evals": 2, "reduction_factor": 2} if ours else None,
-        "budget_aware": budget_aware, "search_split": {"size": args.split, "seed": 0},
+        "budget_aware": budget_aware, "search_split": {"size": args.split, "max": args.split_max, "seed": 0},
         "train": {"max_steps": args.steps, "eval_every": max(1, args.steps // 5), "batch_size": 16,
                   "learning_rate": args.lr, "eval_examples": 256},
         "storage": f"sqlite:///{workdir / f'{name}.db'}"})
@@ -98,6 +98,8 @@ def main() -> None:
     parser.add_argument("--startup", type=int, default=5, help="TPE's random start-up, in search trials")
     parser.add_argument("--budget", type=float, default=0.05)
     parser.add_argument("--split", type=float, default=0.1, help="search split: a fraction of training")
+    parser.add_argument("--split-max", type=int, default=1000, help="search split: at most this many examples "
+                                                                     "(the studies' 1,000)")
     parser.add_argument("--lr", type=float, default=0.01, help="learning rate (the toy's; 1e-3 for MiniLM)")
     parser.add_argument("--concurrency", type=int, default=2, help="trials at once, in both arms")
     parser.add_argument("--gpus", type=float, default=0.0, help="GPU share per trial (bf16 autocast on GPU)")
