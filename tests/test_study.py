@@ -80,6 +80,17 @@ def test_shipped_studies_load() -> None:
     ({"space": "nowhere.yaml"}, "space: search space"),
     ({"storage": "study.db"}, "storage must be an SQLAlchemy URL"),
     ({"name": "my study"}, "name must be a name of letters"),
+    ({"strategy": "supernet"}, "strategy must be one of ['standalone', 'oneshot'], but got 'supernet'"),
+    ({"oneshot": {"top_k": 3}}, "oneshot is read only with strategy: oneshot, but strategy is 'standalone'"),
+    ({"strategy": "oneshot", "oneshot": {"topk": 3}}, "oneshot has no key 'topk'; keys: ['supernet_steps'"),
+    ({"strategy": "oneshot", "oneshot": {"designs": 0}}, "oneshot.designs must be a positive integer, but got 0"),
+    ({"strategy": "oneshot", "oneshot": {"random_designs": -1}}, "oneshot.random_designs must be a non-negative"),
+    ({"strategy": "oneshot", "oneshot": {"eval_examples": 0}}, "oneshot.eval_examples must be a positive integer "
+                                                              "or null, but got 0"),
+    ({"strategy": "oneshot", "oneshot": {"top_k": 4}}, "leave n_trials out (or equal to top_k), but got "
+                                                       "n_trials=6 and top_k=4"),
+    ({"strategy": "oneshot", "n_trials": 8, "search_split": None}, "a one-shot study scores designs on its search "
+                                                                   "split; search_split must not be null"),
 ])
 def test_bad_study_files_name_the_key_and_the_problem(tmp_path, change, message) -> None:
     path = tmp_path / "bad.yaml"
@@ -442,3 +453,15 @@ def test_hub_reads_the_task_from_the_hub_and_excludes_data_dir(tmp_path) -> None
     with pytest.raises(StudyError, match=r"hub must be true \(read the task from the Hugging Face Hub\) or false, but "
                                          r"got 'yes'"):
         parse_study(study_data(tmp_path, hub="yes"))
+
+
+def test_a_oneshot_study_fills_its_stages_and_only_it_changes_the_fingerprint(tmp_path) -> None:
+    plain = parse_study(study_data(tmp_path))
+    assert (plain.strategy, plain.oneshot) == ("standalone", None)
+    assert "strategy" not in plain.identity()  # storages written before one-shot studies keep their fingerprint
+    data = study_data(tmp_path, strategy="oneshot", oneshot={"top_k": 6, "eval_examples": None})
+    spec = parse_study(data)
+    assert spec.oneshot == {"supernet_steps": 1000, "random_designs": 2, "designs": 1000, "eval_examples": None,
+                            "top_k": 6}
+    assert spec.n_trials == 6 and spec.identity()["strategy"] == "oneshot"
+    assert spec.fingerprint() != parse_study(study_data(tmp_path, strategy="oneshot", n_trials=8)).fingerprint()

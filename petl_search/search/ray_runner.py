@@ -125,6 +125,9 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
     """
     from datasets.utils.logging import disable_progress_bar
 
+    if spec.strategy == "oneshot":  # refused until its supernet stages are wired in, rather than run wrongly
+        raise PETLError(f"{spec.source}: strategy: oneshot is not runnable yet (its supernet stages are being "
+                        f"built); use strategy: standalone")
     model_config = spec.model_config()  # an unknown model fails here, at once, naming the study file
     fit_baselines(spec, model_config)  # so does a baseline that cannot fit the budget, before any storage
     disable_progress_bar()

@@ -19,6 +19,13 @@
     baselines: [lora, {preset: houlsby, seeds: [0, 1]}]     # sizes fitted to the budget unless given
     reseed: {top: 3, seeds: [1, 2]}      # then train the front's best 3 search points with more seeds
     storage: null                        # default: sqlite:///<this folder>/<name>/study.db
+    strategy: standalone                 # or oneshot: a weight-sharing supernet ranks the designs first
+    oneshot: {supernet_steps: 1000, random_designs: 2, designs: 1000, eval_examples: 256, top_k: 8}
+
+A one-shot study (`strategy: oneshot`) trains one supernet over the space (sandwich rule: the largest,
+the smallest and `random_designs` random designs per step), scores `designs` designs with the supernet's
+weights on `eval_examples` of the search split (the study's sampler proposes them: nsga2 suits it), and
+trains the front's `top_k` designs stand-alone as ordinary search trials (so n_trials is top_k).
 
 Everything is checked when the file is read, before Ray or a model starts: unknown keys, wrong types,
 a missing space. What needs the model is checked when a run starts, before Ray (a model name that loads
@@ -45,11 +52,15 @@ SAMPLERS = ("tpe", "nsga2", "gp", "random")
 COST_OBJECTIVES = {"stored_params": "minimize", "throughput": "maximize"}
 STUDY_KEYS = ("name", "description", "model", "task", "data_dir", "space", "budget", "objectives", "sampler",
               "n_trials", "concurrency", "resources", "early_stopping", "train", "seed", "baselines", "storage",
-              "search_split", "budget_aware", "reseed", "hub")
+              "search_split", "budget_aware", "reseed", "hub", "strategy", "oneshot")
 # Keys that define what a stored study means: changing them under an existing storage is refused.
 IDENTITY_KEYS = ("model", "task", "space_data", "budget", "objectives", "train", "seed", "search_split",
                  "budget_aware")
 DEFAULT_SEARCH_SPLIT = {"size": 0.1, "max": 1000, "seed": 0}
+STRATEGIES = ("standalone", "oneshot")
+# A one-shot study's stages: supernet steps, random designs per step besides the largest and the smallest,
+# designs scored with inherited weights, search-split examples per score (null: all), designs re-trained.
+DEFAULT_ONESHOT = {"supernet_steps": 1000, "random_designs": 2, "designs": 1000, "eval_examples": 256, "top_k": 8}
 
 
 class StudyError(PETLError):
@@ -97,6 +108,8 @@ class StudySpec:
     search_split: Mapping[str, Any] | None = field(default_factory=lambda: dict(DEFAULT_SEARCH_SPLIT))
     budget_aware: bool = True  # sizes are sampled within what the budget leaves (space.py)
     reseed: Mapping[str, Any] | None = None  # {top, seeds}: the front's best search points, trained again
+    strategy: str = "standalone"  # or "oneshot" (a supernet ranks designs; the top_k are trained stand-alone)
+    oneshot: Mapping[str, Any] | None = None  # DEFAULT_ONESHOT's keys, for strategy "oneshot"
 
     @property
     def directions(self) -> list[str]:
@@ -126,7 +139,10 @@ class StudySpec:
 
     def identity(self) -> dict[str, Any]:
         data = asdict(self)
-        return json.loads(json.dumps({k: data[k] for k in IDENTITY_KEYS}, sort_keys=True, default=list))
+        # the one-shot keys join only for one-shot studies: storages written before they existed keep
+        # their fingerprints
+        keys = IDENTITY_KEYS + (("strategy", "oneshot") if self.strategy == "oneshot" else ())
+        return json.loads(json.dumps({k: data[k] for k in keys}, sort_keys=True, default=list))
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
@@ -231,14 +247,16 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
         data_dir = str(_relative(source, data_dir))
         if not Path(data_dir).is_dir():
             raise StudyError(f"{source}: data_dir {data_dir} is not a folder")
+    strategy, oneshot = _strategy(source, data)
     spec = StudySpec(
         name=name, source=source, model=str(data.get("model", DEFAULT_ENCODER)), task=data["task"],
         space_path=str(space_path), space_data=space_data, budget=float(budget), objectives=objectives,
-        sampler=sampler, n_trials=int(data.get("n_trials", 12)), concurrency=int(data.get("concurrency", 1)),
+        sampler=sampler, n_trials=oneshot["top_k"] if oneshot else int(data.get("n_trials", 12)), concurrency=int(data.get("concurrency", 1)),
         cpus=cpus, gpus=gpus, early_stopping=early, train=dict(train), seed=int(data.get("seed", 0)),
         baselines=_baselines(source, data.get("baselines") or []), storage="", data_dir=data_dir, hub=hub,
         description=str(data.get("description", "")), search_split=search_split,
-        budget_aware=data.get("budget_aware", True), reseed=_reseed(source, data.get("reseed")))
+        budget_aware=data.get("budget_aware", True), reseed=_reseed(source, data.get("reseed")),
+        strategy=strategy, oneshot=oneshot)
     storage = data.get("storage") or f"sqlite:///{spec.folder / 'study.db'}"
     check("storage", isinstance(storage, str) and "://" in storage, "an SQLAlchemy URL such as "
           "sqlite:///path/study.db or postgresql://user@host/db")
@@ -274,6 +292,37 @@ def _search_split(source: str, block: Any) -> dict[str, Any] | None:
     if not (_int(out["seed"]) and out["seed"] >= 0):
         raise StudyError(f"{source}: search_split.seed must be a non-negative integer, but got {out['seed']!r}")
     return {**out, "size": int(size) if size >= 1 else float(size)}
+
+
+def _strategy(source: str, data: Mapping[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    """("standalone", None), or ("oneshot", its stages with defaults filled in), checked."""
+    strategy = data.get("strategy", "standalone")
+    if strategy not in STRATEGIES:
+        raise StudyError(f"{source}: strategy must be one of {list(STRATEGIES)}, but got {strategy!r}")
+    block = data.get("oneshot")
+    if strategy != "oneshot":
+        if block is not None:
+            raise StudyError(f"{source}: oneshot is read only with strategy: oneshot, but strategy is {strategy!r}")
+        return strategy, None
+    if block is not None and not isinstance(block, Mapping):
+        raise StudyError(f"{source}: oneshot must be a mapping with keys {list(DEFAULT_ONESHOT)}, but got {block!r}")
+    unknown = sorted(set(block or {}) - set(DEFAULT_ONESHOT))
+    if unknown:
+        raise StudyError(f"{source}: oneshot has no key {unknown[0]!r}; keys: {list(DEFAULT_ONESHOT)}")
+    out = {**DEFAULT_ONESHOT, **(block or {})}
+    for key, value in out.items():
+        least = 0 if key == "random_designs" else 1
+        if not ((key == "eval_examples" and value is None) or (_int(value) and value >= least)):
+            kind = "a non-negative integer" if least == 0 else "a positive integer"
+            raise StudyError(f"{source}: oneshot.{key} must be {kind}{' or null' if key == 'eval_examples' else ''}, "
+                             f"but got {value!r}")
+    if "n_trials" in data and data["n_trials"] != out["top_k"]:
+        raise StudyError(f"{source}: a one-shot study trains oneshot.top_k designs stand-alone: leave n_trials out "
+                         f"(or equal to top_k), but got n_trials={data['n_trials']!r} and top_k={out['top_k']!r}")
+    if data.get("search_split", DEFAULT_SEARCH_SPLIT) is None:
+        raise StudyError(f"{source}: a one-shot study scores designs on its search split; search_split must not "
+                         f"be null")
+    return strategy, out
 
 
 def _reseed(source: str, block: Any) -> dict[str, Any] | None:

@@ -1,0 +1,114 @@
+"""One-shot search: a weight-sharing supernet ranks many designs; the best few are trained stand-alone.
+
+A study with `strategy: oneshot` runs three stages, each resumable from the study's storage:
+  1. the supernet is trained (sandwich rule) and saved beside the storage (training/supernet_training.py);
+  2. the study's sampler (NSGA-II suits it) proposes `designs` designs from the same space file, each
+     scored with the supernet's inherited weights on the search split, cheaply (evaluation only). They
+     live in a second Optuna study, `<name>.oneshot`, in the same storage, with objectives
+     (score, stored parameters), so a killed run resumes where it stopped and never mixes them with
+     trained trials;
+  3. the `top_k` designs of that study (its non-dominated ranks in turn, the last rank thinned by
+     crowding distance so that the chosen ones spread over sizes) are queued in the study itself as search
+     points and trained stand-alone by the Ray workers: fronts, reseeds, reports, dashboards and export
+     see ordinary trials.
+
+The dev set is never read before stage 3's trials end, as in every study.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping
+
+import optuna
+
+from ..core.config import PETLConfig
+from ..core.params import count_params
+from .pareto import crowding_distances, nondominated_ranks
+from .samplers import make_sampler
+from .study import StudySpec
+
+DESIGNS_SUFFIX = ".oneshot"  # the design study's name: <study name>.oneshot
+QUEUED_KEY = "oneshot_queued"  # study attribute: the design numbers queued for stand-alone training
+DESIGN_KEY = "oneshot_design"  # a queued trial's attribute: the design it trains
+MAX_REJECTIONS = 500  # proposals in a row over budget or repeated before the space is declared exhausted
+
+Scorer = Callable[[PETLConfig], Mapping[str, float]]
+
+
+def design_study(spec: StudySpec, storage: Any, *, create: bool = True) -> optuna.Study:
+    """The study of designs scored on the supernet (stage 2), beside the study in its storage."""
+    name = spec.name + DESIGNS_SUFFIX
+    if not create:
+        return optuna.load_study(study_name=name, storage=storage)
+    return optuna.create_study(study_name=name, storage=storage, sampler=make_sampler(spec),
+                               directions=["maximize", "minimize"], load_if_exists=True)
+
+
+def search_designs(spec: StudySpec, study: optuna.Study, score: Scorer, model_config: Any, *,
+                   progress: Callable[[str], None] = print) -> int:
+    """Propose and score designs until the design study holds `oneshot.designs` scored ones; return how
+    many this call scored. A proposal over the budget or seen before is closed as failed and not counted
+    (scoring it again would tell the sampler nothing new)."""
+    target = spec.oneshot["designs"]
+    space, metric = spec.space(), spec.main_metric
+    budget = spec.budget if spec.budget_aware else None
+    limit = spec.budget * count_params(PETLConfig(), model_config).backbone
+    seen = {t.user_attrs["fingerprint"] for t in study.get_trials(deepcopy=False) if "fingerprint" in t.user_attrs
+            and t.state == optuna.trial.TrialState.COMPLETE}
+    scored, rejections = 0, 0
+    while len(seen) < target:
+        if rejections >= MAX_REJECTIONS:
+            progress(f"one-shot: {MAX_REJECTIONS} proposals in a row were over the budget or repeats: the space "
+                     f"holds no more new designs ({len(seen)} scored)")
+            break
+        trial = study.ask()
+        config = space.sample(trial, model_config, budget=budget)
+        stored, fingerprint = count_params(config, model_config).stored, config.fingerprint()
+        if stored > limit or fingerprint in seen:
+            trial.set_user_attr("rejected", "over_budget" if stored > limit else "repeat")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            rejections += 1
+            continue
+        rejections = 0
+        scores = dict(score(config))
+        for key, value in (("config", config.to_dict()), ("fingerprint", fingerprint), ("stored_params", stored),
+                           ("scores", scores), ("label", config.describe())):
+            trial.set_user_attr(key, value)
+        study.tell(trial, [scores[metric], stored])
+        seen.add(fingerprint)
+        scored += 1
+        if len(seen) % 50 == 0 or len(seen) == target:
+            progress(f"one-shot: {len(seen)}/{target} designs scored with inherited weights")
+    return scored
+
+
+def top_designs(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
+    """The k designs to train stand-alone: whole non-dominated ranks on (score, stored parameters) in
+    turn; the rank that does not fit whole gives its points with the largest crowding distance (its
+    extremes first), so the chosen designs spread along the front instead of bunching."""
+    done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    points = [(t.values[0], -t.values[1]) for t in done]
+    ranks = nondominated_ranks(points)
+    chosen: list[optuna.trial.FrozenTrial] = []
+    for rank in range(max(ranks, default=-1) + 1):
+        members = [i for i, r in enumerate(ranks) if r == rank]
+        if len(chosen) + len(members) > k:
+            crowding = crowding_distances([points[i] for i in members])
+            order = sorted(range(len(members)), key=lambda j: (-crowding[j], done[members[j]].number))
+            members = [members[j] for j in order[:k - len(chosen)]]
+        chosen += [done[i] for i in sorted(members, key=lambda i: done[i].values[1])]
+        if len(chosen) >= k:
+            break
+    return chosen
+
+
+def queue_designs(study: optuna.Study, designs: list[optuna.trial.FrozenTrial]) -> list[int]:
+    """Queue the designs in the study as search points to train, once: a resumed run finds them queued
+    (or trained) and queues nothing again. Returns the design numbers queued, now or before."""
+    already = study.user_attrs.get(QUEUED_KEY)
+    if already is not None:
+        return list(already)
+    for design in designs:
+        study.enqueue_trial(dict(design.params), user_attrs={DESIGN_KEY: design.number})
+    numbers = [d.number for d in designs]
+    study.set_user_attr(QUEUED_KEY, numbers)
+    return numbers
