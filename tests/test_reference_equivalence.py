@@ -18,7 +18,7 @@ from petl_search.nn.modules import PrefixBank
 from conftest import ARCHS, hidden, make_inputs, make_model, randomise_deltas
 
 LORA_TARGETS = {"bert": ["query", "value"], "roberta": ["query", "value"], "bart": ["q_proj", "v_proj"],
-                "gpt2": ["c_attn"], "llama": ["q_proj", "v_proj"]}
+                "gpt2": ["c_attn"], "llama": ["q_proj", "v_proj"], "mpnet": ["q", "v"]}
 
 
 def _names(model: nn.Module) -> dict[int, str]:
