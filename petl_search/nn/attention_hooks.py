@@ -79,7 +79,7 @@ class HookedHeads:
         return bound.args, bound.kwargs
 
     def _put(self, output: torch.Tensor, which: int) -> torch.Tensor:
-        rows = self._kv[which]
+        rows = self._kv[which].to(output.dtype)  # under autocast, k(x) may be narrower than x
         return torch.cat([rows.expand(output.shape[0], -1, -1), output[:, rows.shape[0]:]], 1)
 
     def put_keys(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
