@@ -116,6 +116,29 @@ def test_mpnet_prefix_with_attention_weights_requested() -> None:
     assert (out.attentions[0][-1, :, :, -2:] == 0).all()  # the padded tokens stay masked
 
 
+def test_mpnet_prefix_keys_and_values_stay_exact_beside_a_delta_on_k_and_v() -> None:
+    """MPNet (hooks route) with a prefix and a biased Δh on k and v: the prefix hooks run after the Δh's, so
+    the attention reads exactly [P_k; k(x) + Δk] and [P_v; v(x) + Δv] (not P_k plus Δk of a zero row)."""
+    config = ps.PETLConfig(attn_heads=DeltaSpec(form="prefix", size=3),
+                           attn_qkv=DeltaSpec(form="bottleneck", size=4, insertion="sequential",
+                                              projections=("k", "v")))
+    model = ps.apply_petl(make_model("mpnet"), config)
+    randomise_deltas(model)
+    attn = model.encoder.layer[0].attention.attn
+    seen: dict[str, torch.Tensor] = {}
+    handles = [attn.k.register_forward_hook(lambda m, a, out: seen.update(k=out)),  # registered last: runs last
+               attn.v.register_forward_hook(lambda m, a, out: seen.update(v=out))]
+    with torch.no_grad():
+        model(**make_inputs("mpnet"))
+        prefix = model.petl.prefixes["attn_heads"].kv("attn_heads_b0_self")  # (2, H, l, d_h)
+    for handle in handles:
+        handle.remove()
+    for i, name in enumerate("kv"):
+        expected = prefix[i].transpose(0, 1).flatten(-2).expand(2, -1, -1)  # (B, l, H·d_h)
+        assert torch.equal(seen[name][:, :3], expected), name
+    assert (model.petl.deltas["attn_qkv_b0_self_k"].bottleneck.up_bias != 0).all()  # Δk(0) ≠ 0: the order matters
+
+
 def test_hooks_route_refuses_what_it_cannot_reach(monkeypatch) -> None:
     """A family whose attention is inline cannot take head Δh on a fused q/k/v projection: a PETLError names
     the model type, the site and why, before the model is touched. (GPT-2's table, as if it were inline.)"""

@@ -129,7 +129,7 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
             head_sites.append(_attach_to_heads(p, block, layout, container, kw))
     # Hooked heads last: their hooks on q/k/v then run after a sublayer site's (they read q with LoRA's
     # Δh added, and a prefix overwrites rows of k and v that a Δh on k or v would otherwise add to).
-    head_hooks: list[HookedHeads] = [_hook_heads(p, block, layout, family, container) for p, block, layout in hooked]
+    head_hooks = [_hook_heads(p, block, layout, family, container) for p, block, layout in hooked]
 
     object.__setattr__(container, "_wirings", wirings)
     object.__setattr__(container, "_head_modules", head_sites)
