@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import (AutoModel, BartConfig, BertConfig, GPT2Config, LlamaConfig, RobertaConfig)
+from transformers import AutoModel, BartConfig, BertConfig, GPT2Config, LlamaConfig, MPNetConfig, RobertaConfig
 from transformers.utils import logging as hf_logging
 
 import petl_search as ps
+from petl_search.core.architectures import family_of
 from petl_search.toy import write_tiny_model, write_toy_glue
 
 hf_logging.set_verbosity_error()
@@ -26,6 +27,8 @@ TINY_CONFIGS = {
                                resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0),
     "llama": lambda: LlamaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                                  intermediate_size=64, vocab_size=100),
+    "mpnet": lambda: MPNetConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                                 vocab_size=100, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
 }
 ARCHS = tuple(TINY_CONFIGS)
 
@@ -35,10 +38,18 @@ def preset_for(name: str, **kwargs) -> ps.PETLConfig:
     return ps.preset(name, model_config=TINY_CONFIGS["bert"](), **kwargs)
 
 
+def uses_attention_interface(arch: str) -> bool:
+    """Whether the family's attention calls transformers' AttentionInterface (so sdpa/eager can be chosen);
+    MPNet's is inline (eager only), and head-attention Δh reaches it through hooks."""
+    return family_of(TINY_CONFIGS[arch]()).head_route == "interface"
+
+
 def make_model(arch: str, seed: int = 0, attn: str = "sdpa") -> torch.nn.Module:
+    """The tiny model with attention implementation `attn` (for families with an inline attention: its own)."""
     torch.manual_seed(seed)
     config = TINY_CONFIGS[arch]()
-    config._attn_implementation = attn
+    if uses_attention_interface(arch):
+        config._attn_implementation = attn
     return AutoModel.from_config(config).eval()
 
 

@@ -82,7 +82,7 @@ def test_a_bad_preset_argument_is_named_as_the_preset_names_it(name, argument) -
 def test_unsupported_architecture_lists_the_supported_ones() -> None:
     from transformers import T5Config
     with pytest.raises(ps.UnsupportedModelError,
-                       match=r"model_type must be one of \['bert', 'roberta', 'bart', 'gpt2', 'llama'\], but got 't5'"):
+                       match=r"model_type must be one of \['bert', 'roberta', 'bart', 'gpt2', 'llama', 'mpnet'\], but got 't5'"):
         ps.count_params(ps.presets.lora(), T5Config())
 
 

@@ -1,7 +1,7 @@
 """Parameter counts against the paper's formulas, on full-size configurations built without weights."""
 from __future__ import annotations
 
-from transformers import BartConfig, RobertaConfig
+from transformers import BartConfig, MPNetConfig, RobertaConfig
 
 import petl_search as ps
 
@@ -36,3 +36,16 @@ def test_lora_and_prefix_on_bart_large_follow_table_1() -> None:
     assert prefix.stored == attentions * 2 * 200 * d
     m = 512
     assert prefix.trained == 200 * d + (d * m + m) + (m * attentions * 2 * d + attentions * 2 * d)
+
+
+def test_mam_and_lora_on_mpnet_base_follow_the_paper_formulas() -> None:
+    """MPNet-base (all-mpnet-base-v2's config.json: MPNetConfig's defaults but 514 positions): 12 layers, d = 768. The paper's
+    2·l·d per layer for a prefix (no position-bias parameters: a prefix has no position) plus 2·r·d per
+    layer and the adapter's biases for MAM; 4·r·d per layer for LoRA on W_q, W_v (Table 1)."""
+    config = MPNetConfig(max_position_embeddings=514)
+    layers, d, l, r = 12, 768, 30, 512
+    assert ps.count_params(ps.presets.mam(prefix_len=l, ffn_r=r, s=4), config).stored == \
+        layers * (2 * l * d + 2 * r * d) + layers * (r + d)
+    lora = ps.count_params(ps.presets.lora(r=8), config)
+    assert lora.stored == layers * 4 * 8 * d
+    assert lora.backbone == 109_486_464  # all-mpnet-base-v2 with its pooler, as loaded by AutoModel

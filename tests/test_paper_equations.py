@@ -1,10 +1,14 @@
-"""The presets against the papers' equations, written out by hand on a tiny BERT with fixed weights.
+"""The presets against the papers' equations, written out by hand on a tiny BERT and a tiny MPNet with
+fixed weights.
 
 Each test applies a preset, gives every Δh parameter random values, and compares the model's
 last_hidden_state with `reference_encoder`: a forward pass of the BERT encoder written here from the
 equations (Vaswani et al. attention, post-LN residual blocks) using the frozen model's own weights, read
 off its modules, and the Δh parameters, read off `model.petl`. Only the embeddings are taken from the
-model (positions 0..T-1, not shifted). Where each Δh goes is spelled out by each test, from its paper:
+model (positions 0..T-1, not shifted). MPNet's layer is BERT's with one more term in the attention
+logits, a learned relative-position bias b[h, bucket(j - i)] (Song et al. 2020, T5's buckets), written
+out here too; its attention is computed inline, so petl reaches its heads through hooks, not through
+the AttentionInterface. Where each Δh goes is spelled out by each test, from its paper:
 
     Houlsby et al. 2019     h ← h + f(h W_down + b_down) W_up + b_up after the attention output projection
                             and after the FFN output projection, before each residual + LayerNorm (f = ReLU)
@@ -68,33 +72,68 @@ class LayerDeltas:
     prefix: torch.Tensor | None = None  # (2, heads, l, d_h): P_k, P_v
 
 
-def attention(layer: nn.Module, h: torch.Tensor, visible: torch.Tensor, prefix: torch.Tensor | None) -> torch.Tensor:
+# Where each family keeps the pieces the reference reads: q, k, v, the attention output projection and
+# the LayerNorm after the attention's residual (the FFN's pieces have the same names in both).
+PARTS = {
+    "bert": ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+             "attention.output.LayerNorm"),
+    "mpnet": ("attention.attn.q", "attention.attn.k", "attention.attn.v", "attention.attn.o",
+              "attention.LayerNorm"),
+}
+
+
+def mpnet_bucket(i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    """MPNet's bucket of a key at j for a query at i (T5's bidirectional buckets, 32 of them): below a
+    distance of 8 each offset has its own bucket, j <= i → i - j, j > i → 16 + (j - i)."""
+    assert (i - j).abs().max() < 8, "the short form holds for sequences of at most 8 tokens"
+    return torch.where(j <= i, i - j, 16 + (j - i))
+
+
+def position_bias(model: nn.Module, length: int) -> torch.Tensor:
+    """MPNet's relative position bias b[h, i, j] = w[bucket(i, j), h], shape (H, T, T)."""
+    positions = torch.arange(length)
+    buckets = mpnet_bucket(positions[:, None], positions[None, :])
+    return model.encoder.relative_attention_bias.weight[buckets].permute(2, 0, 1)
+
+
+def attention(layer: nn.Module, arch: str, h: torch.Tensor, visible: torch.Tensor, prefix: torch.Tensor | None,
+              bias: torch.Tensor | None) -> torch.Tensor:
     """Multi-head attention, concatenated heads (before the output projection); `visible` (B, T) is the
-    padding mask. With a prefix, each head's keys and values are [P_k; C W_k], [P_v; C W_v] (Eq. 7)."""
-    sa = layer.attention.self
+    padding mask, `bias` (H, T, T) MPNet's position bias. With a prefix, each head's keys and values are
+    [P_k; C W_k], [P_v; C W_v] (Eq. 7)."""
+    q_proj, k_proj, v_proj = (layer.get_submodule(path) for path in PARTS[arch][:3])
     batch, length, width = h.shape
     d_h = width // HEADS
 
     def split(x: torch.Tensor) -> torch.Tensor:  # (B, T, H·d_h) -> (B, H, T, d_h)
         return x.view(batch, length, HEADS, d_h).transpose(1, 2)
 
-    q, k, v = split(linear(h, sa.query)), split(linear(h, sa.key)), split(linear(h, sa.value))
+    q, k, v = split(linear(h, q_proj)), split(linear(h, k_proj)), split(linear(h, v_proj))
     if prefix is not None:
         p_k, p_v = (p.unsqueeze(0).expand(batch, -1, -1, -1) for p in prefix)
         k, v = torch.cat([p_k, k], 2), torch.cat([p_v, v], 2)
         visible = torch.cat([torch.ones(batch, prefix.shape[2], dtype=torch.bool), visible], 1)
+        if bias is not None:
+            # Our choice: the prefix columns get no position bias. A prefix has no position (Eq. 7 writes
+            # its logits as x W_q P_kᵀ alone), so giving it a bucket would invent one; a zero bias keeps
+            # the paper's prefix logits, and the tokens' own logits keep their bias unchanged.
+            bias = torch.cat([torch.zeros(HEADS, length, prefix.shape[2]), bias], -1)
     logits = q @ k.transpose(-1, -2) / math.sqrt(d_h)
+    if bias is not None:
+        logits = logits + bias
     logits = logits.masked_fill(~visible[:, None, None, :], float("-inf"))
     heads = torch.softmax(logits, -1) @ v  # (B, H, T, d_h)
     return heads.transpose(1, 2).reshape(batch, length, width)
 
 
-def encoder_layer(layer: nn.Module, h: torch.Tensor, visible: torch.Tensor, d: LayerDeltas) -> torch.Tensor:
-    """One post-LN BERT layer with the Δh of `d` placed as the papers place them."""
-    a = linear(attention(layer, h, visible, d.prefix), layer.attention.output.dense)
+def encoder_layer(layer: nn.Module, arch: str, h: torch.Tensor, visible: torch.Tensor, d: LayerDeltas,
+                  bias: torch.Tensor | None) -> torch.Tensor:
+    """One post-LN BERT/MPNet layer with the Δh of `d` placed as the papers place them."""
+    out, attn_norm = (layer.get_submodule(path) for path in PARTS[arch][3:])
+    a = linear(attention(layer, arch, h, visible, d.prefix, bias), out)
     if d.after_attn_out is not None:
         a = a + adapter(d.after_attn_out, a)
-    x = layer_norm(a + h, layer.attention.output.LayerNorm)  # the FFN sublayer's input
+    x = layer_norm(a + h, attn_norm)  # the FFN sublayer's input
     f = linear(gelu(linear(x, layer.intermediate.dense)), layer.output.dense)
     if d.after_ffn is not None:
         f = f + adapter(d.after_ffn, f)
@@ -103,38 +142,41 @@ def encoder_layer(layer: nn.Module, h: torch.Tensor, visible: torch.Tensor, d: L
     return layer_norm(f + x, layer.output.LayerNorm)
 
 
-def reference_encoder(model: nn.Module, inputs: dict, deltas: list[LayerDeltas]) -> torch.Tensor:
+def reference_encoder(model: nn.Module, arch: str, inputs: dict, deltas: list[LayerDeltas]) -> torch.Tensor:
     h = model.embeddings(input_ids=inputs["input_ids"])
     visible = inputs["attention_mask"].bool()
+    bias = position_bias(model, h.shape[1]) if arch == "mpnet" else None
     for layer, d in zip(model.encoder.layer, deltas, strict=True):
-        h = encoder_layer(layer, h, visible, d)
+        h = encoder_layer(layer, arch, h, visible, d, bias)
     return h
 
 
 # --- the presets ------------------------------------------------------------------------------------
-def tiny_bert(attn: str = "sdpa") -> nn.Module:
-    """conftest's tiny BERT with weights drawn 10x wider (initializer_range 0.2, not 0.02). At 0.02 every
-    attention is nearly uniform (largest weight ≈ 0.15 over 7 tokens), so the attention scores barely
+def tiny_model(arch: str, attn: str) -> nn.Module:
+    """conftest's tiny BERT or MPNet with weights drawn 10x wider (initializer_range 0.2, not 0.02). At 0.02
+    every attention is nearly uniform (largest weight ≈ 0.15 over 7 tokens), so the attention scores barely
     matter: zeroing the prefix keys moves the output by only ~1e-4. At 0.2 the heads are peaked (largest
-    weight ≈ 0.9) and the same mistake moves it by ~3e-2, far beyond the tolerance."""
+    weight ≈ 0.9) and the same mistake moves it by ~3e-2, far beyond the tolerance; MPNet's position bias
+    is drawn as wide, so a bias in the wrong place shows too."""
     torch.manual_seed(0)
-    config = TINY_CONFIGS["bert"]()
+    config = TINY_CONFIGS[arch]()
     config.initializer_range = 0.2
-    config._attn_implementation = attn
+    if arch == "bert":  # MPNet's attention is inline: eager is its only implementation
+        config._attn_implementation = attn
     return AutoModel.from_config(config).eval()
 
 
-def prepared(config: ps.PETLConfig, attn: str) -> nn.Module:
-    model = ps.apply_petl(tiny_bert(attn), config)
+def prepared(config: ps.PETLConfig, arch: str, attn: str) -> nn.Module:
+    model = ps.apply_petl(tiny_model(arch, attn), config)
     randomise_deltas(model)
     return model
 
 
-def check(model: nn.Module, deltas: list[LayerDeltas]) -> None:
-    inputs = make_inputs("bert")  # the second row is padded: the mask matters
+def check(model: nn.Module, arch: str, deltas: list[LayerDeltas]) -> None:
+    inputs = make_inputs(arch)  # the second row is padded: the mask matters
     assert not inputs["attention_mask"].all()
     with torch.no_grad():
-        torch.testing.assert_close(hidden(model, inputs), reference_encoder(model, inputs, deltas),
+        torch.testing.assert_close(hidden(model, inputs), reference_encoder(model, arch, inputs, deltas),
                                    atol=1e-5, rtol=0)
 
 
@@ -144,42 +186,43 @@ def bottlenecks(model: nn.Module, site: str) -> list[Bottleneck]:
     return [model.petl.deltas[f"{site}_b{i}{suffix}"].bottleneck for i in range(LAYERS)]
 
 
-ATTN = pytest.mark.parametrize("attn", ["sdpa", "eager"])
+# BERT under both attention implementations; MPNet (eager only) through the hooks route.
+ATTN = pytest.mark.parametrize("arch,attn", [("bert", "sdpa"), ("bert", "eager"), ("mpnet", "eager")])
 
 
 @ATTN
-def test_houlsby_adds_an_adapter_after_attention_and_after_the_ffn(attn: str) -> None:
+def test_houlsby_adds_an_adapter_after_attention_and_after_the_ffn(arch: str, attn: str) -> None:
     """Houlsby et al. 2019 (Fig. 2): h ← h + f(h W_down + b_down) W_up + b_up on the output of the attention
     output projection and on the output of the FFN, each before its residual + LayerNorm."""
-    model = prepared(ps.presets.houlsby(r=8), attn)
+    model = prepared(ps.presets.houlsby(r=8), arch, attn)
     assert sorted(model.petl.deltas) == ["attn_out_b0_self", "attn_out_b1_self", "ffn_b0", "ffn_b1"]
-    check(model, [LayerDeltas(after_attn_out=a, after_ffn=f)
+    check(model, arch, [LayerDeltas(after_attn_out=a, after_ffn=f)
                   for a, f in zip(bottlenecks(model, "attn_out"), bottlenecks(model, "ffn"))])
 
 
 @ATTN
-def test_pfeiffer_adds_an_adapter_after_the_ffn_only(attn: str) -> None:
+def test_pfeiffer_adds_an_adapter_after_the_ffn_only(arch: str, attn: str) -> None:
     """Pfeiffer et al. 2021: Houlsby's adapter, h ← h + f(h W_down + b_down) W_up + b_up, after the FFN only."""
-    model = prepared(ps.presets.pfeiffer(r=8), attn)
+    model = prepared(ps.presets.pfeiffer(r=8), arch, attn)
     assert sorted(model.petl.deltas) == ["ffn_b0", "ffn_b1"]
-    check(model, [LayerDeltas(after_ffn=f) for f in bottlenecks(model, "ffn")])
+    check(model, arch, [LayerDeltas(after_ffn=f) for f in bottlenecks(model, "ffn")])
 
 
 @ATTN
-def test_parallel_adapter_reads_the_ffn_input(attn: str) -> None:
+def test_parallel_adapter_reads_the_ffn_input(arch: str, attn: str) -> None:
     """He et al. 2022, PA: FFN(x) + f(x W_down + b_down) W_up + b_up, x the FFN sublayer's input (the
     attention block's output after its LayerNorm), added before the FFN's residual + LayerNorm."""
-    model = prepared(ps.presets.parallel_adapter(r=8), attn)
+    model = prepared(ps.presets.parallel_adapter(r=8), arch, attn)
     assert sorted(model.petl.deltas) == ["ffn_b0", "ffn_b1"]
-    check(model, [LayerDeltas(parallel_ffn=f) for f in bottlenecks(model, "ffn")])
+    check(model, arch, [LayerDeltas(parallel_ffn=f) for f in bottlenecks(model, "ffn")])
 
 
 @ATTN
-def test_scaled_parallel_adapter_scales_delta_h_by_s(attn: str) -> None:
+def test_scaled_parallel_adapter_scales_delta_h_by_s(arch: str, attn: str) -> None:
     """He et al. 2022, scaled PA: FFN(x) + s·(f(x W_down + b_down) W_up + b_up), s = 4, x the FFN's input."""
-    model = prepared(ps.presets.scaled_parallel_adapter(r=8, s=S), attn)
+    model = prepared(ps.presets.scaled_parallel_adapter(r=8, s=S), arch, attn)
     assert sorted(model.petl.deltas) == ["ffn_b0", "ffn_b1"]
-    check(model, [LayerDeltas(parallel_ffn=f, parallel_scale=S) for f in bottlenecks(model, "ffn")])
+    check(model, arch, [LayerDeltas(parallel_ffn=f, parallel_scale=S) for f in bottlenecks(model, "ffn")])
 
 
 def prefixes(model: nn.Module) -> list[torch.Tensor]:
@@ -190,29 +233,29 @@ def prefixes(model: nn.Module) -> list[torch.Tensor]:
 
 
 @ATTN
-def test_prefix_tuning_prepends_keys_and_values_to_every_head(attn: str) -> None:
+def test_prefix_tuning_prepends_keys_and_values_to_every_head(arch: str, attn: str) -> None:
     """Li & Liang 2021; He et al. 2022 Eq. 7: head = softmax(x W_q [P_k; C W_k]ᵀ / √d_h) [P_v; C W_v], the
     padding mask extended by l always-visible columns, positions not shifted."""
-    model = prepared(ps.presets.prefix_tuning(l=PREFIX_LEN, reparam=None), attn)
+    model = prepared(ps.presets.prefix_tuning(l=PREFIX_LEN, reparam=None), arch, attn)
     assert len(model.petl.deltas) == 0
-    check(model, [LayerDeltas(prefix=p) for p in prefixes(model)])
+    check(model, arch, [LayerDeltas(prefix=p) for p in prefixes(model)])
 
 
 @ATTN
-def test_mam_is_prefix_attention_plus_scaled_parallel_adapter(attn: str) -> None:
+def test_mam_is_prefix_attention_plus_scaled_parallel_adapter(arch: str, attn: str) -> None:
     """He et al. 2022, MAM: prefix tuning on every head (Li & Liang 2021; He et al. Eq. 7:
     head = softmax(x W_q [P_k; C W_k]ᵀ / √d_h) [P_v; C W_v], l always-visible columns, positions not
     shifted) + scaled PA on the FFN (s = 4)."""
     config = ps.presets.mam(prefix_len=PREFIX_LEN, ffn_r=8, s=S, reparam=None)
-    model = prepared(config, attn)
+    model = prepared(config, arch, attn)
     assert sorted(model.petl.deltas) == ["ffn_b0", "ffn_b1"]
-    check(model, [LayerDeltas(prefix=p, parallel_ffn=f, parallel_scale=S)
+    check(model, arch, [LayerDeltas(prefix=p, parallel_ffn=f, parallel_scale=S)
                   for p, f in zip(prefixes(model), bottlenecks(model, "ffn"))])
 
 
 @ATTN
-def test_reference_without_delta_h_is_the_frozen_model(attn: str) -> None:
-    """The hand-written encoder itself, with no Δh, against transformers' BERT (so a failure above is about
+def test_reference_without_delta_h_is_the_frozen_model(arch: str, attn: str) -> None:
+    """The hand-written encoder itself, with no Δh, against transformers' BERT and MPNet (so a failure above is about
     Δh, not about a reference that differs everywhere)."""
-    model = tiny_bert(attn)
-    check(model, [LayerDeltas() for _ in range(LAYERS)])
+    model = tiny_model(arch, attn)
+    check(model, arch, [LayerDeltas() for _ in range(LAYERS)])

@@ -12,13 +12,13 @@ from torch import nn
 from transformers import AttentionInterface
 
 import petl_search as ps
-from petl_search.core.architectures import geometry
+from petl_search.core.architectures import family_of, geometry
 from petl_search.nn.attention import HEAD_SITE_ATTR, HeadSite
 from petl_search.nn.modules import PrefixBank
 from conftest import ARCHS, hidden, make_inputs, make_model, randomise_deltas
 
 LORA_TARGETS = {"bert": ["query", "value"], "roberta": ["query", "value"], "bart": ["q_proj", "v_proj"],
-                "gpt2": ["c_attn"], "llama": ["q_proj", "v_proj"]}
+                "gpt2": ["c_attn"], "llama": ["q_proj", "v_proj"], "mpnet": ["q", "v"]}
 
 
 def _names(model: nn.Module) -> dict[int, str]:
@@ -124,9 +124,10 @@ def _query_and_heads(model: nn.Module, inputs: dict) -> tuple[torch.Tensor, torc
     """Layer 0's query projection output q = x W_q + b_q and the input of its attention output projection
     (the concatenated head outputs), captured with hooks during one forward pass."""
     layer = model.encoder.layer[0]
+    paths = family_of(model.config).stacks[0].attentions[0]
     seen: dict[str, torch.Tensor] = {}
-    handles = [layer.attention.self.query.register_forward_hook(lambda m, a, out: seen.update(q=out)),
-               layer.attention.output.dense.register_forward_pre_hook(lambda m, a: seen.update(heads=a[0]))]
+    handles = [layer.get_submodule(paths.q.path).register_forward_hook(lambda m, a, out: seen.update(q=out)),
+               layer.get_submodule(paths.out).register_forward_pre_hook(lambda m, a: seen.update(heads=a[0]))]
     try:
         with torch.no_grad():
             model(**inputs)
@@ -136,20 +137,21 @@ def _query_and_heads(model: nn.Module, inputs: dict) -> tuple[torch.Tensor, torc
     return seen["q"], seen["heads"]
 
 
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_multi_head_adapter_on_heads_is_block_diagonal_and_reads_each_heads_query(attn: str) -> None:
+@pytest.mark.parametrize("arch,attn", [("bert", "sdpa"), ("bert", "eager"), ("mpnet", "eager")])
+def test_multi_head_adapter_on_heads_is_block_diagonal_and_reads_each_heads_query(arch: str, attn: str) -> None:
     """MH PA (He et al. 2022, multi-head parallel adapter, read from the query as prefix tuning's Eq. 10
     reads x W_q): through the model, head i's output o_i gains exactly
     f(q_i W_down^(i) + b_down^(i)) W_up^(i) + b_up^(i), with q_i head i's own slice of x W_q + b_q: each head
-    reads its own query and writes its own slice of the concatenated heads, nothing else changes."""
+    reads its own query and writes its own slice of the concatenated heads, nothing else changes. MPNet's
+    attention is inline, so there the Δh goes through hooks on q and on the output projection."""
     heads, r_per_head, d_h = 4, 2, 8
-    base = make_model("bert", attn=attn)
-    model = ps.apply_petl(make_model("bert", attn=attn), ps.presets.mh_parallel_adapter(heads=heads,
+    base = make_model(arch, attn=attn)
+    model = ps.apply_petl(make_model(arch, attn=attn), ps.presets.mh_parallel_adapter(heads=heads,
                                                                                          r_per_head=r_per_head))
     randomise_deltas(model)
     bn = model.petl.deltas["attn_heads_b0_self"].bottleneck
     assert bn.down_weight.shape == (heads, r_per_head, d_h) and bn.up_weight.shape == (heads, d_h, r_per_head)
-    inputs = make_inputs("bert")
+    inputs = make_inputs(arch)
     q, without = _query_and_heads(base, inputs)
     q_with, with_delta = _query_and_heads(model, inputs)
     torch.testing.assert_close(q_with, q, atol=0, rtol=0)  # layer 0 sees the same input in both models

@@ -29,7 +29,7 @@ class Projection:
 @dataclass(frozen=True)
 class AttentionPaths:
     kind: str  # "self" or "cross"
-    module: str  # the module that calls the attention interface
+    module: str  # the module that computes attention (calls the attention interface, or does it inline)
     q: Projection
     k: Projection
     v: Projection
@@ -78,6 +78,24 @@ class Family:
     # model config -> per stack: (number of blocks, hidden width, per-attention (kind, heads, kv_heads, head_dim))
     read: Callable[[Any], tuple[tuple[int, int, tuple[tuple[str, int, int, int], ...]], ...]]
     unsupported: Callable[[Any], str | None] = lambda config: None
+    head_route: str = "interface"  # how Δh reaches head attention: "interface" or "hooks" (see above)
+    key_arguments: tuple[str, ...] = ()  # hooks route: the attention module's per-key additive arguments
+
+
+def head_route_problem(family: Family, attention: AttentionPaths) -> str | None:
+    """Why Δh on the heads of `attention` cannot be wired in `family`, or None when it can.
+
+    The hooks route widens the attention module's input by the prefix length and overwrites rows of k
+    and v, so it needs separate k and v projections and keys computed from that same input (self-attention).
+    """
+    if family.head_route == "interface":
+        return None
+    if attention.kind != "self":
+        return f"the hooks route reaches only self-attention, and this is {attention.kind}-attention"
+    fused = [name for name in ("q", "k", "v") if getattr(attention, name).part is not None]
+    if fused:
+        return f"the hooks route needs separate q/k/v projections, and {fused} are slices of a fused one"
+    return None
 
 
 def _sep(prefix: str, q: str, k: str, v: str, out: str, kind: str = "self") -> AttentionPaths:
@@ -145,6 +163,12 @@ FAMILIES: tuple[Family, ...] = (
                     (_sep("self_attn", "q_proj", "k_proj", "v_proj", "self_attn.o_proj"),),
                     ("mlp.gate_proj", "mlp.up_proj"), "mlp.down_proj"),
     ), _llama_read),
+    # MPNet's attention is inline (no AttentionInterface): head-attention Δh goes through hooks.
+    Family("mpnet", ("mpnet",), (
+        StackLayout("encoder", "encoder.layer",
+                    (_sep("attention.attn", "q", "k", "v", "attention.attn.o"),),
+                    ("intermediate.dense",), "output.dense"),
+    ), _bert_read, head_route="hooks", key_arguments=("attention_mask", "position_bias")),
 )
 
 SUPPORTED_MODEL_TYPES = tuple(t for f in FAMILIES for t in f.model_types)

