@@ -81,7 +81,7 @@ class _Run:
 
 
 @dataclass
-class _Data:
+class PreparedData:
     train: EncodedSplit
     select: EncodedSplit  # what candidates are judged on: the search split, else the official dev set
     select_all: list[int]
@@ -133,12 +133,15 @@ def train(config: PETLConfig | Mapping[str, Any], task: str | Task, *, model: st
     net.to(device).train()
     params = _param_summary(net, config, heads)
     with clock.time("tokenize"):
-        prepared = _prepare_data(splits, tokenizer, task, cfg, (task.name, str(data_dir),
+        prepared = prepare_data(splits, tokenizer, task, cfg, (task.name, str(data_dir),
                                                                  id(data) if data is not None else None))
     return _fit(net, tokenizer, task, cfg, prepared, run, params, on_eval, progress, keep_model)
 
 
-def _prepare_data(splits: Any, tokenizer: Any, task: Task, cfg: TrainConfig, key: tuple) -> _Data:
+def prepare_data(splits: Any, tokenizer: Any, task: Task, cfg: TrainConfig, key: tuple) -> PreparedData:
+    """A run's data: training examples (less the search split), the set candidates are judged on and its
+    subset, the dev set, and the run's generator; `key` names the data for the tokenisation cache.
+    Candidates and the supernet (supernet_training.py) use it alike."""
     train_split, dev = splits["train"], None
     if cfg.search_split:  # select on examples carved out of training; the dev set waits for the end
         labels = train_split["label"] if task.kind != "seq2seq" else range(len(train_split))
@@ -158,10 +161,10 @@ def _prepare_data(splits: Any, tokenizer: Any, task: Task, cfg: TrainConfig, key
     select_all = list(range(len(select)))
     subset = sorted(rng.choice(select_all, cfg.eval_examples, replace=False).tolist()) \
         if cfg.eval_examples and cfg.eval_examples < len(select_all) else select_all
-    return _Data(train_data, select, select_all, subset, rng, dev)
+    return PreparedData(train_data, select, select_all, subset, rng, dev)
 
 
-def _fit(net: torch.nn.Module, tokenizer: Any, task: Task, cfg: TrainConfig, data: _Data, run: _Run,
+def _fit(net: torch.nn.Module, tokenizer: Any, task: Task, cfg: TrainConfig, data: PreparedData, run: _Run,
          params: dict[str, float], on_eval: EvalCallback | None, progress: ProgressCallback | None,
          keep_model: bool) -> TrainResult:
     """The training loop, the evaluations during it and the final one on the full dev set."""

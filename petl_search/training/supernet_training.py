@@ -1,0 +1,116 @@
+"""Train a weight-sharing supernet with the sandwich rule, and score designs on inherited weights.
+
+    data = prepare_data(splits, tokenizer, task, cfg, key)          # the trainer's: search split carved out
+    result = train_supernet(supernet, designs, data, tokenizer, task, cfg, random_designs=2)
+    scores = evaluate_design(supernet, design, data.select, tokenizer, task, cfg)   # no training
+    supernet.save("supernet.safetensors")
+
+Each step draws the largest design, the smallest and `random_designs` random ones (the sandwich rule
+of BigNAS and AutoFormer: the extremes bound every design in between, so training both lifts all),
+adds their losses on one batch and takes one optimizer step over the shared Δh tensors and the head.
+The pieces are the trainer's (data, batches, collate, seeding, learning-rate schedule, evaluation), so a
+supernet sees the same examples, in the same order, as a candidate trained with the same TrainConfig.
+Designs come from a `DesignSource` (search/supernet_space.py draws them from a search space): this
+module never imports the search space.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from ..core.config import PETLConfig
+from ..core.errors import PETLError
+from ..nn.supernet import Supernet
+from .config import TrainConfig
+from .data import EncodedSplit, bucketed_batches, collate
+from .evaluation import evaluate
+from .models import takes_token_types
+from .seeding import seed_everything
+from .tasks import Task
+from .trainer import PreparedData, ProgressCallback
+
+
+class DesignSource(Protocol):
+    """Where the sandwich rule's designs come from; each draw uses the generator it is given."""
+
+    def largest(self, rng: np.random.Generator) -> PETLConfig: ...
+    def smallest(self, rng: np.random.Generator) -> PETLConfig: ...
+    def random(self, rng: np.random.Generator) -> PETLConfig: ...
+
+
+@dataclass
+class SupernetTrainResult:
+    steps: int
+    losses: list[float] = field(default_factory=list)  # each step's summed sandwich loss
+    seconds: float = 0.0
+
+
+def _autocast(device: torch.device, cfg: TrainConfig):
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.bf16)
+
+
+def _device(supernet: Supernet) -> torch.device:
+    return next(supernet.parameters()).device
+
+
+def train_supernet(supernet: Supernet, designs: DesignSource, data: PreparedData, tokenizer, task: Task,
+                   cfg: TrainConfig, *, random_designs: int = 2,
+                   progress: ProgressCallback | None = None) -> SupernetTrainResult:
+    """`cfg.max_steps` sandwich steps on `data.train` (see the module docstring); same seed, same result.
+
+    AdamW keeps moments per shared tensor, so rows a step's designs do not use still move by their
+    momentum (and weight decay), as in other one-shot NAS trainers with Adam.
+    """
+    if isinstance(random_designs, bool) or not isinstance(random_designs, int) or random_designs < 0:
+        raise PETLError(f"random_designs must be an integer >= 0, but got {random_designs!r}")
+    start = time.perf_counter()
+    device = _device(supernet)
+    if device.type == "cpu" and cfg.threads:  # as the trainer does
+        torch.set_num_threads(cfg.threads)
+    supernet.train()
+    seed_everything(cfg.seed)
+    rng = np.random.default_rng([cfg.seed, 1])  # design draws: a stream of their own, apart from batch order
+    trainable = [p for p in supernet.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.lr_factor)
+    autocast = _autocast(device, cfg)
+    batches = bucketed_batches(data.train, cfg.batch_size, data.rng)
+    token_types = takes_token_types(supernet.model)
+    result = SupernetTrainResult(steps=0)
+    for step in range(cfg.max_steps):
+        batch = collate(data.train, next(batches), tokenizer.pad_token_id, device, token_types)
+        sandwich = [designs.largest(rng), designs.smallest(rng), *(designs.random(rng) for _ in range(random_designs))]
+        total = 0.0
+        for design in sandwich:
+            with autocast():
+                loss = supernet(design, **batch).loss
+            if not torch.isfinite(loss):
+                raise PETLError(f"supernet loss became {loss.item()} at step {step + 1} for {design.describe()}")
+            # Gradients add up over backward calls: the same as one backward of the summed loss, with
+            # one design's graph in memory at a time.
+            loss.backward()
+            total += loss.item()
+        torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        result.steps = step + 1
+        result.losses.append(total)
+        if progress:
+            progress(step + 1, cfg.max_steps, total)
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def evaluate_design(supernet: Supernet, design: PETLConfig, split: EncodedSplit, tokenizer, task: Task,
+                    cfg: TrainConfig, indices: list[int] | None = None) -> dict[str, float]:
+    """`design`'s scores on `split` (all of it, or `indices`) with the weights it inherits, untrained: the
+    trainer's own evaluation, on the model carrying `design` with its slices loaded."""
+    device = _device(supernet)
+    with supernet.inherited(design) as model:
+        return evaluate(model, tokenizer, split, list(range(len(split))) if indices is None else indices, task, cfg,
+                        device, _autocast(device, cfg))
