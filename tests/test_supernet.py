@@ -238,3 +238,18 @@ def test_sandwich_training_is_deterministic_and_resumable(tmp_path) -> None:
     assert all(torch.equal(a, b) for a, b in zip(supernet.state_dict().values(), again.state_dict().values()))
     other = trained(TrainConfig(**{**short.__dict__, "seed": 1}))[2]
     assert other.losses != result.losses
+
+
+def test_on_a_projection_sequential_and_parallel_do_not_share_weights() -> None:
+    """A sequential Δh on k reads k's output, a parallel one the hidden state: the same column of W_down
+    means a different feature, so the two are different variants (elsewhere insertion shares weights)."""
+    def on_k(insertion: str) -> PETLConfig:
+        return PETLConfig(attn_qkv=DeltaSpec(form="lora", size=4, insertion=insertion, projections=("k",)))
+
+    supernet = supernet_of("bert", [on_k("parallel"), on_k("sequential")])
+    randomise(supernet)
+    parallel, sequential = supernet.slices(on_k("parallel")), supernet.slices(on_k("sequential"))
+    assert parallel.keys() == sequential.keys()
+    assert not any(torch.equal(parallel[n], sequential[n]) for n in parallel)
+    ffn = supernet_of("bert", [lora_ffn(8), lora_ffn(8, insertion="sequential")])
+    assert len(ffn.shared) == 2 * 2  # W_down and W_up in each of the 2 blocks, shared by both insertions

@@ -148,6 +148,10 @@ def variant_key(name: str, spec: DeltaSpec) -> str:
     bits = [name.replace(".", "/"), spec.form, f"h{spec.heads}", "norm" if spec.input_norm else "nonorm"]
     if name.endswith("composition.weight"):
         bits.append(spec.composition)  # a learned scale and a gate are different numbers
+    if name.startswith("petl.deltas.attn_qkv_"):
+        # on a projection, a sequential Δh reads its output and a parallel one the hidden state: the same
+        # column of W_down means a different input feature (and a different width under GQA)
+        bits.append(spec.insertion)
     return "|".join(bits)
 
 
