@@ -67,6 +67,35 @@ def test_a_study_runs_on_two_ray_workers_and_its_storage_holds_trials_and_front(
         assert f"{m.stored_params:,}" in status
 
 
+def test_a_oneshot_study_trains_a_supernet_scores_designs_and_trains_its_top_k_stand_alone(toy, capsys) -> None:
+    path = write_study(toy, "oneshot", strategy="oneshot", n_trials=None, sampler={"name": "nsga2", "seed": 0,
+                       "population_size": 6}, early_stopping=None,
+                       oneshot={"supernet_steps": 40, "random_designs": 1, "designs": 12, "eval_examples": 64,
+                                "top_k": 3})
+    data = yaml.safe_load(path.read_text())
+    del data["n_trials"]
+    path.write_text(yaml.safe_dump(data))
+    spec = load_study(path)
+    assert main(["search", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "one-shot: supernet step 40/40" in out and "one-shot: 12/12 designs scored" in out
+    assert (toy / "oneshot" / "supernet.safetensors").is_file()
+    designs = optuna.load_study(study_name="oneshot.oneshot", storage=spec.storage)
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in designs.trials) == 12
+    records = read_records(optuna.load_study(study_name="oneshot", storage=spec.storage))
+    search = [r for r in records if r.kind == "search"]
+    queued = optuna.load_study(study_name="oneshot", storage=spec.storage).user_attrs["oneshot_queued"]
+    assert len(search) == 3 and sorted(r.extra["oneshot_design"] for r in search) == sorted(queued)
+    for r in search:  # each trains the design it was queued for, as an ordinary trial judged on dev at the end
+        assert r.config == designs.trials[r.extra["oneshot_design"]].user_attrs["config"]
+        assert r.state == "COMPLETE" and r.dev_scores
+    assert sum(r.kind == "baseline" for r in records) == 1
+    # a second run finds every stage done: no supernet training, no design scored, nothing queued again
+    assert main(["search", str(path)]) == 0
+    again = capsys.readouterr().out
+    assert "supernet step" not in again and "designs scored" not in again and "already has its" in again
+
+
 def test_a_killed_study_resumes_without_losing_or_recounting_trials(toy, capsys) -> None:
     """While a driver runs, a second one is refused and `status` says running; once it is killed,
     `status` says interrupted, and the next `search` takes over and re-runs exactly what was lost."""

@@ -253,3 +253,18 @@ def test_on_a_projection_sequential_and_parallel_do_not_share_weights() -> None:
     assert not any(torch.equal(parallel[n], sequential[n]) for n in parallel)
     ffn = supernet_of("bert", [lora_ffn(8), lora_ffn(8, insertion="sequential")])
     assert len(ffn.shared) == 2 * 2  # W_down and W_up in each of the 2 blocks, shared by both insertions
+
+
+def test_with_a_budget_the_sandwich_draws_fit_it_and_its_largest_fills_it() -> None:
+    from petl_search.core.params import count_params
+
+    config = TINY_CONFIGS["bert"]()
+    # a tiny model's 5% cannot hold every site at its smallest; a quarter can
+    limit = 0.25 * count_params(PETLConfig(), config).backbone
+    source, rng = SpaceDesigns(SPACE, config, budget=0.25), np.random.default_rng(0)
+    big, tiny = source.largest(rng), source.smallest(rng)
+    stored = [count_params(d, config).stored for d in (big, tiny, *(source.random(rng) for _ in range(100)))]
+    assert max(stored) <= limit
+    assert stored[0] > 0.5 * limit and stored[1] < stored[0]  # the largest is near the budget, the smallest below
+    unbounded = SpaceDesigns(SPACE, config).largest(np.random.default_rng(0))
+    assert count_params(unbounded, config).stored > limit  # without a budget: the space's largest

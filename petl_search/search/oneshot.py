@@ -16,22 +16,102 @@ The dev set is never read before stage 3's trials end, as in every study.
 """
 from __future__ import annotations
 
+import os
+import time
 from typing import Any, Callable, Mapping
 
 import optuna
+import torch
 
 from ..core.config import PETLConfig
 from ..core.params import count_params
+from ..nn.supernet import Supernet
+from ..training.config import TrainConfig
+from ..training.models import head_modules, load_model, prepare_tokenizer
+from ..training.supernet_training import evaluate_design, train_supernet
+from ..training.tasks import get_task, load_cached_task
+from ..training.trainer import prepare_data
 from .pareto import crowding_distances, nondominated_ranks
 from .samplers import make_sampler
+from .storage import Store
 from .study import StudySpec
+from .supernet_space import SpaceDesigns
 
 DESIGNS_SUFFIX = ".oneshot"  # the design study's name: <study name>.oneshot
 QUEUED_KEY = "oneshot_queued"  # study attribute: the design numbers queued for stand-alone training
 DESIGN_KEY = "oneshot_design"  # a queued trial's attribute: the design it trains
 MAX_REJECTIONS = 500  # proposals in a row over budget or repeated before the space is declared exhausted
 
+SUPERNET_FILE = "supernet.safetensors"  # in the study's folder: stage 1's result
+PROGRESS_EVERY = 50  # supernet steps between progress lines
+
 Scorer = Callable[[PETLConfig], Mapping[str, float]]
+
+
+def prepare_oneshot(spec: StudySpec, store: Store, model_config: Any, *,
+                    progress: Callable[[str], None] = print) -> list[int]:
+    """Stages 1 and 2, then queue stage 3's designs in the study; each stage that the study's folder or
+    storage already holds is skipped, so a killed run resumes at the stage it was in (a supernet killed
+    mid-training starts again). Returns the design numbers queued."""
+    if store.study.user_attrs.get(QUEUED_KEY) is not None:
+        return list(store.study.user_attrs[QUEUED_KEY])
+    designs = design_study(spec, store.storage)
+    scored = sum(t.state == optuna.trial.TrialState.COMPLETE for t in designs.get_trials(deepcopy=False))
+    if scored < spec.oneshot["designs"]:
+        score = supernet_scorer(spec, progress)
+        search_designs(spec, designs, score, model_config, progress=progress)
+    chosen = top_designs(designs, spec.oneshot["top_k"])
+    progress(f"one-shot: the {len(chosen)} designs to train stand-alone (inherited {spec.main_metric}, stored): "
+             + "; ".join(f"{t.values[0]:.4f}, {int(t.values[1]):,}" for t in chosen))
+    return queue_designs(store.study, chosen)
+
+
+def supernet_config(spec: StudySpec) -> TrainConfig:
+    """How the supernet trains: the study's trainer, for oneshot.supernet_steps steps, with every CPU the
+    study's workers would have (it runs alone, in the driver), scoring on oneshot.eval_examples."""
+    return TrainConfig.from_dict({**spec.train, **spec.split_fields, "seed": spec.seed,
+                                  "max_steps": spec.oneshot["supernet_steps"],
+                                  "eval_examples": spec.oneshot["eval_examples"],
+                                  "threads": max(1, int(spec.cpus * spec.concurrency))})
+
+
+def supernet_scorer(spec: StudySpec, progress: Callable[[str], None]) -> Scorer:
+    """Stage 1: the study's supernet, trained (or loaded from the study's folder), and a scorer that
+    evaluates a design with its inherited weights on the same search-split examples every time."""
+    cfg = supernet_config(spec)
+    task = get_task(spec.task)
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.threads)
+    splits = load_cached_task(task.name, spec.data_source)
+    net, tokenizer = load_model(spec.model, task, cfg.seed)
+    prepare_tokenizer(net, tokenizer)
+    net.to(device)
+    source = SpaceDesigns(spec.space(), net.config, budget=spec.budget if spec.budget_aware else None)
+    supernet = Supernet(net, source.all_largest(), train_modules=head_modules(net), seed=spec.seed)
+    data = prepare_data(splits, tokenizer, task, cfg, (task.name, str(spec.data_source), None))
+    path = spec.folder / SUPERNET_FILE
+    if path.is_file():
+        supernet.load(path)
+        progress(f"one-shot: supernet loaded from {path}")
+    else:
+        start = time.time()
+
+        def say(step: int, steps: int, loss: float) -> None:
+            if step % PROGRESS_EVERY == 0 or step == steps:
+                progress(f"one-shot: supernet step {step}/{steps}, sandwich loss {loss:.4f} | "
+                         f"{(time.time() - start) / 60:.1f} min")
+
+        train_supernet(supernet, source, data, tokenizer, task, cfg,
+                       random_designs=spec.oneshot["random_designs"], progress=say)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        supernet.save(partial)
+        os.replace(partial, path)  # whole or absent: a resumed run never loads half a file
+        progress(f"one-shot: supernet trained in {(time.time() - start) / 60:.1f} min, saved to {path}")
+    supernet.eval()
+    return lambda design: evaluate_design(supernet, design, data.select, tokenizer, task, cfg,
+                                          indices=data.select_subset)
 
 
 def design_study(spec: StudySpec, storage: Any, *, create: bool = True) -> optuna.Study:

@@ -29,6 +29,7 @@ from .proposer import WAIT, Proposer
 from .records import TrialRecord, read_records
 from .schedulers import MOASHA
 from .lease import DriverLease
+from .oneshot import prepare_oneshot
 from .storage import open_store, reconcile, record_references, upgrade
 from .study import StudySpec
 
@@ -125,9 +126,6 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
     """
     from datasets.utils.logging import disable_progress_bar
 
-    if spec.strategy == "oneshot":  # refused until its supernet stages are wired in, rather than run wrongly
-        raise PETLError(f"{spec.source}: strategy: oneshot is not runnable yet (its supernet stages are being "
-                        f"built); use strategy: standalone")
     model_config = spec.model_config()  # an unknown model fails here, at once, naming the study file
     fit_baselines(spec, model_config)  # so does a baseline that cannot fit the budget, before any storage
     disable_progress_bar()
@@ -139,6 +137,8 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
             progress(f"resuming: trials {interrupted} were interrupted; their points are queued again")
         upgrade(store, spec, model_config)
         record_references(store, spec)
+        if spec.strategy == "oneshot":  # stages 1-2 in this driver; the queued designs are trained below
+            prepare_oneshot(spec, store, model_config, progress=progress)
         on_finish = on_trial or (lambda record, records: progress(trial_line(record)))
         proposer = Proposer(store, spec, model_config, on_finish=on_finish)
         if proposer.remaining == 0:

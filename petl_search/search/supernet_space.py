@@ -7,7 +7,8 @@ could not give.
     SpaceDesigns(space, model_config)      the sandwich rule's draws: largest(rng), smallest(rng), random(rng)
 
 The largest and smallest designs switch every site on (optional ones included) and take the largest
-or smallest size of each; their other dimensions are drawn at random, as a random design's are. A
+or smallest size of each (with a budget: the largest or smallest that fits, as a budget-aware study
+samples them); their other dimensions are drawn at random, as a random design's are. A
 random design draws everything from the space's distributions (sizes log-uniformly over a log range,
 as Optuna's random sampler does).
 """
@@ -52,6 +53,8 @@ class _Draw:
 
     def suggest_float(self, name: str, low: float, high: float, *, log: bool = False,
                       step: float | None = None) -> float:
+        if name.endswith(".size_share") and self.sizes != "random":  # a budget-aware size: its share of what fits
+            return high if self.sizes == "max" else low
         if log:
             return math.exp(self.rng.uniform(math.log(low), math.log(high)))
         value = self.rng.uniform(low, high)
@@ -117,15 +120,18 @@ class SpaceDesigns:
 
     space: SearchSpace
     model_config: Any
+    # sizes within what this budget leaves (a fraction of the backbone, as a budget-aware study samples
+    # them), so that training spends its steps on the designs the search will score; None: the whole space
+    budget: float | None = None
 
     def largest(self, rng: np.random.Generator) -> PETLConfig:
-        return self.space.sample(_Draw(rng, "max", True), self.model_config)
+        return self.space.sample(_Draw(rng, "max", True), self.model_config, budget=self.budget)
 
     def smallest(self, rng: np.random.Generator) -> PETLConfig:
-        return self.space.sample(_Draw(rng, "min", True), self.model_config)
+        return self.space.sample(_Draw(rng, "min", True), self.model_config, budget=self.budget)
 
     def random(self, rng: np.random.Generator) -> PETLConfig:
-        return self.space.sample(_Draw(rng, "random", False), self.model_config)
+        return self.space.sample(_Draw(rng, "random", False), self.model_config, budget=self.budget)
 
     def all_largest(self) -> list[PETLConfig]:
         return largest_designs(self.space, self.model_config)
