@@ -211,14 +211,15 @@ SMALL_SPACE = parse_space({"sites": {  # small sizes: the toy task is learnt in 
             "scale": {"low": 1.0, "high": 4.0}}}})
 
 
-def trained(cfg: TrainConfig):
+def trained(cfg: TrainConfig, **kw):
     task = get_task("sst2")
     torch.manual_seed(cfg.seed)  # the backbone and head, as load_model seeds them
     model, _ = tiny_classifier(task)
     designs = SpaceDesigns(SMALL_SPACE, model.config)
     supernet = Supernet(model, designs.all_largest(), train_modules=["classifier", "bert.pooler"])
     data = prepare_data(DATA, TOKENIZER, task, cfg, ("toy supernet",))
-    return supernet, designs, train_supernet(supernet, designs, data, TOKENIZER, task, cfg, random_designs=1), data
+    return supernet, designs, train_supernet(supernet, designs, data, TOKENIZER, task, cfg, random_designs=1,
+                                             **kw), data
 
 
 def test_sandwich_training_learns_the_toy_task_and_designs_inherit_it() -> None:
@@ -268,3 +269,25 @@ def test_with_a_budget_the_sandwich_draws_fit_it_and_its_largest_fills_it() -> N
     assert stored[0] > 0.5 * limit and stored[1] < stored[0]  # the largest is near the budget, the smallest below
     unbounded = SpaceDesigns(SPACE, config).largest(np.random.default_rng(0))
     assert count_params(unbounded, config).stored > limit  # without a budget: the space's largest
+
+
+def test_a_killed_supernet_training_goes_on_from_its_checkpoint_to_the_same_result(tmp_path) -> None:
+    short = TrainConfig(**{**FAST.__dict__, "max_steps": 15})
+    whole, _, result, _ = trained(short)
+
+    def killed(step: int, steps: int, loss: float) -> None:
+        if step == 12:
+            raise KeyboardInterrupt
+
+    path = tmp_path / "supernet.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        trained(short, checkpoint=path, checkpoint_every=5, progress=killed)
+    assert torch.load(path, weights_only=True)["step"] == 10  # the last checkpoint before the kill
+    resumed, _, again, _ = trained(short, checkpoint=path, checkpoint_every=5)
+    assert again.losses == result.losses and again.steps == 15
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
+    other = Supernet(tiny_classifier(get_task("sst2"))[0], [lora_ffn(4)], train_modules=["classifier"])
+    with pytest.raises(PETLError, match="is a checkpoint of another supernet"):
+        train_supernet(other, SpaceDesigns(SMALL_SPACE, other.model.config),
+                       prepare_data(DATA, TOKENIZER, get_task("sst2"), short, ("toy supernet",)), TOKENIZER,
+                       get_task("sst2"), short, checkpoint=path)

@@ -1,7 +1,8 @@
 """One-shot search: a weight-sharing supernet ranks many designs; the best few are trained stand-alone.
 
 A study with `strategy: oneshot` runs three stages, each resumable from the study's storage:
-  1. the supernet is trained (sandwich rule) and saved beside the storage (training/supernet_training.py);
+  1. the supernet is trained (sandwich rule, checkpointed every 50 steps) and saved beside the storage
+     (training/supernet_training.py);
   2. the study's sampler (NSGA-II suits it) proposes `designs` designs from the same space file, each
      scored with the supernet's inherited weights on the search split, cheaply (evaluation only). They
      live in a second Optuna study, `<name>.oneshot`, in the same storage, with objectives
@@ -43,6 +44,8 @@ DESIGN_KEY = "oneshot_design"  # a queued trial's attribute: the design it train
 MAX_REJECTIONS = 500  # proposals in a row over budget or repeated before the space is declared exhausted
 
 SUPERNET_FILE = "supernet.safetensors"  # in the study's folder: stage 1's result
+CHECKPOINT_FILE = "supernet.ckpt"  # beside it while it trains: a killed run goes on from here
+CHECKPOINT_EVERY = 50  # supernet steps
 PROGRESS_EVERY = 50  # supernet steps between progress lines
 
 Scorer = Callable[[PETLConfig], Mapping[str, float]]
@@ -52,7 +55,7 @@ def prepare_oneshot(spec: StudySpec, store: Store, model_config: Any, *,
                     progress: Callable[[str], None] = print) -> list[int]:
     """Stages 1 and 2, then queue stage 3's designs in the study; each stage that the study's folder or
     storage already holds is skipped, so a killed run resumes at the stage it was in (a supernet killed
-    mid-training starts again). Returns the design numbers queued."""
+    mid-training goes on from its last checkpoint). Returns the design numbers queued."""
     if store.study.user_attrs.get(QUEUED_KEY) is not None:
         return list(store.study.user_attrs[QUEUED_KEY])
     designs = design_study(spec, store.storage)
@@ -102,12 +105,16 @@ def supernet_scorer(spec: StudySpec, progress: Callable[[str], None]) -> Scorer:
                 progress(f"one-shot: supernet step {step}/{steps}, sandwich loss {loss:.4f} | "
                          f"{(time.time() - start) / 60:.1f} min")
 
-        train_supernet(supernet, source, data, tokenizer, task, cfg,
-                       random_designs=spec.oneshot["random_designs"], progress=say)
+        checkpoint = spec.folder / CHECKPOINT_FILE
+        if checkpoint.is_file():
+            progress(f"one-shot: the supernet goes on from its checkpoint {checkpoint}")
+        train_supernet(supernet, source, data, tokenizer, task, cfg, random_designs=spec.oneshot["random_designs"],
+                       progress=say, checkpoint=checkpoint, checkpoint_every=CHECKPOINT_EVERY)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".partial")
         supernet.save(partial)
         os.replace(partial, path)  # whole or absent: a resumed run never loads half a file
+        checkpoint.unlink(missing_ok=True)
         progress(f"one-shot: supernet trained in {(time.time() - start) / 60:.1f} min, saved to {path}")
     supernet.eval()
     return lambda design: evaluate_design(supernet, design, data.select, tokenizer, task, cfg,

@@ -15,8 +15,10 @@ module never imports the search space.
 """
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -58,16 +60,19 @@ def _device(supernet: Supernet) -> torch.device:
 
 
 def train_supernet(supernet: Supernet, designs: DesignSource, data: PreparedData, tokenizer, task: Task,
-                   cfg: TrainConfig, *, random_designs: int = 2,
-                   progress: ProgressCallback | None = None) -> SupernetTrainResult:
+                   cfg: TrainConfig, *, random_designs: int = 2, progress: ProgressCallback | None = None,
+                   checkpoint: str | Path | None = None, checkpoint_every: int = 100) -> SupernetTrainResult:
     """`cfg.max_steps` sandwich steps on `data.train` (see the module docstring); same seed, same result.
 
     AdamW keeps moments per shared tensor, so rows a step's designs do not use still move by their
     momentum (and weight decay), as in other one-shot NAS trainers with Adam.
+    checkpoint: a file written every `checkpoint_every` steps (trained tensors, optimizer, schedule, the
+    torch generator) and read back at the start when it exists, so a killed run goes on from its last
+    checkpoint; on a CPU the result is the same, bit for bit, as a run never interrupted.
     """
     if isinstance(random_designs, bool) or not isinstance(random_designs, int) or random_designs < 0:
         raise PETLError(f"random_designs must be an integer >= 0, but got {random_designs!r}")
-    start = time.perf_counter()
+    clock = time.perf_counter()
     device = _device(supernet)
     if device.type == "cpu" and cfg.threads:  # as the trainer does
         torch.set_num_threads(cfg.threads)
@@ -81,9 +86,17 @@ def train_supernet(supernet: Supernet, designs: DesignSource, data: PreparedData
     batches = bucketed_batches(data.train, cfg.batch_size, data.rng)
     token_types = takes_token_types(supernet.model)
     result = SupernetTrainResult(steps=0)
-    for step in range(cfg.max_steps):
-        batch = collate(data.train, next(batches), tokenizer.pad_token_id, device, token_types)
-        sandwich = [designs.largest(rng), designs.smallest(rng), *(designs.random(rng) for _ in range(random_designs))]
+
+    def draw() -> tuple[list[int], list[PETLConfig]]:
+        return next(batches), [designs.largest(rng), designs.smallest(rng),
+                               *(designs.random(rng) for _ in range(random_designs))]
+
+    named = {n: p for n, p in supernet.named_parameters() if p.requires_grad}
+    start = _resume(Path(checkpoint), named, optimizer, schedule, result, draw) \
+        if checkpoint and Path(checkpoint).is_file() else 0
+    for step in range(start, cfg.max_steps):
+        indices, sandwich = draw()
+        batch = collate(data.train, indices, tokenizer.pad_token_id, device, token_types)
         total = 0.0
         for design in sandwich:
             with autocast():
@@ -100,10 +113,44 @@ def train_supernet(supernet: Supernet, designs: DesignSource, data: PreparedData
         optimizer.zero_grad(set_to_none=True)
         result.steps = step + 1
         result.losses.append(total)
+        if checkpoint and result.steps % checkpoint_every == 0 and result.steps < cfg.max_steps:
+            _save_checkpoint(Path(checkpoint), named, optimizer, schedule, result)
         if progress:
             progress(step + 1, cfg.max_steps, total)
-    result.seconds = time.perf_counter() - start
+    result.seconds = time.perf_counter() - clock
     return result
+
+
+def _save_checkpoint(path: Path, named: dict[str, torch.nn.Parameter], optimizer, schedule,
+                     result: SupernetTrainResult) -> None:
+    """Whole or absent (written beside, then renamed): a run killed while writing keeps the last one."""
+    state = {"step": result.steps, "losses": result.losses, "optimizer": optimizer.state_dict(),
+             "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(),
+             "tensors": {n: p.detach().cpu() for n, p in named.items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    os.replace(partial, path)
+
+
+def _resume(path: Path, named: dict[str, torch.nn.Parameter], optimizer, schedule, result: SupernetTrainResult,
+            draw) -> int:
+    """Load a checkpoint and replay the finished steps' draws (batches and designs, no compute), so the
+    next step sees what it would have seen; returns the step to go on from."""
+    state = torch.load(path, weights_only=True)
+    if set(state["tensors"]) != set(named):
+        raise PETLError(f"{path} is a checkpoint of another supernet (other designs or model): delete it to "
+                        f"train from the start")
+    for _ in range(state["step"]):
+        draw()
+    with torch.no_grad():
+        for name, value in state["tensors"].items():
+            named[name].copy_(value)
+    optimizer.load_state_dict(state["optimizer"])
+    schedule.load_state_dict(state["schedule"])
+    torch.set_rng_state(state["torch_rng"])
+    result.steps, result.losses = state["step"], list(state["losses"])
+    return state["step"]
 
 
 def evaluate_design(supernet: Supernet, design: PETLConfig, split: EncodedSplit, tokenizer, task: Task,
