@@ -28,7 +28,7 @@ from petl_search.search.storage import open_store
 from petl_search.search.study import parse_study
 
 import setting  # bench/setting.py: the toy setting unless --model/--data-dir
-from search_wall_time import FRACTIONS, at, curve, reached
+from search_wall_time import FRACTIONS, at, curve, print_fractions, reached
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,10 +106,7 @@ def main() -> None:
             print(f"seed {seed}: W = {wall:.0f} s, TPE's final dev hypervolume {target:.4f}; one-shot took "
                   f"{one_wall:.0f} s, final {one[-1][1] if one else 0.0:.4f}, reached TPE's final at "
                   f"{'never' if hit is None else f'{hit:.0f} s'} = {ratio:.2f} of W", flush=True)
-        print("\nmean dev hypervolume at a fraction of W (the TPE arm's wall time):")
-        print("fraction " + " ".join(f"{f:>7.2f}" for f in FRACTIONS))
-        for arm in ("tpe", "oneshot"):
-            print(f"{arm:<8} " + " ".join(f"{statistics.mean(by_fraction[arm][f]):>7.4f}" for f in FRACTIONS))
+        print_fractions(by_fraction, "the TPE arm's")
         print(f"time one-shot needed to reach TPE's final hypervolume, / W: per seed "
               f"{', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f} (target <= 0.1)")
 

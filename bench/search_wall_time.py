@@ -69,6 +69,14 @@ def reached(points: list[tuple[float, float]], target: float) -> float | None:
     return next((t for t, v in points if v >= target), None)
 
 
+def print_fractions(by_fraction: dict[str, dict[float, list[float]]], whose: str) -> None:
+    """Each arm's mean dev hypervolume at fractions of W, as a table."""
+    print(f"\nmean dev hypervolume at a fraction of W ({whose} wall time):")
+    print("fraction " + " ".join(f"{f:>7.2f}" for f in FRACTIONS))
+    for arm, values in by_fraction.items():
+        print(f"{arm:<8} " + " ".join(f"{statistics.mean(values[f]):>7.4f}" for f in FRACTIONS))
+
+
 def run_arm(spec: object, time_budget: float | None) -> tuple[list[TrialRecord], float, float]:
     start = time.time()
     run_study(spec, progress=lambda line: None, on_trial=lambda record, records: None, time_budget_s=time_budget)
@@ -138,10 +146,7 @@ def main() -> None:
             print(f"seed {seed}: W = {wall:.0f} s; naive {len(naive)} trials, final dev hypervolume {target:.4f}; "
                   f"ours {trained} trials ({stopped} stopped early), {at(ours, wall):.4f} at W, reached naive's "
                   f"final at {'never' if hit is None else f'{hit:.0f} s'} = {ratio:.2f} of W", flush=True)
-        print("\nmean dev hypervolume at a fraction of W (the naive arm's wall time):")
-        print("fraction " + " ".join(f"{f:>7.2f}" for f in FRACTIONS))
-        for arm in ("naive", "ours"):
-            print(f"{arm:<8} " + " ".join(f"{statistics.mean(by_fraction[arm][f]):>7.4f}" for f in FRACTIONS))
+        print_fractions(by_fraction, "the naive arm's")
         print(f"time ours needed to reach naive's final hypervolume, / W: per seed "
               f"{', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f} (target <= 0.5)")
         print(f"final hypervolume ours / naive: {statistics.mean(finals['ours']) / statistics.mean(finals['naive']):.3f}")

@@ -32,7 +32,7 @@ from .core.errors import PETLError
 from .core.params import percent
 from .nn.inject import remove_petl
 from .nn.merge import merge_petl
-from .nn.serialization import load_petl, save_petl, umask_permissions
+from .nn.serialization import copy_checked, load_petl, save_petl, umask_permissions
 from .search.records import TrialRecord
 from .search.study import StudySpec
 from .training.models import head_modules
@@ -180,15 +180,10 @@ def load(model: Any, directory: str | Path, *, merge: bool = False) -> Any:
     load_petl(model, directory)
     head_path = directory / HEAD_FILE
     if head_path.is_file():
-        state = load_file(str(head_path))
-        own = dict(model.named_parameters())
-        missing = sorted(k for k in state if k not in own or own[k].shape != state[k].shape)
-        if missing:
-            raise PETLError(f"{head_path} does not fit this model's head ({missing[0]}): build the model with "
+        wrong = copy_checked(dict(model.named_parameters()), load_file(str(head_path)))
+        if wrong:
+            raise PETLError(f"{head_path} does not fit this model's head ({wrong}): build the model with "
                             f"the task's head (e.g. num_labels) as the card says")
-        with torch.no_grad():
-            for name, value in state.items():
-                own[name].copy_(value)
     if merge:
         merge_petl(model)
     return model

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -35,6 +36,19 @@ def stored_state_dict(model: nn.Module) -> dict[str, Any]:
     for site, bank in container.prefixes.items():
         state.update({f"prefixes.{site}.raw.{key}": value for key, value in bank.materialize().items()})
     return {k: v.contiguous().cpu() for k, v in state.items()}
+
+
+def copy_checked(own: dict[str, Any], state: dict[str, Any]) -> str | None:
+    """Copy `state`'s tensors into `own`'s (same names and shapes) and return None; or, when a name is
+    missing from `own` or a shape differs, copy nothing and return the first such name (the caller's
+    error says what it means there)."""
+    wrong = sorted(k for k in state if k not in own or own[k].shape != state[k].shape)
+    if wrong:
+        return wrong[0]
+    with torch.no_grad():
+        for name, value in state.items():
+            own[name].copy_(value)
+    return None
 
 
 def umask_permissions(mode: int) -> int:

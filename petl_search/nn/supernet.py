@@ -37,6 +37,7 @@ from ..core.config import DeltaSpec, PETLConfig
 from ..core.errors import PETLError
 from ..core.placement import plan
 from .inject import apply_petl, is_petl_parameter, remove_petl
+from .serialization import copy_checked
 
 FORMAT = "petl-search-supernet"
 
@@ -128,13 +129,10 @@ class Supernet(nn.Module):
         loaded = load_file(str(path))
         own = {f"shared:{k}": v for k, v in self.shared.items()}
         own.update({f"head:{k}": v for k, v in self.head_state().items()})
-        wrong = sorted(set(loaded) ^ set(own)) or sorted(k for k in own if loaded[k].shape != own[k].shape)
+        wrong = next(iter(sorted(set(own) - set(loaded))), None) or copy_checked(own, loaded)
         if wrong:
             raise PETLError(f"{path} does not fit this supernet (built from other largest designs or another "
-                            f"model?): first mismatching tensor {wrong[0]!r}")
-        with torch.no_grad():
-            for key, value in loaded.items():
-                own[key].copy_(value)
+                            f"model?): first mismatching tensor {wrong!r}")
 
 
 def _spec_of(name: str, design: PETLConfig, sites: Mapping[str, str]) -> DeltaSpec:
