@@ -7,8 +7,9 @@ design a sub-network made of slices of them (one-shot NAS, as OFA / BigNAS / Aut
 
 Key of a variant: the parameter's name as `apply_petl` names it (site, block, attention, projection and
 role are all in it), plus what changes a tensor's shape or meaning: form, heads, input_norm, and for a
-composition's own parameter (learned scale, gate) the composition. Insertion, activation, init, scale
-and size share weights. The shared shape is the elementwise max over the "largest designs" given at
+composition's own parameter (learned scale, gate) the composition, and on a projection (attn_qkv) the
+insertion (a sequential Δh there reads the projection's output, a parallel one the hidden state).
+Elsewhere insertion shares weights, as activation, init, scale and size do. The shared shape is the elementwise max over the "largest designs" given at
 construction, and each shared tensor starts from a largest design's own initial values, so zero-
 initialised up-projections and gates stay zero: every design starts at the frozen model (a prefix,
 as ever, does not).
