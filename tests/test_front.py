@@ -177,10 +177,12 @@ def test_counts_leave_out_interrupted_trials() -> None:
                record(3, None, 1, state="FAIL", interrupted=True), record(4, 0.1, 9, kind="over_budget"),
                record(5, None, 1, state="RUNNING"), record(6, 0.8, 1, kind="reseed"),
                record(7, None, 1, state="INTERRUPTED"), record(8, None, 1, state="WAITING"),
-               record(9, None, 1, state="FAIL", kind="dropped"), record(10, None, 1, state="FAIL", kind="duplicate")]
-    assert counts(records) == {"completed": 1, "pruned": 1, "failed": 1, "running": 1, "interrupted": 1,
-                               "queued": 1, "over_budget": 1, "duplicate": 1, "dropped": 1,
-                               "reseed": 1}  # a reseed is another seed of #0, not a trial
+               record(9, None, 1, state="FAIL", kind="dropped"), record(10, None, 1, state="FAIL", kind="duplicate"),
+               record(11, None, 1, state="INTERRUPTED", kind="duplicate")]  # killed while being proposed
+    # a reseed is another seed of #0, not a trial; a proposal killed half-made is interrupted, as `status`
+    # lists it among the interrupted ones
+    assert counts(records) == {"completed": 1, "pruned": 1, "failed": 1, "running": 1, "interrupted": 2,
+                               "queued": 1, "over_budget": 1, "duplicate": 1, "dropped": 1, "reseed": 1}
 
 
 @pytest.mark.parametrize("seed", range(10))

@@ -60,7 +60,9 @@ def counts(records: Iterable[TrialRecord]) -> dict[str, int]:
     out = {"completed": 0, "pruned": 0, "failed": 0, "running": 0, "interrupted": 0, "queued": 0,
            "over_budget": 0, "duplicate": 0, "dropped": 0, "reseed": 0}
     for r in records:
-        if r.kind in ("over_budget", "duplicate", "dropped"):
+        if r.state == "INTERRUPTED":  # whatever its kind: a proposal killed half-made is listed as one too
+            out["interrupted"] += 1
+        elif r.kind in ("over_budget", "duplicate", "dropped"):
             out[r.kind] += 1
         elif r.extra.get("interrupted"):
             continue  # re-queued; its rerun is a separate trial
@@ -72,8 +74,6 @@ def counts(records: Iterable[TrialRecord]) -> dict[str, int]:
             out["pruned"] += 1
         elif r.state == "FAIL":
             out["failed"] += 1
-        elif r.state == "INTERRUPTED":
-            out["interrupted"] += 1
         elif r.state == "WAITING":
             out["queued"] += 1
         else:
