@@ -53,12 +53,15 @@ def main() -> None:
         records = run_study(spec, progress=lambda line: None, on_trial=lambda record, records: None)
         points = methods(records, spec.main_metric, study_references(open_study(spec, create=False)))
         reference = best_baseline(points)
-        found = claims(points, reference) if reference else []
+        if reference is None:
+            print(f"study seed {seed}: no baseline finished; nothing to compare", flush=True)
+            continue
+        print(f"study seed {seed} ({(time.time() - start) / 60:.1f} min): best baseline on the search split "
+              f"{reference.label}, dev {reference.dev_mean:.4f} ± {reference.dev_std:.4f}, "
+              f"{reference.stored_params:,} stored; front search points with no more parameters, on dev:", flush=True)
+        found = claims(points, reference)
         holds = any(c.holds for c in found)
         held += holds
-        print(f"study seed {seed} ({(time.time() - start) / 60:.1f} min): best baseline on the search split "
-              f"{reference.label if reference else 'none'}, dev {reference.dev_mean:.4f} ± {reference.dev_std:.4f}, "
-              f"{reference.stored_params:,} stored; front search points with no more parameters, on dev:", flush=True)
         for claim in found:
             print(claim_line(claim), flush=True)
         print(f"  -> {'a point at least as good' if holds else 'no point at least as good'}", flush=True)

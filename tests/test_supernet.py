@@ -211,10 +211,13 @@ SMALL_SPACE = parse_space({"sites": {  # small sizes: the toy task is learnt in 
             "scale": {"low": 1.0, "high": 4.0}}}})
 
 
-def trained(cfg: TrainConfig, **kw):
+def trained(cfg: TrainConfig, dropout: float = 0.0, **kw):
     task = get_task("sst2")
     torch.manual_seed(cfg.seed)  # the backbone and head, as load_model seeds them
     model, _ = tiny_classifier(task)
+    for module in model.modules():  # dropout draws from torch's generator, which a resume must restore
+        if isinstance(module, torch.nn.Dropout):
+            module.p = dropout
     designs = SpaceDesigns(SMALL_SPACE, model.config)
     supernet = Supernet(model, designs.all_largest(), train_modules=["classifier", "bert.pooler"])
     data = prepare_data(DATA, TOKENIZER, task, cfg, ("toy supernet",))
@@ -273,7 +276,7 @@ def test_with_a_budget_the_sandwich_draws_fit_it_and_its_largest_fills_it() -> N
 
 def test_a_killed_supernet_training_goes_on_from_its_checkpoint_to_the_same_result(tmp_path) -> None:
     short = TrainConfig(**{**FAST.__dict__, "max_steps": 15})
-    whole, _, result, _ = trained(short)
+    whole, _, result, _ = trained(short, dropout=0.1)
 
     def killed(step: int, steps: int, loss: float) -> None:
         if step == 12:
@@ -281,9 +284,9 @@ def test_a_killed_supernet_training_goes_on_from_its_checkpoint_to_the_same_resu
 
     path = tmp_path / "supernet.ckpt"
     with pytest.raises(KeyboardInterrupt):
-        trained(short, checkpoint=path, checkpoint_every=5, progress=killed)
+        trained(short, dropout=0.1, checkpoint=path, checkpoint_every=5, progress=killed)
     assert torch.load(path, weights_only=True)["step"] == 10  # the last checkpoint before the kill
-    resumed, _, again, _ = trained(short, checkpoint=path, checkpoint_every=5)
+    resumed, _, again, _ = trained(short, dropout=0.1, checkpoint=path, checkpoint_every=5)
     assert again.losses == result.losses and again.steps == 15
     assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
     other = Supernet(tiny_classifier(get_task("sst2"))[0], [lora_ffn(4)], train_modules=["classifier"])

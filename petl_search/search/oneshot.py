@@ -22,7 +22,6 @@ import time
 from typing import Any, Callable, Mapping
 
 import optuna
-import torch
 
 from ..core.config import PETLConfig
 from ..core.params import count_params
@@ -31,7 +30,7 @@ from ..training.config import TrainConfig
 from ..training.models import head_modules, load_model, prepare_tokenizer
 from ..training.supernet_training import evaluate_design, train_supernet
 from ..training.tasks import get_task, load_cached_task
-from ..training.trainer import prepare_data
+from ..training.trainer import prepare_data, run_device
 from .pareto import crowding_distances, nondominated_ranks
 from .samplers import make_sampler
 from .storage import Store
@@ -83,9 +82,7 @@ def supernet_scorer(spec: StudySpec, progress: Callable[[str], None]) -> Scorer:
     evaluates a design with its inherited weights on the same search-split examples every time."""
     cfg = supernet_config(spec)
     task = get_task(spec.task)
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cpu":
-        torch.set_num_threads(cfg.threads)
+    device = run_device(cfg)
     splits = load_cached_task(task.name, spec.data_source)
     net, tokenizer = load_model(spec.model, task, cfg.seed)
     prepare_tokenizer(net, tokenizer)

@@ -33,7 +33,7 @@ from .evaluation import evaluate
 from .models import takes_token_types
 from .seeding import seed_everything
 from .tasks import Task
-from .trainer import PreparedData, ProgressCallback
+from .trainer import PreparedData, ProgressCallback, bf16_autocast
 
 
 class DesignSource(Protocol):
@@ -49,10 +49,6 @@ class SupernetTrainResult:
     steps: int
     losses: list[float] = field(default_factory=list)  # each step's summed sandwich loss
     seconds: float = 0.0
-
-
-def _autocast(device: torch.device, cfg: TrainConfig):
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.bf16)
 
 
 def _device(supernet: Supernet) -> torch.device:
@@ -82,7 +78,7 @@ def train_supernet(supernet: Supernet, designs: DesignSource, data: PreparedData
     trainable = [p for p in supernet.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.lr_factor)
-    autocast = _autocast(device, cfg)
+    autocast = bf16_autocast(device, cfg)
     batches = bucketed_batches(data.train, cfg.batch_size, data.rng)
     token_types = takes_token_types(supernet.model)
     result = SupernetTrainResult(steps=0)
@@ -160,4 +156,4 @@ def evaluate_design(supernet: Supernet, design: PETLConfig, split: EncodedSplit,
     device = _device(supernet)
     with supernet.inherited(design) as model:
         return evaluate(model, tokenizer, split, list(range(len(split))) if indices is None else indices, task, cfg,
-                        device, _autocast(device, cfg))
+                        device, bf16_autocast(device, cfg))

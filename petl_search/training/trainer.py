@@ -108,9 +108,7 @@ def train(config: PETLConfig | Mapping[str, Any], task: str | Task, *, model: st
     config = PETLConfig.from_dict(config) if isinstance(config, Mapping) else config
     if full_finetune and not config.is_empty:
         raise PETLError(f"full_finetune trains every weight and takes no Δh, but got {config.describe()}")
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cpu" and cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    device = run_device(cfg)
     clock = _Clock()
     with clock.time("tokenize"):
         splits = data if data is not None else load_cached_task(task.name, data_dir)
@@ -136,6 +134,19 @@ def train(config: PETLConfig | Mapping[str, Any], task: str | Task, *, model: st
         prepared = prepare_data(splits, tokenizer, task, cfg, (task.name, str(data_dir),
                                                                  id(data) if data is not None else None))
     return _fit(net, tokenizer, task, cfg, prepared, run, params, on_eval, progress, keep_model)
+
+
+def run_device(cfg: TrainConfig) -> torch.device:
+    """Where a run trains: `cfg.device`, else the GPU if there is one; on a CPU with cfg.threads threads."""
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cpu" and cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return device
+
+
+def bf16_autocast(device: torch.device, cfg: TrainConfig) -> Callable[[], Any]:
+    """A fresh autocast context per call: bf16 on a GPU when cfg.bf16, else a no-op."""
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.bf16)
 
 
 def prepare_data(splits: Any, tokenizer: Any, task: Task, cfg: TrainConfig, key: tuple) -> PreparedData:
@@ -172,11 +183,7 @@ def _fit(net: torch.nn.Module, tokenizer: Any, task: Task, cfg: TrainConfig, dat
     trainable = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.lr_factor)
-    use_bf16 = run.device.type == "cuda" and cfg.bf16
-
-    def autocast():
-        return torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=use_bf16)
-
+    autocast = bf16_autocast(run.device, cfg)
     clock = run.clock
     batches = bucketed_batches(data.train, cfg.batch_size, data.rng)
     token_types = takes_token_types(net)
