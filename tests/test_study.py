@@ -85,6 +85,7 @@ def test_shipped_studies_load() -> None:
     ({"strategy": "oneshot", "oneshot": {"topk": 3}}, "oneshot has no key 'topk'; keys: ['supernet_steps'"),
     ({"strategy": "oneshot", "oneshot": {"designs": 0}}, "oneshot.designs must be a positive integer, but got 0"),
     ({"strategy": "oneshot", "oneshot": {"random_designs": -1}}, "oneshot.random_designs must be a non-negative"),
+    ({"strategy": "oneshot", "oneshot": {"adapt_steps": -1}}, "oneshot.adapt_steps must be a non-negative integer"),
     ({"strategy": "oneshot", "oneshot": {"eval_examples": 0}}, "oneshot.eval_examples must be a positive integer "
                                                               "or null, but got 0"),
     ({"strategy": "oneshot", "oneshot": {"top_k": 4}}, "leave n_trials out (or equal to top_k), but got "
@@ -462,6 +463,6 @@ def test_a_oneshot_study_fills_its_stages_and_only_it_changes_the_fingerprint(tm
     data = study_data(tmp_path, strategy="oneshot", oneshot={"top_k": 6, "eval_examples": None})
     spec = parse_study(data)
     assert spec.oneshot == {"supernet_steps": 1000, "random_designs": 2, "designs": 1000, "eval_examples": None,
-                            "top_k": 6}
+                            "top_k": 6, "adapt_steps": 0}
     assert spec.n_trials == 6 and spec.identity()["strategy"] == "oneshot"
     assert spec.fingerprint() != parse_study(study_data(tmp_path, strategy="oneshot", n_trials=8)).fingerprint()

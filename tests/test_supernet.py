@@ -17,7 +17,7 @@ from petl_search.nn.supernet import Supernet
 from petl_search.search.space import load_space, parse_space
 from petl_search.search.supernet_space import SpaceDesigns, largest_designs
 from petl_search.training.config import TrainConfig
-from petl_search.training.supernet_training import evaluate_design, train_supernet
+from petl_search.training.supernet_training import HeadAdaptation, evaluate_design, train_supernet
 from petl_search.training.tasks import get_task
 from petl_search.training.trainer import prepare_data
 from conftest import TINY_CONFIGS, hidden, make_inputs, make_model
@@ -232,6 +232,25 @@ def test_sandwich_training_learns_the_toy_task_and_designs_inherit_it() -> None:
     largest = designs.largest(np.random.default_rng(0))
     scores = evaluate_design(supernet, largest, data.select, TOKENIZER, get_task("sst2"), FAST)
     assert scores["accuracy"] > 0.8, largest.describe()  # chance is 0.5; no training of its own
+
+
+def test_head_adaptation_fits_a_head_of_its_own_then_puts_the_shared_one_back() -> None:
+    supernet, designs, _, data = trained(FAST)
+    task, design = get_task("sst2"), designs.largest(np.random.default_rng(0))
+    torch.manual_seed(5)
+    with torch.no_grad():  # a shared head that reads this design's features badly
+        supernet.model.classifier.weight.normal_(0, 1)
+    shared = {k: v.clone() for k, v in supernet.state_dict().items()}
+    adapt = HeadAdaptation.of(data, FAST, steps=30)
+    plain = evaluate_design(supernet, design, data.select, TOKENIZER, task, FAST)["accuracy"]
+    fitted = evaluate_design(supernet, design, data.select, TOKENIZER, task, FAST, adapt=adapt)["accuracy"]
+    assert fitted > plain + 0.1 and fitted > 0.8, (plain, fitted)
+    assert all(torch.equal(v, shared[k]) for k, v in supernet.state_dict().items())  # head and store as they were
+    again = evaluate_design(supernet, design, data.select, TOKENIZER, task, FAST, adapt=adapt)["accuracy"]
+    assert again == fitted  # the same batches from the same head: a score does not depend on what came before
+    assert HeadAdaptation.of(data, FAST, steps=0) is None
+    with pytest.raises(PETLError, match="adaptation steps"):
+        HeadAdaptation.of(data, FAST, steps=-1)
 
 
 def test_sandwich_training_is_deterministic_and_resumable(tmp_path) -> None:

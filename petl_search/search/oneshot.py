@@ -4,7 +4,8 @@ A study with `strategy: oneshot` runs three stages, each resumable from the stud
   1. the supernet is trained (sandwich rule, checkpointed every 50 steps) and saved beside the storage
      (training/supernet_training.py);
   2. the study's sampler (NSGA-II suits it) proposes `designs` designs from the same space file, each
-     scored with the supernet's inherited weights on the search split, cheaply (evaluation only). They
+     scored with the supernet's inherited weights on the search split, cheaply (evaluation only, after
+     `adapt_steps` forward-only steps of a head of its own). They
      live in a second Optuna study, `<name>.oneshot`, in the same storage, with objectives
      (score, stored parameters), so a killed run resumes where it stopped and never mixes them with
      trained trials;
@@ -28,7 +29,7 @@ from ..core.params import count_params
 from ..nn.supernet import Supernet
 from ..training.config import TrainConfig
 from ..training.models import head_modules, load_model, prepare_tokenizer
-from ..training.supernet_training import evaluate_design, train_supernet
+from ..training.supernet_training import HeadAdaptation, evaluate_design, train_supernet
 from ..training.tasks import get_task, load_cached_task
 from ..training.trainer import prepare_data, run_device
 from .pareto import crowding_distances, nondominated_ranks
@@ -114,8 +115,9 @@ def supernet_scorer(spec: StudySpec, progress: Callable[[str], None]) -> Scorer:
         checkpoint.unlink(missing_ok=True)
         progress(f"one-shot: supernet trained in {(time.time() - start) / 60:.1f} min, saved to {path}")
     supernet.eval()
+    adapt = HeadAdaptation.of(data, cfg, spec.oneshot["adapt_steps"])
     return lambda design: evaluate_design(supernet, design, data.select, tokenizer, task, cfg,
-                                          indices=data.select_subset)
+                                          indices=data.select_subset, adapt=adapt)
 
 
 def design_study(spec: StudySpec, storage: Any, *, create: bool = True) -> optuna.Study:

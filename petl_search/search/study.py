@@ -20,12 +20,13 @@
     reseed: {top: 3, seeds: [1, 2]}      # then train the front's best 3 search points with more seeds
     storage: null                        # default: sqlite:///<this folder>/<name>/study.db
     strategy: standalone                 # or oneshot: a weight-sharing supernet ranks the designs first
-    oneshot: {supernet_steps: 1000, random_designs: 2, designs: 1000, eval_examples: 256, top_k: 8}
+    oneshot: {supernet_steps: 1000, random_designs: 2, designs: 1000, eval_examples: 256, top_k: 8, adapt_steps: 0}
 
 A one-shot study (`strategy: oneshot`) trains one supernet over the space (sandwich rule: the largest,
 the smallest and `random_designs` random designs per step), scores `designs` designs with the supernet's
-weights on `eval_examples` of the search split (the study's sampler proposes them: nsga2 suits it), and
-trains the front's `top_k` designs stand-alone as ordinary search trials (so n_trials is top_k).
+weights on `eval_examples` of the search split (the study's sampler proposes them: nsga2 suits it), each
+after `adapt_steps` steps of a task head of its own (forward passes only), and trains the front's `top_k`
+designs stand-alone as ordinary search trials (so n_trials is top_k).
 
 Everything is checked when the file is read, before Ray or a model starts: unknown keys, wrong types,
 a missing space. What needs the model is checked when a run starts, before Ray (a model name that loads
@@ -60,7 +61,8 @@ DEFAULT_SEARCH_SPLIT = {"size": 0.1, "max": 1000, "seed": 0}
 STRATEGIES = ("standalone", "oneshot")
 # A one-shot study's stages: supernet steps, random designs per step besides the largest and the smallest,
 # designs scored with inherited weights, search-split examples per score (null: all), designs re-trained.
-DEFAULT_ONESHOT = {"supernet_steps": 1000, "random_designs": 2, "designs": 1000, "eval_examples": 256, "top_k": 8}
+DEFAULT_ONESHOT = {"supernet_steps": 1000, "random_designs": 2, "designs": 1000, "eval_examples": 256, "top_k": 8,
+                   "adapt_steps": 0}
 
 
 class StudyError(PETLError):
@@ -311,7 +313,7 @@ def _strategy(source: str, data: Mapping[str, Any]) -> tuple[str, dict[str, Any]
         raise StudyError(f"{source}: oneshot has no key {unknown[0]!r}; keys: {list(DEFAULT_ONESHOT)}")
     out = {**DEFAULT_ONESHOT, **(block or {})}
     for key, value in out.items():
-        least = 0 if key == "random_designs" else 1
+        least = 0 if key in ("random_designs", "adapt_steps") else 1
         if not ((key == "eval_examples" and value is None) or (_int(value) and value >= least)):
             kind = "a non-negative integer" if least == 0 else "a positive integer"
             raise StudyError(f"{source}: oneshot.{key} must be {kind}{' or null' if key == 'eval_examples' else ''}, "

@@ -3,11 +3,17 @@
     data = prepare_data(splits, tokenizer, task, cfg, key)          # the trainer's: search split carved out
     result = train_supernet(supernet, designs, data, tokenizer, task, cfg, random_designs=2)
     scores = evaluate_design(supernet, design, data.select, tokenizer, task, cfg)   # no training
+    adapt = HeadAdaptation.of(data, cfg, steps=20)   # or: the head fitted to each design first, alone
+    scores = evaluate_design(supernet, design, data.select, tokenizer, task, cfg, adapt=adapt)
     supernet.save("supernet.safetensors")
 
 Each step draws the largest design, the smallest and `random_designs` random ones (the sandwich rule
 of BigNAS and AutoFormer: the extremes bound every design in between, so training both lifts all),
 adds their losses on one batch and takes one optimizer step over the shared Δh tensors and the head.
+The head is shared by every design, so it fits none exactly: `HeadAdaptation` gives each design, before it
+is scored, a few steps of a head of its own (a copy, the Δh and backbone frozen: a forward pass per step,
+the same batches for every design), so that its score measures its features rather than how well the
+shared head happens to read them.
 The pieces are the trainer's (data, batches, collate, seeding, learning-rate schedule, evaluation), so a
 supernet sees the same examples, in the same order, as a candidate trained with the same TrainConfig.
 Designs come from a `DesignSource` (search/supernet_space.py draws them from a search space): this
@@ -15,17 +21,19 @@ module never imports the search space.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import numpy as np
 import torch
 
 from ..core.config import PETLConfig
 from ..core.errors import PETLError
+from ..nn.inject import is_petl_parameter
 from ..nn.supernet import Supernet
 from .config import TrainConfig
 from .data import EncodedSplit, bucketed_batches, collate
@@ -149,11 +157,63 @@ def _resume(path: Path, named: dict[str, torch.nn.Parameter], optimizer, schedul
     return state["step"]
 
 
+@dataclass(frozen=True)
+class HeadAdaptation:
+    """A few optimizer steps of the task head alone on the design about to be scored (see the module
+    docstring): the same `batches` of `split` for every design, AdamW at `learning_rate` from the shared
+    head's values, undone once the design is scored."""
+
+    split: EncodedSplit
+    batches: tuple[tuple[int, ...], ...]
+    learning_rate: float
+
+    @classmethod
+    def of(cls, data: PreparedData, cfg: TrainConfig, steps: int) -> "HeadAdaptation | None":
+        """`steps` batches of the training split, drawn once from the run's seed; None for 0 steps."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+            raise PETLError(f"head adaptation steps must be an integer >= 0, but got {steps!r}")
+        if steps == 0:
+            return None
+        batches = bucketed_batches(data.train, cfg.batch_size, np.random.default_rng([cfg.seed, 2]))
+        return cls(data.train, tuple(tuple(next(batches)) for _ in range(steps)), cfg.learning_rate)
+
+    @contextlib.contextmanager
+    def applied(self, model: torch.nn.Module, pad_id: int, autocast) -> Iterator[None]:
+        """`model`'s head fitted for the context, then put back as it was (the supernet's shared head)."""
+        head = [p for n, p in model.named_parameters() if p.requires_grad and not is_petl_parameter(n)]
+        frozen = [p for n, p in model.named_parameters() if p.requires_grad and is_petl_parameter(n)]
+        saved = [p.detach().clone() for p in head]
+        for p in frozen:
+            p.requires_grad_(False)
+        optimizer = torch.optim.AdamW(head, lr=self.learning_rate)
+        device, token_types = head[0].device, takes_token_types(model)
+        try:
+            model.eval()  # no dropout: a design's score does not depend on which designs came before
+            for indices in self.batches:
+                batch = collate(self.split, list(indices), pad_id, device, token_types)
+                with autocast():
+                    loss = model(**batch).loss
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            yield
+        finally:
+            with torch.no_grad():
+                for p, value in zip(head, saved):
+                    p.copy_(value)
+            for p in frozen:
+                p.requires_grad_(True)
+
+
 def evaluate_design(supernet: Supernet, design: PETLConfig, split: EncodedSplit, tokenizer, task: Task,
-                    cfg: TrainConfig, indices: list[int] | None = None) -> dict[str, float]:
-    """`design`'s scores on `split` (all of it, or `indices`) with the weights it inherits, untrained: the
-    trainer's own evaluation, on the model carrying `design` with its slices loaded."""
+                    cfg: TrainConfig, indices: list[int] | None = None, *,
+                    adapt: HeadAdaptation | None = None) -> dict[str, float]:
+    """`design`'s scores on `split` (all of it, or `indices`) with the weights it inherits, untrained but
+    for `adapt`'s head steps: the trainer's own evaluation, on the model carrying `design` with its
+    slices loaded."""
     device = _device(supernet)
+    autocast = bf16_autocast(device, cfg)
     with supernet.inherited(design) as model:
-        return evaluate(model, tokenizer, split, list(range(len(split))) if indices is None else indices, task, cfg,
-                        device, bf16_autocast(device, cfg))
+        with adapt.applied(model, tokenizer.pad_token_id, autocast) if adapt else contextlib.nullcontext():
+            return evaluate(model, tokenizer, split, list(range(len(split))) if indices is None else indices, task,
+                            cfg, device, autocast)
