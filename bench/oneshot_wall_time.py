@@ -4,7 +4,8 @@ set over wall time, same model, task, space, budget and trainer.
 Per seed, two arms through Ray with the same workers:
   tpe      TPE (start-up counted in search trials) with MO-ASHA, `--trials` search trials: it takes W seconds;
   oneshot  strategy: oneshot: the supernet (`--supernet-steps`), `--designs` designs scored on its inherited
-           weights, the `--top-k` best trained stand-alone; its clock runs from the start of the supernet.
+           weights (after `--adapt-steps` head-only steps each), the `--top-k` best trained stand-alone;
+           its clock runs from the start of the supernet.
 The hypervolume of (dev score, 1 - stored/budget) over the search trials finished so far, per arm, is
 printed at fractions of W, with the time the one-shot arm needed to reach TPE's final hypervolume
 (target: at most a tenth of W). Neither arm ever selects on dev.
@@ -50,7 +51,8 @@ def study(args: argparse.Namespace, workdir: Path, arm: str, seed: int):
     else:
         data.update(strategy="oneshot", sampler={"name": "nsga2", "seed": seed, "population_size": 50},
                     oneshot={"supernet_steps": args.supernet_steps, "random_designs": 2, "designs": args.designs,
-                             "eval_examples": 256, "top_k": args.top_k})
+                             "eval_examples": 256, "top_k": args.top_k,
+                             "adapt_steps": args.adapt_steps})
     return parse_study(data)
 
 
@@ -80,6 +82,7 @@ def main() -> None:
     parser.add_argument("--supernet-steps", type=int, default=100)
     parser.add_argument("--designs", type=int, default=200)
     parser.add_argument("--top-k", type=int, default=4)
+    parser.add_argument("--adapt-steps", type=int, default=0, help="head-only steps per design before scoring")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--gpus", type=float, default=0.0)
     parser.add_argument("--workdir", help="keep the studies here (a rerun resumes; a finished arm is read back)")
