@@ -182,6 +182,9 @@ class HeadAdaptation:
         """`model`'s head fitted for the context, then put back as it was (the supernet's shared head)."""
         head = [p for n, p in model.named_parameters() if p.requires_grad and not is_petl_parameter(n)]
         frozen = [p for n, p in model.named_parameters() if p.requires_grad and is_petl_parameter(n)]
+        if not head:
+            raise PETLError("adapt_steps fits a task head per design, but this model trains no head of its own: "
+                            "set oneshot.adapt_steps to 0")
         saved = [p.detach().clone() for p in head]
         for p in frozen:
             p.requires_grad_(False)
