@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--supernet-steps", type=int, default=100)
     parser.add_argument("--designs", type=int, default=200)
     parser.add_argument("--top-k", type=int, default=4)
-    parser.add_argument("--adapt-steps", type=int, default=0, help="head-only steps per design before scoring")
+    parser.add_argument("--adapt-steps", type=int, default=20, help="head-only steps per design before scoring")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--gpus", type=float, default=0.0)
     parser.add_argument("--workdir", help="keep the studies here (a rerun resumes; a finished arm is read back)")

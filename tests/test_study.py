@@ -463,6 +463,6 @@ def test_a_oneshot_study_fills_its_stages_and_only_it_changes_the_fingerprint(tm
     data = study_data(tmp_path, strategy="oneshot", oneshot={"top_k": 6, "eval_examples": None})
     spec = parse_study(data)
     assert spec.oneshot == {"supernet_steps": 1000, "random_designs": 2, "designs": 1000, "eval_examples": None,
-                            "top_k": 6, "adapt_steps": 0}
+                            "top_k": 6, "adapt_steps": 20}
     assert spec.n_trials == 6 and spec.identity()["strategy"] == "oneshot"
     assert spec.fingerprint() != parse_study(study_data(tmp_path, strategy="oneshot", n_trials=8)).fingerprint()

@@ -20,7 +20,7 @@
     reseed: {top: 3, seeds: [1, 2]}      # then train the front's best 3 search points with more seeds
     storage: null                        # default: sqlite:///<this folder>/<name>/study.db
     strategy: standalone                 # or oneshot: a weight-sharing supernet ranks the designs first
-    oneshot: {supernet_steps: 1000, random_designs: 2, designs: 1000, eval_examples: 256, top_k: 8, adapt_steps: 0}
+    oneshot: {supernet_steps: 1000, random_designs: 2, designs: 1000, eval_examples: 256, top_k: 8, adapt_steps: 20}
 
 A one-shot study (`strategy: oneshot`) trains one supernet over the space (sandwich rule: the largest,
 the smallest and `random_designs` random designs per step), scores `designs` designs with the supernet's
@@ -61,8 +61,10 @@ DEFAULT_SEARCH_SPLIT = {"size": 0.1, "max": 1000, "seed": 0}
 STRATEGIES = ("standalone", "oneshot")
 # A one-shot study's stages: supernet steps, random designs per step besides the largest and the smallest,
 # designs scored with inherited weights, search-split examples per score (null: all), designs re-trained.
+# adapt_steps: head steps per design before it is scored; 20 took MiniLM's tau from 0.01 to 0.43
+# (docs/performance.md)
 DEFAULT_ONESHOT = {"supernet_steps": 1000, "random_designs": 2, "designs": 1000, "eval_examples": 256, "top_k": 8,
-                   "adapt_steps": 0}
+                   "adapt_steps": 20}
 
 
 class StudyError(PETLError):
