@@ -279,16 +279,17 @@ def cmd_reseed(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from .analysis.report import markdown
     from .analysis.summary import selected_on, study_references
+    from .search.oneshot import oneshot_stage
     from .search.records import read_records
-    from .search.storage import open_study
+    from .search.storage import open_store
 
     spec = _study(args)
-    study = open_study(spec, create=False)
-    records = read_records(study)
+    store = open_store(spec, create=False)
+    records = read_records(store.study)
     if not any(r.scored for r in records):
         raise PETLError(f"study {spec.name!r} has no completed trials yet: nothing to report")
     text = markdown(records, spec.main_metric, spec.name, selected_on=selected_on(spec),
-                    references=study_references(study))
+                    references=study_references(store.study), oneshot=oneshot_stage(spec, store))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)

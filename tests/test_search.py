@@ -94,6 +94,14 @@ def test_a_oneshot_study_trains_a_supernet_scores_designs_and_trains_its_top_k_s
     assert main(["search", str(path)]) == 0
     again = capsys.readouterr().out
     assert "supernet step" not in again and "designs scored" not in again and "already has its" in again
+    # the report sets each chosen design's inherited score beside its stand-alone one
+    assert main(["report", str(path)]) == 0
+    report = capsys.readouterr().out
+    section = report[report.index("## One-shot: the supernet's choice"):]
+    assert "A supernet trained 40 steps scored 12 designs" in section
+    for r in search:
+        inherited = designs.trials[r.extra["oneshot_design"]].values[0]
+        assert f"| #{r.number} | {r.extra['oneshot_design']} | {inherited:.4f} | {r.metric:.4f} |" in section
 
 
 def test_a_killed_study_resumes_without_losing_or_recounting_trials(toy, capsys) -> None:

@@ -10,7 +10,7 @@ import math
 from collections import Counter
 from typing import Mapping, Sequence
 
-from ..search.records import TrialRecord
+from ..search.records import DESIGN_KEY, OneShotStage, TrialRecord
 from .comparison import Comparison
 from .effects import Effect, dimension_effects
 from .findings import baseline_comparisons, mam_claims
@@ -18,8 +18,10 @@ from .front import Claim, dev_view, front, methods
 
 
 def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, selected_on: str = "search split",
-             references: Mapping[str, Mapping[str, float] | None] | None = None) -> str:
-    """The report: controlled comparisons, search-trial effects, MAM against the front, the front."""
+             references: Mapping[str, Mapping[str, float] | None] | None = None,
+             oneshot: OneShotStage | None = None) -> str:
+    """The report: controlled comparisons, search-trial effects, MAM against the front, the front, and for a
+    one-shot study the supernet's choice against the same designs trained stand-alone."""
     on_dev = dev_view(records, metric)
     points = methods(records, metric, references)
     lines = [f"# {study_name}: what the data says", "",
@@ -56,7 +58,34 @@ def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, se
         flags = "".join(f" **{flag}**" for flag in m.flags)
         lines.append(f"| #{m.number} | {m.kind} | {len(m.scores)} | {m.mean:.4f} ± {m.std:.4f} | {dev} | "
                      f"{100 * m.stored_fraction:.3f}% | {m.label}{flags} |")
+    if oneshot is not None:
+        lines += ["", *_oneshot_lines(records, metric, oneshot)]
     return "\n".join(lines) + "\n"
+
+
+def _oneshot_lines(records: Sequence[TrialRecord], metric: str, stage: OneShotStage) -> list[str]:
+    """The designs the supernet chose: inherited score beside the stand-alone one (seed 0) and dev."""
+    examples = "all" if stage.eval_examples is None else f"{stage.eval_examples:,}"
+    lines = ["## One-shot: the supernet's choice against stand-alone training", "",
+             f"A supernet trained {stage.supernet_steps} steps scored {stage.designs_scored} designs with inherited "
+             f"weights on {examples} search-split examples, each after {stage.adapt_steps} steps of a task head "
+             f"of its own; these {len(stage.inherited)} were trained stand-alone. Inherited and stand-alone "
+             f"{metric} are both on the search split (the inherited one on fewer examples); dev is the trial's own.",
+             "", "| trial | design | inherited | stand-alone (search split) | dev | % backbone | design point |",
+             "|---|---|---|---|---|---|---|"]
+    trained = {r.extra.get(DESIGN_KEY): r for r in records if DESIGN_KEY in r.extra}
+    for design, inherited in stage.inherited.items():
+        r = trained.get(design)
+        if r is None:
+            lines.append(f"| - | {design} | {inherited:.4f} | not trained yet | - | - | - |")
+            continue
+        alone = f"{r.metric:.4f}" if r.metric is not None else r.state.lower()
+        dev = f"{r.dev_scores[metric]:.4f}" if metric in r.dev_scores else "-"
+        share = f"{100 * r.stored_fraction:.3f}%" if r.stored_fraction is not None else "-"
+        lines.append(f"| #{r.number} | {design} | {inherited:.4f} | {alone} | {dev} | {share} | {r.label} |")
+    lines += ["", "How well the supernet ranks designs in general is measured apart, on designs spread over sizes: "
+              "`bench/oneshot_rank.py` (docs/performance.md)."]
+    return lines
 
 
 def trained_on(records: Sequence[TrialRecord]) -> str:

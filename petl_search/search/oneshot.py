@@ -33,6 +33,7 @@ from ..training.supernet_training import HeadAdaptation, evaluate_design, train_
 from ..training.tasks import get_task, load_cached_task
 from ..training.trainer import prepare_data, run_device
 from .pareto import crowding_distances, nondominated_ranks
+from .records import DESIGN_KEY, OneShotStage
 from .samplers import make_sampler
 from .storage import Store
 from .study import StudySpec
@@ -40,7 +41,6 @@ from .supernet_space import SpaceDesigns
 
 DESIGNS_SUFFIX = ".oneshot"  # the design study's name: <study name>.oneshot
 QUEUED_KEY = "oneshot_queued"  # study attribute: the design numbers queued for stand-alone training
-DESIGN_KEY = "oneshot_design"  # a queued trial's attribute: the design it trains
 MAX_REJECTIONS = 500  # proposals in a row over budget or repeated before the space is declared exhausted
 
 SUPERNET_FILE = "supernet.safetensors"  # in the study's folder: stage 1's result
@@ -198,3 +198,15 @@ def queue_designs(study: optuna.Study, designs: list[optuna.trial.FrozenTrial]) 
     numbers = [d.number for d in designs]
     study.set_user_attr(QUEUED_KEY, numbers)
     return numbers
+
+
+def oneshot_stage(spec: StudySpec, store: Store) -> OneShotStage | None:
+    """The one-shot stages of the study in `store` as the storage holds them; None for a stand-alone study
+    or one whose designs are not queued yet."""
+    queued = store.study.user_attrs.get(QUEUED_KEY)
+    if spec.strategy != "oneshot" or queued is None:
+        return None
+    designs = design_study(spec, store.storage, create=False)
+    done = {t.number: t for t in designs.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))}
+    return OneShotStage(spec.oneshot["supernet_steps"], spec.oneshot["adapt_steps"], spec.oneshot["eval_examples"],
+                        len(done), {n: done[n].values[0] for n in queued if n in done})
