@@ -18,6 +18,7 @@ printed at fractions of W, with the time the one-shot arm needed to reach TPE's 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import tempfile
 import time
@@ -112,6 +113,8 @@ def main() -> None:
         print_fractions(by_fraction, "the TPE arm's")
         print(f"time one-shot needed to reach TPE's final hypervolume, / W: per seed "
               f"{', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f} (target <= 0.1)")
+        # the one-shot stages run in a child process, so the driver that runs Ray should stay small
+        print(f"driver peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
 
 
 if __name__ == "__main__":

@@ -67,7 +67,13 @@ def test_a_study_runs_on_two_ray_workers_and_its_storage_holds_trials_and_front(
         assert f"{m.stored_params:,}" in status
 
 
-def test_a_oneshot_study_trains_a_supernet_scores_designs_and_trains_its_top_k_stand_alone(toy, capsys) -> None:
+def test_a_oneshot_study_trains_a_supernet_scores_designs_and_trains_its_top_k_stand_alone(toy, capsys,
+                                                                                           monkeypatch) -> None:
+    def no_model_in_the_driver(*args, **kwargs):
+        raise AssertionError("the driver loaded the model: stages 1-2 must run in a child process")
+
+    # the child is spawned, so it imports the real load_model; this process must never call it
+    monkeypatch.setattr("petl_search.search.oneshot.load_model", no_model_in_the_driver)
     path = write_study(toy, "oneshot", strategy="oneshot", n_trials=None, sampler={"name": "nsga2", "seed": 0,
                        "population_size": 6}, early_stopping=None,
                        oneshot={"supernet_steps": 40, "random_designs": 1, "designs": 12, "eval_examples": 64,

@@ -33,9 +33,10 @@ from ..training.supernet_training import HeadAdaptation, evaluate_design, train_
 from ..training.tasks import get_task, load_cached_task
 from ..training.trainer import prepare_data, run_device
 from .pareto import crowding_distances, nondominated_ranks
+from .child import run_in_child
 from .records import DESIGN_KEY, OneShotStage
 from .samplers import make_sampler
-from .storage import Store
+from .storage import Store, open_store
 from .study import StudySpec
 from .supernet_space import SpaceDesigns
 
@@ -49,6 +50,22 @@ CHECKPOINT_EVERY = 50  # supernet steps
 PROGRESS_EVERY = 50  # supernet steps between progress lines
 
 Scorer = Callable[[PETLConfig], Mapping[str, float]]
+
+
+def run_oneshot_stages(spec: StudySpec, store: Store, model_config: Any, *,
+                       progress: Callable[[str], None] = print) -> list[int]:
+    """prepare_oneshot, in a child process (child.py says why): the driver that goes on to run Ray's
+    workers never holds the model or the supernet. A study whose designs are queued already spawns nothing."""
+    if store.study.user_attrs.get(QUEUED_KEY) is not None:
+        return list(store.study.user_attrs[QUEUED_KEY])
+    return run_in_child(_stages_in_child, spec, model_config, progress=progress, name="petl-search-oneshot")
+
+
+def _stages_in_child(spec: StudySpec, model_config: Any, *, progress: Callable[[str], None]) -> list[int]:
+    from datasets.utils.logging import disable_progress_bar
+
+    disable_progress_bar()
+    return prepare_oneshot(spec, open_store(spec), model_config, progress=progress)
 
 
 def prepare_oneshot(spec: StudySpec, store: Store, model_config: Any, *,
@@ -71,7 +88,7 @@ def prepare_oneshot(spec: StudySpec, store: Store, model_config: Any, *,
 
 def supernet_config(spec: StudySpec) -> TrainConfig:
     """How the supernet trains: the study's trainer, for oneshot.supernet_steps steps, with every CPU the
-    study's workers would have (it runs alone, in the driver), scoring on oneshot.eval_examples."""
+    study's workers would have (it runs alone, in a child of the driver), scoring on oneshot.eval_examples."""
     return TrainConfig.from_dict({**spec.train, **spec.split_fields, "seed": spec.seed,
                                   "max_steps": spec.oneshot["supernet_steps"],
                                   "eval_examples": spec.oneshot["eval_examples"],

@@ -29,7 +29,7 @@ from .proposer import WAIT, Proposer
 from .records import TrialRecord, read_records
 from .schedulers import MOASHA
 from .lease import DriverLease
-from .oneshot import prepare_oneshot
+from .oneshot import run_oneshot_stages
 from .storage import open_store, reconcile, record_references, upgrade
 from .study import StudySpec
 
@@ -137,8 +137,8 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
             progress(f"resuming: trials {interrupted} were interrupted; their points are queued again")
         upgrade(store, spec, model_config)
         record_references(store, spec)
-        if spec.strategy == "oneshot":  # stages 1-2 in this driver; the queued designs are trained below
-            prepare_oneshot(spec, store, model_config, progress=progress)
+        if spec.strategy == "oneshot":  # stages 1-2 in a child process; the queued designs are trained below
+            run_oneshot_stages(spec, store, model_config, progress=progress)
         on_finish = on_trial or (lambda record, records: progress(trial_line(record)))
         proposer = Proposer(store, spec, model_config, on_finish=on_finish)
         if proposer.remaining == 0:
