@@ -7,7 +7,8 @@ Ray Tune owns the workers and the scheduler: each trial is `run_candidate` in a 
 the study's score after every evaluation; MO-ASHA (schedulers.py) stops candidates whose (score, stored
 parameters) ranks low among the others' at the same point of training. The searcher below is the only link between
 Ray and Optuna, and it lives in the driver, so only the driver writes to the storage (SQLite needs a
-single writer; PostgreSQL would take more, but does not need them).
+single writer; PostgreSQL would take more, but does not need them). The one exception comes before Ray
+starts: a one-shot study's stages 1-2 write from a child process while the driver waits (child.py).
 """
 from __future__ import annotations
 
