@@ -9,6 +9,10 @@ scored on the same search split). Printed per supernet length, learning rate and
   tau(inherited, stand-alone)   the one-shot ranking's quality (target: >= 0.6)
   tau(size, stand-alone)        what ranking by stored parameters alone gives: the bar the supernet must clear
   tau within size bins          averaged over bins: does the supernet order designs of one size?
+  calibrated tau                size and inherited score together, as a calibration fitted on the other
+                                designs' stand-alone scores would rank a design (leave-one-out least squares
+                                on log stored parameters, with and without the inherited score): does the
+                                supernet add anything to size once its scores are calibrated per size?
   tau(seed 0, seed 1)           with --ceiling: stand-alone against stand-alone with another seed, the
                                 most any ranking can reach against one seed's scores
 
@@ -110,6 +114,20 @@ def within_bins(inherited, alone, sizes, bins: int) -> float:
     return statistics.mean(taus) if taus else float("nan")
 
 
+def loo_tau(features: list[list[float]], alone: list[float]) -> float:
+    """Kendall's tau between `alone` and each design's prediction by a least-squares line (with an
+    intercept) through the other designs' `features` and stand-alone scores: a calibration that never
+    sees the design it ranks."""
+    x = np.column_stack([np.ones(len(features)), np.asarray(features, dtype=float)])
+    y = np.asarray(alone, dtype=float)
+    predicted = []
+    for i in range(len(y)):
+        rest = np.arange(len(y)) != i
+        coef, *_ = np.linalg.lstsq(x[rest], y[rest], rcond=None)
+        predicted.append(float(x[i] @ coef))
+    return kendalltau(predicted, y).statistic
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     setting.add_arguments(parser)
@@ -144,6 +162,7 @@ def main() -> None:
         alone_by = standalone_scores(args, first, designs, workdir / "standalone.json")
         alone = [alone_by[d.fingerprint()] for d in designs]
         size_tau = kendalltau(sizes, alone).statistic
+        log_sizes = [[math.log(s)] for s in sizes]
         if args.ceiling:
             again_by = standalone_scores(args, first, designs, workdir / "standalone.json", seed=1)
             ceiling = kendalltau(alone, [again_by[d.fingerprint()] for d in designs])
@@ -161,6 +180,9 @@ def main() -> None:
                   f"tau(size, stand-alone) = {size_tau:+.3f}; tau within {args.bins} size bins = "
                   f"{within_bins(inherited, alone, sizes, args.bins):+.3f}; inherited {min(inherited):.3f}-"
                   f"{max(inherited):.3f}, stand-alone {min(alone):.3f}-{max(alone):.3f}", flush=True)
+            print(f"  calibrated (leave-one-out): tau(log size + inherited) = "
+                  f"{loo_tau([f + [i] for f, i in zip(log_sizes, inherited)], alone):+.3f}; "
+                  f"tau(log size alone) = {loo_tau(log_sizes, alone):+.3f}", flush=True)
 
 
 if __name__ == "__main__":
