@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from petl_search.search.oneshot import design_study
 from petl_search.search.ray_runner import run_study
 from petl_search.search.records import read_records
 from petl_search.search.storage import open_store
@@ -70,6 +71,23 @@ def run_arm(spec) -> tuple[list, float, float]:
     return records, start, end - start
 
 
+def stage_seconds(spec, records: list, start: float) -> str:
+    """Where the one-shot arm's time went, from its storage: the supernet (up to the first design scored),
+    the designs' scoring, and the stand-alone trainings up to the first and the last finished."""
+    designs = [t for t in design_study(spec, open_store(spec).storage, create=False).get_trials(deepcopy=False)
+               if t.datetime_complete]
+    if not designs:
+        return "no design scored"
+    first = min(t.datetime_start.timestamp() for t in designs)
+    last = max(t.datetime_complete.timestamp() for t in designs)
+    trained = sorted(r.finished_at for r in records if r.kind == "search" and r.finished_at)
+    alone = (f"first stand-alone trial done at {trained[0] - start:.0f} s, last at {trained[-1] - start:.0f} s"
+             if trained else "no stand-alone trial done")
+    scored = sum(t.state.name == "COMPLETE" for t in designs)
+    return (f"supernet (and loading) {first - start:.0f} s; {scored} designs scored ({len(designs) - scored} "
+            f"proposals rejected) in {last - first:.0f} s, {(last - first) / max(1, scored):.2f} s a design; {alone}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     setting.add_arguments(parser)
@@ -110,6 +128,7 @@ def main() -> None:
             print(f"seed {seed}: W = {wall:.0f} s, TPE's final dev hypervolume {target:.4f}; one-shot took "
                   f"{one_wall:.0f} s, final {one[-1][1] if one else 0.0:.4f}, reached TPE's final at "
                   f"{'never' if hit is None else f'{hit:.0f} s'} = {ratio:.2f} of W", flush=True)
+            print(f"  one-shot stages: {stage_seconds(one_spec, one_records, one_start)}", flush=True)
         print_fractions(by_fraction, "the TPE arm's")
         print(f"time one-shot needed to reach TPE's final hypervolume, / W: per seed "
               f"{', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f} (target <= 0.1)")
