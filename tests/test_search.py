@@ -4,6 +4,7 @@ holds every trial and the front; a study killed mid-run resumes without losing o
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -14,13 +15,19 @@ import optuna
 import pytest
 import sqlalchemy
 import yaml
+from ray import cloudpickle
 
 from petl_search.cli import main
 from petl_search.core.config import PETLConfig
+from petl_search.core.errors import PETLError
 from petl_search.analysis.front import front, methods
+from petl_search.search.proposer import Proposer
+from petl_search.search.ray_runner import _searcher_class
 from petl_search.search.records import read_records
-from petl_search.search.storage import open_study
-from petl_search.search.study import load_study
+from petl_search.search.storage import open_store, open_study
+from petl_search.search.study import load_study, parse_study
+
+from conftest import TINY_CONFIGS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,6 +72,21 @@ def test_a_study_runs_on_two_ray_workers_and_its_storage_holds_trials_and_front(
     status = capsys.readouterr().out
     for m in line:
         assert f"{m.stored_params:,}" in status
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "gp", "random"])
+def test_the_searcher_ray_pickles_does_so_with_every_sampler_and_is_never_restored(tmp_path, sampler) -> None:
+    """Ray's Tuner pickles its searcher before it trains anything (for Tuner.restore). Optuna 5.1's NSGA-II
+    sampler holds a thread lock and does not pickle, which stopped every NSGA-II study (each one-shot study)
+    there. A study resumes from its storage, so what a pickled searcher turns into is a clear refusal."""
+    spec = parse_study({"name": "p", "model": "tiny", "task": "sst2", "budget": 0.05, "n_trials": 4,
+                        "space": str(ROOT / "search_spaces" / "unified.yaml"), "sampler": {"name": sampler},
+                        "storage": f"sqlite:///{tmp_path / 'study.db'}"})
+    searcher = _searcher_class()(Proposer(open_store(spec), spec, TINY_CONFIGS["bert"]()),
+                                 {"ray_dir": str(tmp_path / "ray")})
+    pickled = cloudpickle.dumps(searcher)
+    with pytest.raises(PETLError, match="cannot be restored with Tuner.restore: a study resumes from its storage"):
+        pickle.loads(pickled)
 
 
 def test_a_oneshot_study_trains_a_supernet_scores_designs_and_trains_its_top_k_stand_alone(toy, capsys,

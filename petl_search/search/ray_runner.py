@@ -85,6 +85,12 @@ def _searcher_class() -> type:
         def save(self, checkpoint_path: str) -> None:
             """Nothing to save: the Optuna storage holds the state, written as each trial ends."""
 
+        def __reduce__(self) -> tuple:
+            # Ray's Tuner pickles its search algorithm into the run's folder, for Tuner.restore, which a
+            # study never uses (its storage resumes it). The proposer holds the live study, whose sampler
+            # need not pickle (Optuna 5.1's NSGA-II holds a thread lock), so a stand-in is pickled instead.
+            return _unrestorable, (self.run["ray_dir"],)
+
         def restore(self, checkpoint_path: str) -> None:
             """Nothing to restore: `reconcile` and the storage resume a study."""
 
@@ -108,6 +114,12 @@ def _searcher_class() -> type:
                     f"at that point"))
 
     return StudySearcher
+
+
+def _unrestorable(ray_dir: str) -> None:
+    """What a pickled StudySearcher becomes when Ray unpickles it (see StudySearcher.__reduce__)."""
+    raise PETLError(f"the Ray run under {ray_dir} cannot be restored with Tuner.restore: a study resumes from "
+                    f"its storage; run `petl-search search` with the same study file again")
 
 
 def trial_line(record: TrialRecord) -> str:
