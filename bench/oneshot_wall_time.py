@@ -80,8 +80,8 @@ def stage_seconds(spec, records: list, start: float) -> str:
         return "no design scored"
     first = min(t.datetime_start.timestamp() for t in designs)
     last = max(t.datetime_complete.timestamp() for t in designs)
-    trained = sorted(r.finished_at for r in records if r.kind == "search" and r.finished_at)
-    alone = (f"first stand-alone trial done at {trained[0] - start:.0f} s, last at {trained[-1] - start:.0f} s"
+    trained = [r.finished_at for r in records if r.kind == "search" and r.finished_at]
+    alone = (f"first stand-alone trial done at {min(trained) - start:.0f} s, last at {max(trained) - start:.0f} s"
              if trained else "no stand-alone trial done")
     scored = sum(t.state.name == "COMPLETE" for t in designs)
     return (f"supernet (and loading) {first - start:.0f} s; {scored} designs scored ({len(designs) - scored} "
