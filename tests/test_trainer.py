@@ -48,7 +48,8 @@ FAST = TrainConfig(max_steps=100, batch_size=16, eval_every=20, learning_rate=1e
 
 
 def run(config: PETLConfig, **kw):
-    return train(config, "sst2", data=DATA, model_factory=tiny_classifier, train_config=kw.pop("cfg", FAST), **kw)
+    return train(config, "sst2", data=kw.pop("data", DATA), model_factory=tiny_classifier,
+                 train_config=kw.pop("cfg", FAST), **kw)
 
 
 def test_loss_drops_and_the_metric_beats_chance() -> None:
@@ -275,3 +276,66 @@ def test_the_search_split_is_stratified_deterministic_and_disjoint_from_training
     assert len(carve(labels, 0.05, seed=0, stratify=False)[1]) == 50
     with pytest.raises(ps.PETLConfigError, match="search_split.size must be fewer examples than the 1000"):
         carve(labels, 1000, seed=0, stratify=True)
+
+
+def test_a_later_dataset_is_trained_and_judged_on_its_own_data_even_with_a_reused_id(monkeypatch) -> None:
+    """The tokenisation cache outlives a trial: a DatasetDict built after an earlier one was garbage-collected
+    may get its id. Every object here is given the same id, so a cache keyed on identity would hand the second
+    dataset the first one's tokenised rows (and labels); the second run must equal a run on an empty cache."""
+    from petl_search.training import data as data_module
+    from petl_search.training import trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module, "id", lambda obj: 1, raising=False)  # what a reused id looks like
+    flip = lambda row: {"label": 1 - row["label"]}
+    first = DatasetDict({"train": DATA["train"], "validation": DATA["validation"]})
+    second = DatasetDict({"train": DATA["train"].map(flip), "validation": DATA["validation"]})
+    assert run(ps.presets.lora(r=4), data=first).metrics["accuracy"] > 0.8
+    reused = run(ps.presets.lora(r=4), data=second)
+    monkeypatch.setattr(data_module, "_ENCODED", {})
+    fresh = run(ps.presets.lora(r=4), data=second)
+    assert fresh.metrics["accuracy"] < 0.2  # learnt the flipped labels, judged on the unflipped dev set
+    assert reused.metrics == fresh.metrics and reused.history == fresh.history
+    # data without a content fingerprint is not cached at all
+    assert data_module.content_key({"train": list(DATA["train"]), "validation": DATA["validation"]}) is None
+    assert data_module.content_key(second) != data_module.content_key(first)
+
+
+def test_evaluate_gives_the_model_back_in_the_mode_it_had() -> None:
+    """In eval mode, in train mode, and mixed (a frozen part kept in eval while the rest trains): each
+    module's mode after `evaluate` is what it was before."""
+    from petl_search.training.data import EncodedSplit
+    from petl_search.training.evaluation import evaluate
+
+    task = get_task("sst2")
+    model = tiny_classifier(task)[0]
+    split = EncodedSplit(DATA["validation"], TOKENIZER, task, FAST)
+    for setup in (lambda m: m.eval(), lambda m: m.train(), lambda m: m.train().bert.encoder.eval()):
+        setup(model)
+        before = {name: m.training for name, m in model.named_modules()}
+        assert evaluate(model, TOKENIZER, split, list(range(8)), task, FAST, torch.device("cpu"),
+                        lambda: torch.autocast("cpu", enabled=False))["accuracy"] >= 0
+        assert {name: m.training for name, m in model.named_modules()} == before
+
+
+def test_a_trial_never_trains_on_a_search_split_example(monkeypatch) -> None:
+    """Every example the trainer draws a batch from is one of the training examples left after the carve,
+    and over 100 steps it draws all of them; none of the search split's (the same carve: same seed)."""
+    from petl_search.training import trainer as trainer_module
+    from petl_search.training.splits import carve
+
+    texts = DATA["train"]["text_a"]
+    cfg = TrainConfig(**{**FAST.__dict__, "search_split": 96, "split_seed": 3})
+    rest, held = carve(DATA["train"]["label"], 96, 3, stratify=True)
+    assert not {texts[i] for i in rest} & {texts[i] for i in held}  # the texts tell the two apart
+    drawn: list[str] = []
+
+    def recording(split, indices, *args, **kwargs):
+        drawn.extend(split.texts[i][0] for i in indices)
+        return collate(split, indices, *args, **kwargs)
+
+    collate = trainer_module.collate
+    monkeypatch.setattr(trainer_module, "collate", recording)  # the trainer's batches; evaluation has its own
+    result = run(ps.presets.lora(r=2), cfg=cfg)
+    assert result.status == "completed" and len(drawn) == result.train_examples == 100 * 16
+    assert not set(drawn) & {texts[i] for i in held}
+    assert set(drawn) == {texts[i] for i in rest}

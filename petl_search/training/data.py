@@ -44,11 +44,24 @@ class EncodedSplit:
 
 
 _ENCODED: dict[tuple, EncodedSplit] = {}  # per process: later trials reuse what earlier ones tokenised
-def encode(dataset: Any, tokenizer: Any, task: Task, cfg: TrainConfig, key: tuple) -> EncodedSplit:
+def encode(dataset: Any, tokenizer: Any, task: Task, cfg: TrainConfig, key: tuple | None) -> EncodedSplit:
+    """`dataset` tokenised lazily, shared with every earlier call with the same `key` (which must name the
+    data by what it holds); key None: not cached."""
+    if key is None:
+        return EncodedSplit(dataset, tokenizer, task, cfg)
     key = (*key, getattr(tokenizer, "name_or_path", id(tokenizer)), cfg.max_length, cfg.max_target_length)
     if key not in _ENCODED:
         _ENCODED[key] = EncodedSplit(dataset, tokenizer, task, cfg)
     return _ENCODED[key]
+
+
+def content_key(splits: Any) -> tuple | None:
+    """What names an in-memory DatasetDict in the cache: its train and validation splits' `datasets`
+    fingerprints (a hash of their contents and of every transform applied to them), never the object's
+    id, which a later dataset may reuse once this one is garbage-collected. None (do not cache) when a
+    split has no fingerprint."""
+    prints = tuple(getattr(splits[name], "_fingerprint", None) for name in ("train", "validation"))
+    return None if None in prints else ("fingerprints", *prints)
 
 
 def bucketed_batches(split: EncodedSplit, batch_size: int, rng: np.random.Generator,

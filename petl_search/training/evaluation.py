@@ -1,4 +1,5 @@
-"""Evaluate a model on (a subset of) a split: predictions in length order, the task's metrics."""
+"""Evaluate a model on (a subset of) a split: predictions in length order, the task's metrics. The model
+is evaluated in eval mode and given back with every module in the mode it had."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -15,7 +16,20 @@ from .tasks import Task
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, tokenizer: Any, data: EncodedSplit, indices: list[int], task: Task,
              cfg: TrainConfig, device: torch.device, autocast: Callable[[], Any]) -> dict[str, float]:
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
+    try:
+        predictions, order = _predict(model, tokenizer, data, indices, task, cfg, device, autocast)
+    finally:
+        for module, training in modes:
+            module.training = training
+    references = [data.references[i] for i in order]
+    return metric_lib.compute(task.metric, predictions, references)
+
+
+def _predict(model: torch.nn.Module, tokenizer: Any, data: EncodedSplit, indices: list[int], task: Task,
+             cfg: TrainConfig, device: torch.device, autocast: Callable[[], Any]) -> tuple[list, list[int]]:
+    """The model's predictions on `indices`, in the order they were made (which it returns too)."""
     lengths = {i: len(row["input_ids"]) for i, row in zip(indices, data.rows(indices))}
     order = sorted(indices, key=lambda i: (lengths[i], i))  # by length: little padding; deterministic
     predictions: list = []
@@ -31,7 +45,5 @@ def evaluate(model: torch.nn.Module, tokenizer: Any, data: EncodedSplit, indices
                 continue
             logits = model(**batch).logits.float()
         predictions += (logits.squeeze(-1) if task.kind == "regression" else logits.argmax(-1)).tolist()
-    model.train()
-    references = [data.references[i] for i in order]
-    return metric_lib.compute(task.metric, predictions, references)
+    return predictions, order
 

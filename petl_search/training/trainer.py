@@ -26,7 +26,7 @@ from ..core.errors import PETLConfigError, PETLError
 from ..core.params import count_params
 from ..nn.inject import apply_petl
 from .config import TrainConfig, TrainResult
-from .data import EncodedSplit, bucketed_batches, collate, encode
+from .data import EncodedSplit, bucketed_batches, collate, content_key, encode
 from .evaluation import evaluate
 from .models import DEFAULT_ENCODER, head_modules, load_model, prepare_tokenizer, takes_token_types
 from .seeding import seed_everything
@@ -131,9 +131,15 @@ def train(config: PETLConfig | Mapping[str, Any], task: str | Task, *, model: st
     net.to(device).train()
     params = _param_summary(net, config, heads)
     with clock.time("tokenize"):
-        prepared = prepare_data(splits, tokenizer, task, cfg, (task.name, str(data_dir),
-                                                                 id(data) if data is not None else None))
+        key = (task.name, str(data_dir), None) if data is None else _given_data_key(task, data)
+        prepared = prepare_data(splits, tokenizer, task, cfg, key)
     return _fit(net, tokenizer, task, cfg, prepared, run, params, on_eval, progress, keep_model)
+
+
+def _given_data_key(task: Task, data: Any) -> tuple | None:
+    """The tokenisation cache's key for data passed in: by content (see `content_key`); None: not cached."""
+    content = content_key(data)
+    return None if content is None else (task.name, "given", content)
 
 
 def run_device(cfg: TrainConfig) -> torch.device:
@@ -149,30 +155,35 @@ def bf16_autocast(device: torch.device, cfg: TrainConfig) -> Callable[[], Any]:
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.bf16)
 
 
-def prepare_data(splits: Any, tokenizer: Any, task: Task, cfg: TrainConfig, key: tuple) -> PreparedData:
+def prepare_data(splits: Any, tokenizer: Any, task: Task, cfg: TrainConfig, key: tuple | None) -> PreparedData:
     """A run's data: training examples (less the search split), the set candidates are judged on and its
-    subset, the dev set, and the run's generator; `key` names the data for the tokenisation cache.
-    Candidates and the supernet (supernet_training.py) use it alike."""
+    subset, the dev set, and the run's generator; `key` names the data for the tokenisation cache by what
+    it holds (None: nothing is cached). Candidates and the supernet (supernet_training.py) use it alike."""
     train_split, dev = splits["train"], None
     if cfg.search_split:  # select on examples carved out of training; the dev set waits for the end
         labels = train_split["label"] if task.kind != "seq2seq" else range(len(train_split))
         rest, held = carve(labels, cfg.search_split, cfg.split_seed, stratify=task.kind == "classification",
                            cap=cfg.search_split_max)
-        carved = (*key, cfg.search_split, cfg.search_split_max, cfg.split_seed)
-        select = encode(train_split.select(held), tokenizer, task, cfg, (*carved, "search split"))
+        carved = _extend(key, cfg.search_split, cfg.search_split_max, cfg.split_seed)
+        select = encode(train_split.select(held), tokenizer, task, cfg, _extend(carved, "search split"))
         train_split = train_split.select(rest)
-        dev = encode(splits["validation"], tokenizer, task, cfg, (*key, "validation"))
+        dev = encode(splits["validation"], tokenizer, task, cfg, _extend(key, "validation"))
         key = carved
     else:
-        select = encode(splits["validation"], tokenizer, task, cfg, (*key, "validation"))
+        select = encode(splits["validation"], tokenizer, task, cfg, _extend(key, "validation"))
     if cfg.max_train_examples:
         train_split = train_split.select(range(min(cfg.max_train_examples, len(train_split))))
-    train_data = encode(train_split, tokenizer, task, cfg, (*key, "train", cfg.max_train_examples))
+    train_data = encode(train_split, tokenizer, task, cfg, _extend(key, "train", cfg.max_train_examples))
     rng = np.random.default_rng(cfg.seed)
     select_all = list(range(len(select)))
     subset = sorted(rng.choice(select_all, cfg.eval_examples, replace=False).tolist()) \
         if cfg.eval_examples and cfg.eval_examples < len(select_all) else select_all
     return PreparedData(train_data, select, select_all, subset, rng, dev)
+
+
+def _extend(key: tuple | None, *parts: Any) -> tuple | None:
+    """A cache key for a part of the data `key` names; None stays None (not cached)."""
+    return None if key is None else (*key, *parts)
 
 
 def _fit(net: torch.nn.Module, tokenizer: Any, task: Task, cfg: TrainConfig, data: PreparedData, run: _Run,
