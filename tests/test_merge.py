@@ -41,3 +41,18 @@ def test_non_linear_or_non_local_deltas_are_refused_and_nothing_changes() -> Non
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
     parallel = ps.apply_petl(make_model("bert"), PETLConfig(ffn=DeltaSpec(form="lora", size=2)))
     assert ps.mergeable(parallel)["ffn_b0"].startswith("parallel Δh reads the sublayer's input")
+
+
+@pytest.mark.parametrize("name", ["sequential_lora_fixed_scale", "lora"])
+def test_merging_works_where_the_model_lives_and_keeps_its_dtype(name: str) -> None:
+    """A model that is not on the CPU (here the 'meta' device: no GPU needed, and any CPU tensor merge made
+    would meet the weights there and raise) merges in place: every weight stays on its device, with its
+    dtype. Sequential Δh builds α·I + β·M, the identity included, on the weight's device."""
+    config = {"lora": MERGEABLE["lora"],
+              "sequential_lora_fixed_scale": PETLConfig(
+                  attn_out=DeltaSpec(form="lora", size=2, insertion="sequential", composition="scale", scale=2.0),
+                  ffn=DeltaSpec(form="lora", size=2, insertion="sequential", composition="add"))}[name]
+    model = ps.apply_petl(make_model("bert"), config).to(device="meta", dtype=torch.float64)
+    ps.merge_petl(model)
+    assert not hasattr(model, "petl")
+    assert {(p.device.type, p.dtype) for p in model.parameters()} == {("meta", torch.float64)}

@@ -2,10 +2,13 @@
 
 A placement is mergeable when Δ = x Mᵀ is linear (form 'lora', no input norm) and it reads the input
 or the output of the very module it is added to: projections (attn_qkv), or sequential Δh at the end
-of a sublayer. With compose(h, Δ) = α·h + β·Δ (any composition) and y = x Wᵀ + b:
+of a sublayer (added after the sublayer's dropout, which is the identity at inference: a merged model
+equals the unmerged one in eval mode, the mode merging is for).
+With compose(h, Δ) = α·h + β·Δ (any composition) and y = x Wᵀ + b:
     parallel   (Δ from x):  W' = α·W + β·M,          b' = α·b
     sequential (Δ from y):  W' = (α·I + β·M)·W,      b' = (α·I + β·M)·b
-GPT-2's Conv1D stores Wᵀ; fused q/k/v projections are merged in their output slice.
+GPT-2's Conv1D stores Wᵀ; fused q/k/v projections are merged in their output slice. The algebra runs in
+float64 on the weight's device (a model on a GPU merges there), and the result keeps the weight's dtype.
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ def _why_not(wiring: Wiring) -> str | None:
         return "has an input LayerNorm"
     if wiring.delta.parallel and not wiring.same_module:
         return "parallel Δh reads the sublayer's input, not the input of the module it is added to"
+    if wiring.reads_sum:
+        return "Δh inserted after the norm reads the residual Add&Norm's output, not the module's own output"
     return None
 
 
@@ -40,7 +45,7 @@ def mergeable(model: nn.Module) -> dict[str, str | None]:
 
 @torch.no_grad()
 def _merge_one(wiring: Wiring) -> None:
-    module, delta = wiring.exit, wiring.delta
+    module, delta = wiring.dense, wiring.delta
     alpha, beta = delta.composition.coefficients()
     m = delta.bottleneck.dense_matrix().to(torch.float64)
     transposed = not isinstance(module, nn.Linear)  # transformers' Conv1D: weight is (in, out)
@@ -51,7 +56,7 @@ def _merge_one(wiring: Wiring) -> None:
         w[rows] = alpha * w[rows] + beta * m
         factor = alpha
     else:
-        factor = alpha * torch.eye(m.shape[0], dtype=torch.float64) + beta * m
+        factor = alpha * torch.eye(m.shape[0], dtype=torch.float64, device=m.device) + beta * m
         w[rows] = factor @ w[rows]
     weight.copy_((w.T if transposed else w).to(weight.dtype))
     if module.bias is not None:
