@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from .core.config import PETLConfig
 from .core.errors import PETLError
 from .core.params import percent
-from .nn.inject import remove_petl
+from .nn.inject import PETL_PREFIX, remove_petl
 from .nn.merge import merge_petl
 from .nn.serialization import copy_checked, load_petl, save_petl, umask_permissions
 from .search.records import TrialRecord
@@ -62,17 +62,27 @@ def peft_lora_config(config: PETLConfig, model: Any) -> tuple[dict[str, Any] | N
     if spec.composition not in ("add", "scale"):
         return None, f"PEFT's LoRA has a fixed scale, not composition {spec.composition!r}"
     names = {id(m): n for n, m in model.named_modules()}
-    targets = set()
+    wired = set()
     for wiring in model.petl._wirings:
         if wiring.start is not None:
             return None, "the model fuses q, k and v in one module (GPT-2): PEFT's LoRA would span all three"
-        targets.add(names[id(wiring.exit)].rsplit(".", 1)[-1])
+        wired.add(names[id(wiring.exit)])
     scale = spec.scale if spec.composition == "scale" else 1.0
-    args = {"r": spec.size, "lora_alpha": scale * spec.size, "target_modules": sorted(targets),
+    args = {"r": spec.size, "lora_alpha": scale * spec.size, "target_modules": peft_targets(model, wired),
             "lora_dropout": 0.0, "bias": "none"}
-    if spec.layers is not None:
-        args["layers_to_transform"] = list(spec.layers)
     return args, ""
+
+
+def peft_targets(model: Any, wired: set[str]) -> list[str]:
+    """PEFT's `target_modules` for LoRA on exactly the modules named `wired`. PEFT takes a module whose name
+    ends in a target: the short names (`q_proj`) when they pick exactly these modules, else the full names.
+    Never `layers_to_transform`: it counts blocks within each stack of an encoder-decoder, where
+    `DeltaSpec.layers` counts encoder blocks first, then decoder blocks, so a layer set would land on the
+    wrong blocks (or none)."""
+    short = {name.rsplit(".", 1)[-1] for name in wired}
+    picked = {name for name, _ in model.named_modules()
+              if name.rsplit(".", 1)[-1] in short and not name.startswith(PETL_PREFIX + ".")}
+    return sorted(short) if picked == wired else sorted(wired)
 
 
 @dataclass(frozen=True)
