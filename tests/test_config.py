@@ -23,11 +23,14 @@ from conftest import ARCHS, make_model, preset_for
      r"attn_heads.size must be divisible by heads=4 \(each head gets size/heads\), but got 30"),
     ({"ffn": {"form": "prefix", "size": 8}}, r"ffn.form must be one of \['bottleneck', 'lora'\], but got 'prefix'"),
     ({"ffn": {"form": "bottleneck", "size": 8, "insertion": "diagonal"}},
-     r"ffn.insertion must be one of \['parallel', 'sequential'\], but got 'diagonal'"),
+     r"ffn.insertion must be one of \['after_norm', 'parallel', 'sequential'\], but got 'diagonal'"),
+    ({"attn_qkv": {"form": "lora", "size": 8, "insertion": "after_norm"}},
+     r"attn_qkv.insertion must be 'sequential' or 'parallel' at site 'attn_qkv' \('after_norm' reads the "
+     r"Add&Norm that follows a sublayer: sites \['attn_out', 'ffn'\]\), but got 'after_norm'"),
     ({"ffn": {"form": "bottleneck", "size": 8, "composition": "add", "scale": 4}},
      r"ffn.scale must be 1.0 with composition 'add'"),
-    ({"ffn": {"form": "bottleneck", "size": 8, "activation": "swish"}},
-     r"ffn.activation must be one of \['gelu', 'identity', 'relu', 'tanh'\], but got 'swish'"),
+    ({"ffn": {"form": "bottleneck", "size": 8, "activation": "sigmoid"}},
+     r"ffn.activation must be one of \['gelu', 'identity', 'relu', 'silu', 'tanh'\], but got 'sigmoid'"),
     ({"ffn": {"form": "lora", "size": 8, "rank": 4}}, r"ffn has no field 'rank'"),
     ({"ffn": {"form": "lora"}}, r"ffn.size is required"),
     ({"attn_qkv": {"form": "lora", "size": 8, "projections": ["q", "o"]}}, r"attn_qkv.projections must be"),
@@ -60,7 +63,7 @@ BAD_ARGUMENTS = {
     "r": (-3, "a positive integer"), "l": (0, "a positive integer"), "r_per_head": (-3, "a positive integer"),
     "heads": (0, "a positive integer"), "prefix_len": (-1, "a positive integer"), "ffn_r": (2.5, "a positive integer"),
     "s": (-1.0, "a positive finite number"), "alpha": (0, "a positive finite number"),
-    "reparam": (0, "a positive integer (the prefix MLP's width) or null"), "activation": ("swish", "one of ['relu'"),
+    "reparam": (0, "a positive integer (the prefix MLP's width) or null"), "activation": ("sigmoid", "one of ['relu'"),
     "init": ("xavier", "one of ['bert', 'lora']"), "site": ("attn", "one of ['attn_heads'"),
     "projections": (["q", "q"], "a non-empty list of distinct values from ['q', 'k', 'v']"),
 }
@@ -170,7 +173,8 @@ def random_point(rng: random.Random) -> PETLConfig:
         layers, layer_sizes = random_layers(rng, lambda: heads * rng.randint(1, 3))
         composition = rng.choice(COMPOSITIONS)
         sites[site] = DeltaSpec(
-            form=form, size=size, heads=heads, insertion=rng.choice(INSERTIONS), composition=composition,
+            form=form, size=size, heads=heads, insertion=rng.choice(INSERTIONS if site in ("attn_out", "ffn") else ("sequential", "parallel")),
+            composition=composition,
             scale=rng.choice([0.5, 4.0]) if composition in ("scale", "learned_scale") else 1.0,
             activation=rng.choice(ACTIVATIONS) if form == "bottleneck" else None,
             init=rng.choice(["bert", "lora"]), input_norm=rng.random() < 0.3, layers=layers,

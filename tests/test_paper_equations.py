@@ -1,5 +1,5 @@
 """The presets against the papers' equations, written out by hand on a tiny BERT and a tiny MPNet with
-fixed weights.
+fixed weights, in eval mode and in training mode under one fixed dropout mask.
 
 Each test applies a preset, gives every Δh parameter random values, and compares the model's
 last_hidden_state with `reference_encoder`: a forward pass of the BERT encoder written here from the
@@ -8,11 +8,16 @@ off its modules, and the Δh parameters, read off `model.petl`. Only the embeddi
 model (positions 0..T-1, not shifted). MPNet's layer is BERT's with one more term in the attention
 logits, a learned relative-position bias b[h, bucket(j - i)] (Song et al. 2020, T5's buckets), written
 out here too; its attention is computed inline, so petl reaches its heads through hooks, not through
-the AttentionInterface. Where each Δh goes is spelled out by each test, from its paper:
+the AttentionInterface. In training mode, the sublayers' hidden dropout is `fixed_dropout` (one mask per
+shape, tests/reference/fixed_dropout.py) in the model and here alike; every sequential or parallel Δh is
+added after that dropout, as Houlsby's adapter-bert, He et al.'s code and AdapterHub add it
+(dense → dropout → Δh → Add&Norm). Where each Δh goes is spelled out by each test, from its paper:
 
     Houlsby et al. 2019     h ← h + f(h W_down + b_down) W_up + b_up after the attention output projection
                             and after the FFN output projection, before each residual + LayerNorm (f = ReLU)
-    Pfeiffer et al. 2021    the same, after the FFN only
+    Houlsby, FFN only       the same, after the FFN only (preset houlsby_ffn)
+    Pfeiffer et al. 2021    h ← h + f(LN(x + h) W_down + b_down) W_up + b_up after the FFN, LN the FFN's own
+                            frozen Add&Norm, which is then applied again: LN(x + h + Δ(LN(x + h)))
     He et al. 2022, PA      FFN(x) + s·(f(x W_down + b_down) W_up + b_up), x the FFN's *input* (s = 1 for PA)
     Li & Liang 2021 /       head = softmax(x W_q [P_k; C W_k]ᵀ / √d_h) [P_v; C W_v]: l learned keys/values
     He et al. 2022 Eq. 7    per head, always visible (the padding mask gains l open columns)
@@ -28,14 +33,21 @@ import torch
 from torch import nn
 from transformers import AutoModel
 
+import sys
+from pathlib import Path
+
 import petl_search as ps
 from petl_search.nn.modules import Bottleneck
 from conftest import TINY_CONFIGS, hidden, make_inputs, randomise_deltas
+
+sys.path.insert(0, str(Path(__file__).parent / "reference"))
+from fixed_dropout import fixed_dropout, fixed_dropout_mask  # noqa: E402
 
 HEADS = 4  # the tiny BERT of conftest: hidden 32, 4 heads of 8, 2 layers, FFN 64, dropout 0
 LAYERS = 2
 S = 4.0  # the scaled PA's s (He et al. 2022)
 PREFIX_LEN = 3
+DROPOUT = 0.25  # the tiny models' hidden dropout here (conftest's is 0), so training mode differs from eval
 
 
 # --- the equations, by hand -------------------------------------------------------------------------
@@ -55,7 +67,8 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
 
 
 def adapter(bottleneck: Bottleneck, x: torch.Tensor) -> torch.Tensor:
-    """Δh = f(x W_down + b_down) W_up + b_up with f = ReLU (Houlsby et al. 2019, Fig. 2)."""
+    """Δh = f(x W_down + b_down) W_up + b_up (Houlsby et al. 2019, Fig. 2, which names no f), with f = ReLU,
+    petl-search's default (Houlsby's adapter-bert code uses GELU, He et al. ReLU, AdapterHub swish)."""
     assert bottleneck.heads == 1 and bottleneck.norm is None and bottleneck.activation == "relu"
     w_down, w_up = bottleneck.down_weight[0], bottleneck.up_weight[0]  # nn.Linear layout: (r, d), (d, r)
     return torch.relu(x @ w_down.T + bottleneck.down_bias) @ w_up.T + bottleneck.up_bias
@@ -67,6 +80,7 @@ class LayerDeltas:
 
     after_attn_out: Bottleneck | None = None  # sequential, reads the attention output projection's output
     after_ffn: Bottleneck | None = None  # sequential, reads the FFN's output
+    after_ffn_norm: Bottleneck | None = None  # reads LN(x + FFN(x)), the FFN's frozen Add&Norm (Pfeiffer)
     parallel_ffn: Bottleneck | None = None  # parallel, reads the FFN's input
     parallel_scale: float = 1.0  # s
     prefix: torch.Tensor | None = None  # (2, heads, l, d_h): P_k, P_v
@@ -128,15 +142,19 @@ def attention(layer: nn.Module, arch: str, h: torch.Tensor, visible: torch.Tenso
 
 def encoder_layer(layer: nn.Module, arch: str, h: torch.Tensor, visible: torch.Tensor, d: LayerDeltas,
                   bias: torch.Tensor | None) -> torch.Tensor:
-    """One post-LN BERT/MPNet layer with the Δh of `d` placed as the papers place them."""
+    """One post-LN BERT/MPNet layer with the Δh of `d` placed as the papers place them: after each
+    sublayer's hidden dropout (the identity in eval mode)."""
     out, attn_norm = (layer.get_submodule(path) for path in PARTS[arch][3:])
-    a = linear(attention(layer, arch, h, visible, d.prefix, bias), out)
+    drop = lambda t: fixed_dropout(t, DROPOUT, layer.training)  # noqa: E731
+    a = drop(linear(attention(layer, arch, h, visible, d.prefix, bias), out))
     if d.after_attn_out is not None:
         a = a + adapter(d.after_attn_out, a)
     x = layer_norm(a + h, attn_norm)  # the FFN sublayer's input
-    f = linear(gelu(linear(x, layer.intermediate.dense)), layer.output.dense)
+    f = drop(linear(gelu(linear(x, layer.intermediate.dense)), layer.output.dense))
     if d.after_ffn is not None:
         f = f + adapter(d.after_ffn, f)
+    if d.after_ffn_norm is not None:
+        f = f + adapter(d.after_ffn_norm, layer_norm(f + x, layer.output.LayerNorm))
     if d.parallel_ffn is not None:
         f = f + d.parallel_scale * adapter(d.parallel_ffn, x)
     return layer_norm(f + x, layer.output.LayerNorm)
@@ -161,6 +179,7 @@ def tiny_model(arch: str, attn: str) -> nn.Module:
     torch.manual_seed(0)
     config = TINY_CONFIGS[arch]()
     config.initializer_range = 0.2
+    config.hidden_dropout_prob = DROPOUT
     if arch == "bert":  # MPNet's attention is inline: eager is its only implementation
         config._attn_implementation = attn
     return AutoModel.from_config(config).eval()
@@ -173,11 +192,15 @@ def prepared(config: ps.PETLConfig, arch: str, attn: str) -> nn.Module:
 
 
 def check(model: nn.Module, arch: str, deltas: list[LayerDeltas]) -> None:
+    """The model against the reference, in eval mode and in training mode under one fixed dropout mask."""
     inputs = make_inputs(arch)  # the second row is padded: the mask matters
     assert not inputs["attention_mask"].all()
-    with torch.no_grad():
-        torch.testing.assert_close(hidden(model, inputs), reference_encoder(model, arch, inputs, deltas),
-                                   atol=1e-5, rtol=0)
+    for training in (False, True):
+        model.train(training)
+        with torch.no_grad(), fixed_dropout_mask():
+            torch.testing.assert_close(hidden(model, inputs), reference_encoder(model, arch, inputs, deltas),
+                                       atol=1e-5, rtol=0, msg=lambda m: f"training={training}: {m}")
+    model.eval()
 
 
 def bottlenecks(model: nn.Module, site: str) -> list[Bottleneck]:
@@ -201,11 +224,21 @@ def test_houlsby_adds_an_adapter_after_attention_and_after_the_ffn(arch: str, at
 
 
 @ATTN
-def test_pfeiffer_adds_an_adapter_after_the_ffn_only(arch: str, attn: str) -> None:
-    """Pfeiffer et al. 2021: Houlsby's adapter, h ← h + f(h W_down + b_down) W_up + b_up, after the FFN only."""
-    model = prepared(ps.presets.pfeiffer(r=8), arch, attn)
+def test_houlsby_ffn_adds_houlsby_adapter_after_the_ffn_only(arch: str, attn: str) -> None:
+    """Houlsby's adapter, h ← h + f(h W_down + b_down) W_up + b_up, after the FFN only."""
+    model = prepared(ps.presets.houlsby_ffn(r=8), arch, attn)
     assert sorted(model.petl.deltas) == ["ffn_b0", "ffn_b1"]
     check(model, arch, [LayerDeltas(after_ffn=f) for f in bottlenecks(model, "ffn")])
+
+
+@ATTN
+def test_pfeiffer_reads_the_ffn_add_and_norm_and_is_normed_again(arch: str, attn: str) -> None:
+    """Pfeiffer et al. 2021 (AdapterHub's SeqBnConfig, He et al.'s `--ffn_option pfeiffer`): the adapter reads
+    the output of the FFN's frozen Add&Norm, LN(x + h), and the same frozen LayerNorm is applied again:
+    LN(x + h + f(LN(x + h) W_down + b_down) W_up + b_up)."""
+    model = prepared(ps.presets.pfeiffer(r=8), arch, attn)
+    assert sorted(model.petl.deltas) == ["ffn_b0", "ffn_b1"]
+    check(model, arch, [LayerDeltas(after_ffn_norm=f) for f in bottlenecks(model, "ffn")])
 
 
 @ATTN

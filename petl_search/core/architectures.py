@@ -5,9 +5,15 @@ the module path of the block list, for each attention in a block (self, cross) w
 live, and which modules begin and end the feed-forward sublayer. It also reads the geometry (widths,
 heads, block counts) off a model *config*, so parameters can be counted without building a model.
 
-A sublayer is described by its entry modules (their input is the sublayer's input x) and its exit
-module (its output is the sublayer's output h, before dropout/residual/norm). Sequential Δh reads h,
-parallel Δh reads x; both are added to h. This module must not import transformers' modeling code.
+A sublayer is described by the module whose input is the sublayer's input x, the module whose input is
+the residual stream r that its output is added to (x itself in post-norm blocks; before the pre-norm in
+GPT-2 and Llama), the module whose output is the sublayer's output h *after its dropout* (where Δh is
+added, as Houlsby's adapter-bert, He et al.'s code and AdapterHub add it: dense → dropout → Δh → Add&Norm),
+and, in post-norm families, the frozen LayerNorm of that Add&Norm. Sequential Δh reads h, parallel Δh
+reads x, and Δh inserted after the norm reads the Add&Norm's output, LN(r + h), or r + h where no norm
+follows the add (Pfeiffer et al. 2021, as AdapterHub's SeqBnConfig); all are added to h. Where a family's dropout is a function,
+not a module (BART), the block attribute that holds its rate is named and petl-search applies that
+dropout itself at the exit (nn/inject.py). This module must not import transformers' modeling code.
 """
 from __future__ import annotations
 
@@ -33,7 +39,23 @@ class AttentionPaths:
     q: Projection
     k: Projection
     v: Projection
-    out: str
+    out: str  # the output projection (its weights are what a merge folds Δh into)
+    exit: str = ""  # whose output is the sublayer's output after its dropout ("" = `out`: no dropout module)
+    norm: str | None = None  # the frozen LayerNorm of the Add&Norm after this sublayer (None: pre-norm)
+    input: str = ""  # whose first input is the sublayer's input x ("" = q's module)
+    residual: str = ""  # whose first input is the residual stream the output is added to ("" = `input`)
+
+    @property
+    def exit_path(self) -> str:
+        return self.exit or self.out
+
+    @property
+    def input_path(self) -> str:
+        return self.input or self.q.path
+
+    @property
+    def residual_path(self) -> str:
+        return self.residual or self.input_path
 
 
 @dataclass(frozen=True)
@@ -42,7 +64,21 @@ class StackLayout:
     blocks: str  # dotted suffix of the ModuleList of blocks, matched against the model's module names
     attentions: tuple[AttentionPaths, ...]
     ffn_in: tuple[str, ...]
-    ffn_out: str
+    ffn_out: str  # the FFN's output projection (what a merge folds Δh into)
+    ffn_exit: str = ""  # whose output is the FFN's output after its dropout ("" = ffn_out)
+    ffn_norm: str | None = None  # the frozen LayerNorm of the Add&Norm after the FFN (None: pre-norm)
+    ffn_residual: str = ""  # whose first input is the residual stream the FFN's output is added to
+    # The block attribute holding the rate of a dropout applied as a function after each sublayer's exit
+    # (BART's `self.dropout`): petl-search then applies that dropout itself, before Δh (nn/inject.py).
+    functional_dropout: str | None = None
+
+    @property
+    def ffn_exit_path(self) -> str:
+        return self.ffn_exit or self.ffn_out
+
+    @property
+    def ffn_residual_path(self) -> str:
+        return self.ffn_residual or self.ffn_in[0]
 
 
 @dataclass(frozen=True)
@@ -98,9 +134,9 @@ def head_route_problem(family: Family, attention: AttentionPaths) -> str | None:
     return None
 
 
-def _sep(prefix: str, q: str, k: str, v: str, out: str, kind: str = "self") -> AttentionPaths:
+def _sep(prefix: str, q: str, k: str, v: str, out: str, kind: str = "self", **where: str) -> AttentionPaths:
     return AttentionPaths(kind, prefix, Projection(f"{prefix}.{q}"), Projection(f"{prefix}.{k}"),
-                          Projection(f"{prefix}.{v}"), out)
+                          Projection(f"{prefix}.{v}"), out, **where)
 
 
 def _bert_read(c: Any):
@@ -139,35 +175,46 @@ def _llama_read(c: Any):
 
 _BERT_STACK = StackLayout(
     "encoder", "encoder.layer",
-    (_sep("attention.self", "query", "key", "value", "attention.output.dense"),),
-    ("intermediate.dense",), "output.dense")
+    (_sep("attention.self", "query", "key", "value", "attention.output.dense",
+          exit="attention.output.dropout", norm="attention.output.LayerNorm"),),
+    ("intermediate.dense",), "output.dense", ffn_exit="output.dropout", ffn_norm="output.LayerNorm")
 
 FAMILIES: tuple[Family, ...] = (
     Family("bert", ("bert", "roberta"), (_BERT_STACK,), _bert_read, _bert_unsupported),
     Family("bart", ("bart",), (
         StackLayout("encoder", "encoder.layers",
-                    (_sep("self_attn", "q_proj", "k_proj", "v_proj", "self_attn.out_proj"),), ("fc1",), "fc2"),
+                    (_sep("self_attn", "q_proj", "k_proj", "v_proj", "self_attn.out_proj",
+                          norm="self_attn_layer_norm"),),
+                    ("fc1",), "fc2", ffn_norm="final_layer_norm", functional_dropout="dropout"),
         StackLayout("decoder", "decoder.layers",
-                    (_sep("self_attn", "q_proj", "k_proj", "v_proj", "self_attn.out_proj"),
-                     _sep("encoder_attn", "q_proj", "k_proj", "v_proj", "encoder_attn.out_proj", "cross")),
-                    ("fc1",), "fc2"),
+                    (_sep("self_attn", "q_proj", "k_proj", "v_proj", "self_attn.out_proj",
+                          norm="self_attn_layer_norm"),
+                     _sep("encoder_attn", "q_proj", "k_proj", "v_proj", "encoder_attn.out_proj", "cross",
+                          norm="encoder_attn_layer_norm")),
+                    ("fc1",), "fc2", ffn_norm="final_layer_norm", functional_dropout="dropout"),
     ), _bart_read),
     Family("gpt2", ("gpt2",), (
         StackLayout("decoder", "h",
                     (AttentionPaths("self", "attn", Projection("attn.c_attn", 0, 3), Projection("attn.c_attn", 1, 3),
-                                    Projection("attn.c_attn", 2, 3), "attn.c_proj"),),
-                    ("mlp.c_fc",), "mlp.c_proj"),
+                                    Projection("attn.c_attn", 2, 3), "attn.c_proj", exit="attn.resid_dropout",
+                                    residual="ln_1"),),
+                    ("mlp.c_fc",), "mlp.c_proj", ffn_exit="mlp.dropout", ffn_residual="ln_2"),
     ), _gpt2_read, _gpt2_unsupported),
     Family("llama", ("llama",), (
         StackLayout("decoder", "layers",
-                    (_sep("self_attn", "q_proj", "k_proj", "v_proj", "self_attn.o_proj"),),
-                    ("mlp.gate_proj", "mlp.up_proj"), "mlp.down_proj"),
+                    (_sep("self_attn", "q_proj", "k_proj", "v_proj", "self_attn.o_proj",
+                          residual="input_layernorm"),),
+                    ("mlp.gate_proj", "mlp.up_proj"), "mlp.down_proj", ffn_residual="post_attention_layernorm"),
     ), _llama_read),
-    # MPNet's attention is inline (no AttentionInterface): head-attention Δh goes through hooks.
+    # MPNet's attention is inline (no AttentionInterface): head-attention Δh goes through hooks. Those
+    # widen the attention's input by the prefix, so x is read off the block's attention wrapper, outside
+    # the widened call.
     Family("mpnet", ("mpnet",), (
         StackLayout("encoder", "encoder.layer",
-                    (_sep("attention.attn", "q", "k", "v", "attention.attn.o"),),
-                    ("intermediate.dense",), "output.dense"),
+                    (_sep("attention.attn", "q", "k", "v", "attention.attn.o", exit="attention.dropout",
+                          norm="attention.LayerNorm", input="attention"),),
+                    ("intermediate.dense",), "output.dense", ffn_exit="output.dropout",
+                    ffn_norm="output.LayerNorm"),
     ), _bert_read, head_route="hooks", key_arguments=("attention_mask", "position_bias")),
 )
 

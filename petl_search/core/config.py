@@ -8,7 +8,8 @@ A `PETLConfig` holds at most one `DeltaSpec` per *site* (the representation that
     ffn         the feed-forward sublayer's output (before the residual)
 
 A `DeltaSpec` says how Δh is computed (form, size, activation, heads), from what (insertion: the
-sublayer's output = sequential, its input = parallel) and how it is put back (composition:
+sublayer's output = sequential, its input = parallel, or the output of the frozen Add&Norm that follows
+the sublayer = after_norm, Pfeiffer et al. 2021's placement) and how it is put back (composition:
 h + Δh, h + s·Δh, h + s·Δh with s learned, or (1-λ)h + λΔh with λ learned).
 
 Both classes are frozen, normalise their input (defaults that depend on the form are resolved, lists
@@ -28,9 +29,10 @@ from .errors import PETLConfigError, one_of, rule
 
 SITES = ("attn_heads", "attn_out", "attn_qkv", "ffn")
 FORMS = ("bottleneck", "lora", "prefix")
-INSERTIONS = ("sequential", "parallel")
+INSERTIONS = ("sequential", "parallel", "after_norm")
 COMPOSITIONS = ("add", "scale", "learned_scale", "gate")
-ACTIVATIONS = ("relu", "gelu", "tanh", "identity")
+ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "identity")
+ACTIVATION_ALIASES = {"swish": "silu"}  # AdapterHub's name (its default) for x·sigmoid(x): one canonical form
 INITS = ("bert", "lora")
 PROJECTIONS = ("q", "k", "v")
 
@@ -40,6 +42,8 @@ _FORM_DEFAULTS = {
     "lora": {"insertion": "parallel", "activation": None, "init": "lora"},
     "prefix": {"insertion": "parallel", "activation": None, "init": None},
 }
+# The sites followed by a residual Add&Norm, the only ones where Δh can read that norm's output.
+_AFTER_NORM_SITES = ("attn_out", "ffn")
 # Which forms each site accepts. Prefix attention only makes sense inside attention heads.
 _SITE_FORMS = {
     "attn_heads": FORMS,
@@ -62,11 +66,15 @@ class DeltaSpec:
     form        'bottleneck' f(x W_down + b) W_up + b (with `activation` f), 'lora' x W_down W_up (no
                 biases), or 'prefix' softmax(x W_q P_kᵀ) P_v over `size` learned prefix positions.
     size        bottleneck width r, or prefix length l. With heads > 1 it is the total over heads.
-    insertion   'sequential' (Δh from the sublayer's output) or 'parallel' (from its input).
+    insertion   'sequential' (Δh from the sublayer's output h), 'parallel' (from its input x), or
+                'after_norm' (from LN(x + h), the output of the frozen Add&Norm after the sublayer; Δh is
+                added to h before that norm, so the block computes LN(x + h + Δ(LN(x + h))): Pfeiffer et
+                al. 2021, AdapterHub's SeqBnConfig; sites attn_out and ffn. In a pre-norm model (GPT-2,
+                Llama) no norm follows the add, and Δh reads r + h, r the residual stream, as AdapterHub).
     composition 'add', 'scale' (fixed s), 'learned_scale' (s learned, starts at `scale`), 'gate'.
     scale       s of the 'scale' / 'learned_scale' compositions (1.0 otherwise).
     heads       1, or split the representation into `heads` blocks with one Δh each (block-diagonal).
-    activation  f of the bottleneck form: relu, gelu, tanh or identity (None for other forms).
+    activation  f of the bottleneck form: relu, gelu, silu (swish), tanh or identity (None for other forms).
     init        'bert' (W_down ~ N(0, 0.02)) or 'lora' (W_down Kaiming-uniform); W_up is always zero,
                 so every non-prefix candidate starts exactly at the frozen model.
     input_norm  a learned LayerNorm on Δh's input.
@@ -140,7 +148,8 @@ class DeltaSpec:
     def _normalise_form_specifics(self, defaults: Mapping[str, Any]) -> None:
         w = self.where
         if self.form == "bottleneck":
-            self._set("activation", self.activation or defaults["activation"])
+            activation = self.activation or defaults["activation"]
+            self._set("activation", ACTIVATION_ALIASES.get(activation, activation))
             if self.activation not in ACTIVATIONS:
                 raise one_of(f"{w}.activation", ACTIVATIONS, self.activation)
         elif self.activation not in (None, "identity"):
@@ -271,6 +280,9 @@ class PETLConfig:
                 raise rule(site, "a DeltaSpec, a mapping of its fields, or None", spec)
             if spec.form not in _SITE_FORMS[site]:
                 raise one_of(f"{site}.form", _SITE_FORMS[site], spec.form)
+            if spec.insertion == "after_norm" and site not in _AFTER_NORM_SITES:
+                raise rule(f"{site}.insertion", f"'sequential' or 'parallel' at site {site!r} ('after_norm' reads "
+                           f"the Add&Norm that follows a sublayer: sites {list(_AFTER_NORM_SITES)})", spec.insertion)
             if site == "attn_qkv":
                 if spec.projections is None:
                     spec = dataclasses.replace(spec, projections=("q", "v"))

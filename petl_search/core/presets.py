@@ -1,7 +1,10 @@
 """The classical PETL methods, each one point of the unified design space (one place for all of them).
 
     houlsby                  sequential bottleneck after attention and after the FFN (Houlsby et al. 2019)
-    pfeiffer                 sequential bottleneck after the FFN only (Pfeiffer et al. 2021)
+    houlsby_ffn              Houlsby's sequential bottleneck after the FFN only: LN(x + h + Δ(h))
+    pfeiffer                 one bottleneck after the FFN that reads the frozen Add&Norm's output and is
+                             added before that norm, LN(x + h + Δ(LN(x + h))) (Pfeiffer et al. 2021,
+                             AdapterHub's SeqBnConfig, He et al.'s `--ffn_option pfeiffer`)
     prefix_tuning            prefix attention on every head (Li & Liang 2021)
     lora                     linear low-rank Δ on the q and v projections, scaled by s (Hu et al. 2021: s = alpha/r)
     parallel_adapter         parallel bottleneck on the FFN (He et al. 2022, "PA")
@@ -26,7 +29,7 @@ import math
 from typing import Any, Callable
 
 from .architectures import geometry
-from .config import ACTIVATIONS, INITS, PROJECTIONS, PETLConfig, SITES
+from .config import ACTIVATION_ALIASES, ACTIVATIONS, INITS, PROJECTIONS, PETLConfig, SITES
 from .errors import PETLConfigError, rule
 
 
@@ -49,7 +52,7 @@ ARGUMENTS: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "s": ("a positive finite number", _positive_number),
     "alpha": ("a positive finite number (s = alpha / r)", _positive_number),
     "reparam": ("a positive integer (the prefix MLP's width) or null (no MLP)", lambda v: v is None or _positive_int(v)),
-    "activation": (f"one of {list(ACTIVATIONS)}", lambda v: v in ACTIVATIONS),
+    "activation": (f"one of {list(ACTIVATIONS)}", lambda v: v in ACTIVATIONS or v in ACTIVATION_ALIASES),
     "init": (f"one of {list(INITS)}", lambda v: v in INITS),
     "site": (f"one of {list(SITES)}", lambda v: v in SITES),
     "projections": (f"a non-empty list of distinct values from {list(PROJECTIONS)}", _projections),
@@ -79,8 +82,17 @@ def houlsby(r: int = 64, *, activation: str = "relu") -> PETLConfig:
 
 
 @_checked
-def pfeiffer(r: int = 64, *, activation: str = "relu") -> PETLConfig:
+def houlsby_ffn(r: int = 64, *, activation: str = "relu") -> PETLConfig:
+    """Houlsby's adapter on the FFN only: Δh reads the FFN's output h (this was `pfeiffer` before 0.2)."""
     return PETLConfig(ffn=dict(form="bottleneck", size=r, insertion="sequential", activation=activation))
+
+
+@_checked
+def pfeiffer(r: int = 64, *, activation: str = "relu") -> PETLConfig:
+    """Pfeiffer et al. 2021: Δh reads LN(x + h), the output of the FFN's frozen Add&Norm, and the same
+    frozen norm is applied again to x + h + Δh (in a pre-norm model, where no norm follows the add, Δh
+    reads x + h, as AdapterHub's SeqBnConfig does there)."""
+    return PETLConfig(ffn=dict(form="bottleneck", size=r, insertion="after_norm", activation=activation))
 
 
 @_checked
@@ -135,6 +147,7 @@ def mam(prefix_len: int = 30, ffn_r: int = 512, s: float = 4.0, *, reparam: int 
 
 PRESETS: dict[str, Callable[..., PETLConfig]] = {
     "houlsby": houlsby,
+    "houlsby_ffn": houlsby_ffn,
     "pfeiffer": pfeiffer,
     "prefix_tuning": prefix_tuning,
     "lora": lora,
@@ -146,7 +159,7 @@ PRESETS: dict[str, Callable[..., PETLConfig]] = {
 
 # The argument that sets each preset's size (what a budget scales); MAM keeps its prefix length.
 SIZE_ARGUMENT: dict[str, str] = {
-    "houlsby": "r", "pfeiffer": "r", "prefix_tuning": "l", "lora": "r", "parallel_adapter": "r",
+    "houlsby": "r", "houlsby_ffn": "r", "pfeiffer": "r", "prefix_tuning": "l", "lora": "r", "parallel_adapter": "r",
     "scaled_parallel_adapter": "r", "mh_parallel_adapter": "r_per_head", "mam": "ffn_r",
 }
 

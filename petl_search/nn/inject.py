@@ -34,13 +34,20 @@ def is_petl_parameter(name: str) -> bool:
 class Wiring:
     """Connects one SiteDelta to the frozen modules around it (a plain holder of hook callbacks).
 
-    entry (parallel only): the module whose input is the sublayer's input x; exit: the module whose
-    output h receives the increment, whole or in the slice [start, stop) of a fused projection.
+    exit: the module whose output h receives the increment, whole or in the slice [start, stop) of a fused
+    projection; for a sublayer site that is the module after its dropout, so Δh is added after the dropout
+    as the references add it. dense: the linear module whose weights a merge folds Δh into (the exit
+    itself on a projection). The captured input (parallel): the sublayer's input x; (after_norm): the
+    residual stream r that h is added to, and then Δh reads r + h, through `norm` (the frozen Add&Norm's
+    LayerNorm) where one follows the add.
     """
 
     def __init__(self, key: str, delta: SiteDelta, exit_module: nn.Module, start: int | None, stop: int | None,
-                 same_module: bool) -> None:
+                 same_module: bool, *, dense: nn.Module | None = None, reads_sum: bool = False,
+                 norm: nn.Module | None = None) -> None:
         self.key, self.delta, self.exit = key, delta, exit_module
+        self.dense = dense if dense is not None else exit_module
+        self.reads_sum, self.norm = reads_sum, norm
         self.handles: list[Any] = []
         self.start, self.stop = start, stop
         self.same_module = same_module  # the exit module's own input is x (projections)
@@ -52,11 +59,36 @@ class Wiring:
     def add_increment(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
         x = args[0] if self.same_module else self._x
         self._x = None  # do not keep the activation alive past this call
+        if self.reads_sum:  # after_norm: what the frozen Add(&Norm) would give without Δh
+            x = x + output if self.norm is None else self.norm(x + output)
         if self.start is None:
             return output + self.delta.increment(x, output)
         h = output[..., self.start:self.stop]
         inc = self.delta.increment(x, h)
         return output + F.pad(inc, (self.start, output.shape[-1] - self.stop))
+
+
+class DropoutTakeover:
+    """Applies a block's functional residual dropout at its sublayers' exits, so Δh can follow it.
+
+    BART drops each sublayer's output with `F.dropout(h, p=self.dropout)` inside the block's forward, where
+    no hook reaches. While Δh is on the block, its rate is set to 0 and this applies the same dropout, in
+    the same order, as a forward hook on each exit registered before any Δh hook: dense → dropout → Δh.
+    """
+
+    def __init__(self, block: nn.Module, attribute: str, exits: Iterable[nn.Module]) -> None:
+        self.block, self.attribute = block, attribute
+        self.rate = getattr(block, attribute)
+        self.handles = [module.register_forward_hook(self.drop) for module in exits]
+        setattr(block, attribute, 0.0)
+
+    def drop(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        return F.dropout(output, p=self.rate, training=self.block.training)
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        setattr(self.block, self.attribute, self.rate)
 
 
 def _under(name: str, module: str) -> bool:
@@ -114,6 +146,7 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
     container.config = config
     container.deltas = nn.ModuleDict()
     container.prefixes = _prefix_banks(placements, kw)
+    takeovers = _take_over_dropouts(placements, blocks)  # before any Δh hook on the same exits
     wirings: list[Wiring] = []
     head_sites: list[nn.Module] = []
     hooked: list[tuple[Placement, nn.Module, StackLayout]] = []
@@ -132,6 +165,7 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
     head_hooks = [_hook_heads(p, block, layout, family, container) for p, block, layout in hooked]
 
     object.__setattr__(container, "_wirings", wirings)
+    object.__setattr__(container, "_takeovers", takeovers)
     object.__setattr__(container, "_head_modules", head_sites)
     object.__setattr__(container, "_head_hooks", head_hooks)
     object.__setattr__(container, "_attn_restore", None)
@@ -202,26 +236,46 @@ def _attach_to_heads(p: Placement, block: nn.Module, layout: StackLayout, contai
     return module
 
 
+def _take_over_dropouts(placements: Iterable[Placement],
+                        blocks: list[tuple[nn.Module, StackLayout]]) -> list[DropoutTakeover]:
+    """A DropoutTakeover for each block of a functional-dropout family that gets Δh at a sublayer's exit."""
+    indices = sorted({p.block.index for p in placements if p.site in ("attn_out", "ffn")})
+    takeovers = []
+    for index in indices:
+        block, layout = blocks[index]
+        if layout.functional_dropout is not None:
+            exits = [a.exit_path for a in layout.attentions] + [layout.ffn_exit_path]
+            takeovers.append(DropoutTakeover(block, layout.functional_dropout,
+                                             [block.get_submodule(path) for path in exits]))
+    return takeovers
+
+
 def _wire_sublayer(p: Placement, block: nn.Module, layout: StackLayout, container: nn.Module,
                    kw: dict) -> Wiring:
     """Δh on a projection, the attention output or the FFN: hooks on the frozen modules around it."""
     delta = SiteDelta(p.spec, p.size, p.in_width, p.out_width, **kw)
-    start = stop = None
     if p.site == "attn_qkv":
         proj: Projection = getattr(layout.attentions[p.attention], p.projection)
-        exit_module, entry, same = block.get_submodule(proj.path), None, True
+        start = stop = None
         if proj.part is not None:  # a slice of a fused q/k/v projection (GPT-2's c_attn)
             start, stop = p.out_width * proj.part, p.out_width * (proj.part + 1)
-    elif p.site == "attn_out":
-        paths = layout.attentions[p.attention]
-        exit_module, entry, same = block.get_submodule(paths.out), block.get_submodule(paths.q.path), False
+        wiring = Wiring(p.key, delta, block.get_submodule(proj.path), start, stop, True)
     else:
-        exit_module, entry, same = block.get_submodule(layout.ffn_out), block.get_submodule(layout.ffn_in[0]), False
+        if p.site == "attn_out":
+            paths = layout.attentions[p.attention]
+            exit_path, dense, norm = paths.exit_path, paths.out, paths.norm
+            source = {"parallel": paths.input_path, "after_norm": paths.residual_path}.get(p.spec.insertion)
+        else:
+            exit_path, dense, norm = layout.ffn_exit_path, layout.ffn_out, layout.ffn_norm
+            source = {"parallel": layout.ffn_in[0], "after_norm": layout.ffn_residual_path}.get(p.spec.insertion)
+        reads_sum = p.spec.insertion == "after_norm"
+        wiring = Wiring(p.key, delta, block.get_submodule(exit_path), None, None, False,
+                        dense=block.get_submodule(dense), reads_sum=reads_sum,
+                        norm=block.get_submodule(norm) if reads_sum and norm else None)
+        if source is not None:  # Δh reads x (parallel) or the residual stream (after_norm), not h alone
+            wiring.handles.append(block.get_submodule(source).register_forward_pre_hook(wiring.capture))
     container.deltas[p.key] = delta
-    wiring = Wiring(p.key, delta, exit_module, start, stop, same)
-    if delta.parallel and not same:
-        wiring.handles.append(entry.register_forward_pre_hook(wiring.capture))
-    wiring.handles.append(exit_module.register_forward_hook(wiring.add_increment))
+    wiring.handles.append(wiring.exit.register_forward_hook(wiring.add_increment))
     return wiring
 
 
@@ -252,6 +306,8 @@ def remove_petl(model: nn.Module) -> nn.Module:
             handle.remove()
     for hooks in container._head_hooks:
         hooks.remove()
+    for takeover in container._takeovers:
+        takeover.remove()
     for module in container._head_modules:
         module.__dict__.pop(attention.HEAD_SITE_ATTR, None)
     if container._attn_restore is not None:

@@ -1,8 +1,9 @@
 """The trainable Δh pieces: a (multi-head) bottleneck, a composition, and a bank of prefix keys/values.
 
     parallel:    x ──► [norm] ─► W_down ─► f ─► W_up ──► Δh ─┐
-                 x ──► frozen sublayer ──────────────────► h ─┴─► compose(h, Δh)
-    sequential:  x ──► frozen sublayer ──► h ─► [norm] ─► W_down ─► f ─► W_up ─► Δh ─► compose(h, Δh)
+                 x ──► frozen sublayer ─► dropout ───────► h ─┴─► compose(h, Δh) ─► LN(x + ·)
+    sequential:  x ──► frozen sublayer ─► dropout ─► h ─► [norm] ─► W_down ─► f ─► W_up ─► Δh ─► compose(h, Δh)
+    after_norm:  as sequential, but Δh reads LN(x + h), the frozen Add&Norm's output (Pfeiffer et al.)
 
 W_up (or the gate λ) starts at zero, so a candidate starts exactly at the frozen model. These modules
 know nothing about where they are placed; `inject.py` wires them into a model.
@@ -19,7 +20,7 @@ from torch.nn import functional as F
 from ..core.config import DeltaSpec
 
 _ACTIVATIONS: dict[str | None, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh, "identity": lambda x: x, None: lambda x: x,
+    "relu": F.relu, "gelu": F.gelu, "silu": F.silu, "tanh": torch.tanh, "identity": lambda x: x, None: lambda x: x,
 }
 
 
@@ -106,13 +107,18 @@ class SiteDelta(nn.Module):
 
     def __init__(self, spec: DeltaSpec, size: int, in_width: int, out_width: int, **kw) -> None:
         super().__init__()
-        self.parallel = spec.insertion == "parallel"
+        self.insertion = spec.insertion
         self.bottleneck = Bottleneck(spec, size, in_width, out_width, **kw)
         self.composition = Composition(spec, **kw)
 
+    @property
+    def parallel(self) -> bool:
+        return self.insertion == "parallel"
+
     def increment(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """The amount added to the sublayer's output h, given its input x."""
-        delta = self.bottleneck(x if self.parallel else h)
+        """The amount added to the sublayer's output h, given what Δh reads when it does not read h: the
+        sublayer's input (parallel) or the frozen Add&Norm's output LN(x + h) (after_norm)."""
+        delta = self.bottleneck(h if self.insertion == "sequential" else x)
         return self.composition.increment(h, delta)
 
 
