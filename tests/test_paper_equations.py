@@ -79,6 +79,7 @@ class LayerDeltas:
     """The Δh of one encoder layer, where the papers put them (None: absent)."""
 
     after_attn_out: Bottleneck | None = None  # sequential, reads the attention output projection's output
+    parallel_attn_out: Bottleneck | None = None  # parallel, reads the attention sublayer's input
     after_ffn: Bottleneck | None = None  # sequential, reads the FFN's output
     after_ffn_norm: Bottleneck | None = None  # reads LN(x + FFN(x)), the FFN's frozen Add&Norm (Pfeiffer)
     parallel_ffn: Bottleneck | None = None  # parallel, reads the FFN's input
@@ -149,6 +150,8 @@ def encoder_layer(layer: nn.Module, arch: str, h: torch.Tensor, visible: torch.T
     a = drop(linear(attention(layer, arch, h, visible, d.prefix, bias), out))
     if d.after_attn_out is not None:
         a = a + adapter(d.after_attn_out, a)
+    if d.parallel_attn_out is not None:
+        a = a + adapter(d.parallel_attn_out, h)
     x = layer_norm(a + h, attn_norm)  # the FFN sublayer's input
     f = drop(linear(gelu(linear(x, layer.intermediate.dense)), layer.output.dense))
     if d.after_ffn is not None:
@@ -284,6 +287,17 @@ def test_mam_is_prefix_attention_plus_scaled_parallel_adapter(arch: str, attn: s
     assert sorted(model.petl.deltas) == ["ffn_b0", "ffn_b1"]
     check(model, arch, [LayerDeltas(prefix=p, parallel_ffn=f, parallel_scale=S)
                   for p, f in zip(prefixes(model), bottlenecks(model, "ffn"))])
+
+
+@ATTN
+def test_parallel_adapter_on_the_attention_output_reads_its_input_beside_a_prefix(arch: str, attn: str) -> None:
+    """A parallel adapter at attn_out reads the attention sublayer's input x, also when a prefix sits on the
+    heads (MPNet's hooks route widens the attention call by l rows: x is read outside that call)."""
+    config = ps.PETLConfig(attn_heads=dict(form="prefix", size=PREFIX_LEN, reparam=None),
+                           attn_out=dict(form="bottleneck", size=8, insertion="parallel"))
+    model = prepared(config, arch, attn)
+    check(model, arch, [LayerDeltas(prefix=p, parallel_attn_out=a)
+                        for p, a in zip(prefixes(model), bottlenecks(model, "attn_out"))])
 
 
 @ATTN
