@@ -7,7 +7,7 @@ layers below it can be imported without torch):
     presets, preset(name)       the classical methods as points (houlsby, lora, prefix_tuning, mam, ...)
     count_params(config, cfg)   trained / stored Δh parameters, analytically
     apply_petl(model, config)   freeze a transformers model and add Δh
-    save_petl / load_petl       config.json + weights.safetensors, onto a fresh base model
+    save_petl / load_petl       petl_config.json + weights.safetensors, onto a fresh base model
     merge_petl(model)           fold linear Δh (LoRA) into the base weights
     train(config, task)         train one point on a task (TrainConfig says how)
     load_space / load_study     search spaces and study files (YAML)

@@ -1,4 +1,8 @@
-"""Save and load trained Δh: `config.json` (the stored PETLConfig, counts, base model) + `weights.safetensors`.
+"""Save and load trained Δh: `petl_config.json` (the stored PETLConfig, counts, base model) +
+`weights.safetensors`.
+
+The config file is not called `config.json`, which is the name of a model's own config in the same kind
+of folder (an export holds both); folders written before 0.2 used that name and still load.
 
 Only Δh is written (never pickle, never the backbone). A prefix's reparameterisation MLP is resolved
 into the raw prefixes before saving, so the folder holds exactly the parameters `count_params` calls
@@ -24,7 +28,8 @@ from .inject import PETL_PREFIX, apply_petl, petl_config, remove_petl
 
 FORMAT = "petl-search-delta"
 FORMAT_VERSION = 1
-CONFIG_FILE = "config.json"
+CONFIG_FILE = "petl_config.json"
+LEGACY_CONFIG_FILE = "config.json"  # what petl-search 0.1 wrote; read, never written
 WEIGHTS_FILE = "weights.safetensors"
 
 
@@ -76,7 +81,8 @@ def save_petl(model: nn.Module, directory: str | os.PathLike, *, overwrite: bool
     """Write the model's Δh to `directory` (created). Refuses to overwrite unless `overwrite=True`."""
     config = petl_config(model).for_storage()
     out = Path(directory)
-    if not overwrite and ((out / CONFIG_FILE).exists() or (out / WEIGHTS_FILE).exists()):
+    if not overwrite and ((out / CONFIG_FILE).exists() or (out / WEIGHTS_FILE).exists()
+                          or _legacy_config(out) is not None):
         raise PETLError(f"{out} already holds a saved Δh; pass overwrite=True to replace it")
     out.mkdir(parents=True, exist_ok=True)
     counts = count_params(config, model.config)
@@ -91,11 +97,25 @@ def save_petl(model: nn.Module, directory: str | os.PathLike, *, overwrite: bool
     _write_atomically(out / WEIGHTS_FILE, lambda p: save_file(state, p, metadata={"format": "pt"}))
     _write_atomically(out / CONFIG_FILE,
                       lambda p: Path(p).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n"))
+    legacy = _legacy_config(out)
+    if legacy is not None:  # overwriting a 0.1 folder: one config, not two that could disagree
+        legacy.unlink()
     return out
+
+
+def _legacy_config(directory: Path) -> Path | None:
+    """A 0.1 folder's `config.json`, if it is ours (a model's own config.json is not)."""
+    path = directory / LEGACY_CONFIG_FILE
+    try:
+        return path if json.loads(path.read_text()).get("format") == FORMAT else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def read_saved_config(directory: str | os.PathLike) -> dict[str, Any]:
     path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        path = _legacy_config(Path(directory)) or path
     if not path.is_file():
         raise PETLError(f"{path} not found: not a folder written by save_petl")
     document = json.loads(path.read_text())
