@@ -41,6 +41,8 @@ def test_non_linear_or_non_local_deltas_are_refused_and_nothing_changes() -> Non
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())
     parallel = ps.apply_petl(make_model("bert"), PETLConfig(ffn=DeltaSpec(form="lora", size=2)))
     assert ps.mergeable(parallel)["ffn_b0"].startswith("parallel Δh reads the sublayer's input")
+    after_norm = ps.apply_petl(make_model("bert"), PETLConfig(ffn=DeltaSpec(form="lora", size=2, insertion="after_norm")))
+    assert ps.mergeable(after_norm)["ffn_b0"].startswith("Δh inserted after the norm reads the residual Add&Norm")
 
 
 @pytest.mark.parametrize("name", ["sequential_lora_fixed_scale", "lora"])

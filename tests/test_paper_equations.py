@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 
 import petl_search as ps
-from petl_search.nn.modules import Bottleneck
+from petl_search.nn.modules import DownUp
 from conftest import TINY_CONFIGS, hidden, make_inputs, randomise_deltas
 
 sys.path.insert(0, str(Path(__file__).parent / "reference"))
@@ -66,7 +66,7 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * x * (1 + torch.erf(x / math.sqrt(2)))
 
 
-def adapter(bottleneck: Bottleneck, x: torch.Tensor) -> torch.Tensor:
+def adapter(bottleneck: DownUp, x: torch.Tensor) -> torch.Tensor:
     """Δh = f(x W_down + b_down) W_up + b_up (Houlsby et al. 2019, Fig. 2, which names no f), with f = ReLU,
     petl-search's default (Houlsby's adapter-bert code uses GELU, He et al. ReLU, AdapterHub swish)."""
     assert bottleneck.heads == 1 and bottleneck.norm is None and bottleneck.activation == "relu"
@@ -78,11 +78,11 @@ def adapter(bottleneck: Bottleneck, x: torch.Tensor) -> torch.Tensor:
 class LayerDeltas:
     """The Δh of one encoder layer, where the papers put them (None: absent)."""
 
-    after_attn_out: Bottleneck | None = None  # sequential, reads the attention output projection's output
-    parallel_attn_out: Bottleneck | None = None  # parallel, reads the attention sublayer's input
-    after_ffn: Bottleneck | None = None  # sequential, reads the FFN's output
-    after_ffn_norm: Bottleneck | None = None  # reads LN(x + FFN(x)), the FFN's frozen Add&Norm (Pfeiffer)
-    parallel_ffn: Bottleneck | None = None  # parallel, reads the FFN's input
+    after_attn_out: DownUp | None = None  # sequential, reads the attention output projection's output
+    parallel_attn_out: DownUp | None = None  # parallel, reads the attention sublayer's input
+    after_ffn: DownUp | None = None  # sequential, reads the FFN's output
+    after_ffn_norm: DownUp | None = None  # reads LN(x + FFN(x)), the FFN's frozen Add&Norm (Pfeiffer)
+    parallel_ffn: DownUp | None = None  # parallel, reads the FFN's input
     parallel_scale: float = 1.0  # s
     prefix: torch.Tensor | None = None  # (2, heads, l, d_h): P_k, P_v
 
@@ -206,7 +206,7 @@ def check(model: nn.Module, arch: str, deltas: list[LayerDeltas]) -> None:
     model.eval()
 
 
-def bottlenecks(model: nn.Module, site: str) -> list[Bottleneck]:
+def bottlenecks(model: nn.Module, site: str) -> list[DownUp]:
     """The Δh bottleneck of `site` in each layer (attention sites are keyed by attention kind too)."""
     suffix = "_self" if site.startswith("attn") else ""
     return [model.petl.deltas[f"{site}_b{i}{suffix}"].bottleneck for i in range(LAYERS)]

@@ -1,4 +1,5 @@
-"""The trainable Δh pieces: a (multi-head) bottleneck, a composition, and a bank of prefix keys/values.
+"""The trainable Δh pieces: a (multi-head) down-up projection (bottleneck or LoRA), a composition, and a
+bank of prefix keys/values.
 
     parallel:    x ──► [norm] ─► W_down ─► f ─► W_up ──► Δh ─┐
                  x ──► frozen sublayer ─► dropout ───────► h ─┴─► compose(h, Δh) ─► LN(x + ·)
@@ -24,9 +25,12 @@ _ACTIVATIONS: dict[str | None, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-class Bottleneck(nn.Module):
-    """Δ = f(norm(x) W_down + b_down) W_up + b_up, block-diagonal over `heads` (biases only for form
-    'bottleneck'; form 'lora' is the linear, bias-free case)."""
+class DownUp(nn.Module):
+    """Δ = f(norm(x) W_down + b_down) W_up + b_up, block-diagonal over `heads`: both forms that project down
+    and up, the bottleneck adapter (activation f, biases) and LoRA (f the identity, no biases).
+
+    SiteDelta keeps it under the attribute name `bottleneck`, which is part of the saved parameter names
+    (`deltas.<key>.bottleneck.down_weight`), so that folders written before the rename load unchanged."""
 
     def __init__(self, spec: DeltaSpec, size: int, in_width: int, out_width: int, *,
                  dtype: torch.dtype | None = None, device: torch.device | None = None) -> None:
@@ -108,7 +112,7 @@ class SiteDelta(nn.Module):
     def __init__(self, spec: DeltaSpec, size: int, in_width: int, out_width: int, **kw) -> None:
         super().__init__()
         self.insertion = spec.insertion
-        self.bottleneck = Bottleneck(spec, size, in_width, out_width, **kw)
+        self.bottleneck = DownUp(spec, size, in_width, out_width, **kw)
         self.composition = Composition(spec, **kw)
 
     @property
