@@ -1,8 +1,9 @@
 """Multi-objective arithmetic shared by the search and the analysis: dominance, Pareto fronts and
 hypervolume. Every objective is maximised here; callers negate what they minimise.
 
-The front and the hypervolume are Optuna's own (the code that ranks a study's trials), not copies of it;
-this module only adapts them to plain lists of points. It must not keep state between calls.
+The front is Optuna's own (the code that ranks a study's trials), not a copy of it; the 2-D hypervolume is
+a short sweep written here, as Optuna 5 keeps its hypervolume in the private `optuna._hypervolume`. This
+module must not keep state between calls.
 """
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ import math
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
-import numpy as np
 import optuna
-from optuna._hypervolume import compute_hypervolume
 
 
 def dominates(a: Sequence[float], b: Sequence[float]) -> bool:
@@ -41,18 +40,25 @@ def pareto_front(points: Sequence[Sequence[float]]) -> list[int]:
 
 
 def hypervolume_2d(points: Sequence[tuple[float, float]], reference: tuple[float, float]) -> float:
-    """Area dominated by `points` (both coordinates maximised) and bounded below by `reference`.
+    """Area dominated by `points` (both coordinates maximised) and bounded below by `reference`: the area of
+    the union of the boxes [reference[0], x] × [reference[1], y]. Points not strictly above the reference
+    in both coordinates (and points with NaN) add nothing; dominated and repeated points add nothing more.
 
-    Optuna 5 has no public hypervolume function: `optuna._hypervolume` is the module behind its public
-    `optuna.visualization.plot_hypervolume_history`, used here rather than a hand-written sweep. It
-    minimises and refuses points worse than the reference, so points outside the reference box (which add
-    nothing) are dropped first and the rest negated.
+    A sweep from the largest x down: each point higher than every point met before it adds the strip
+    between the two heights, as wide as the point's own x (measured from the reference):
+
+        y2 ┤ ┌───┐              the sweep meets (x1, y1) first and adds x1 · y1;
+        y1 ┤ │   └──────┐       then (x2, y2), higher: x2 · (y2 - y1);
+           └─┴───┴──────┴─      a point no higher than one met before adds nothing
+                 x2     x1
     """
-    inside = [p for p in points if p[0] > reference[0] and p[1] > reference[1]]
-    if not inside:
-        return 0.0
-    losses = -np.asarray(inside, dtype=float)
-    return float(compute_hypervolume(losses, -np.asarray(reference, dtype=float)))
+    inside = sorted(((x, y) for x, y in points if x > reference[0] and y > reference[1]), reverse=True)
+    area, highest = 0.0, reference[1]
+    for x, y in inside:
+        if y > highest:
+            area += (x - reference[0]) * (y - highest)
+            highest = y
+    return float(area)
 
 
 @contextmanager
