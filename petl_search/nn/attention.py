@@ -2,7 +2,8 @@
 
 Transformers 5 routes each attention module's core computation through a registered function that
 receives the module itself. We register `petl_sdpa` and `petl_eager`, which look up the Δh attached to
-that module (a `HeadSite`) and then call the model's own sdpa or eager function:
+that module (a `HeadSite`) and then call the model's own sdpa or eager function (the eager one is each
+modeling file's own, found by `transformers_compat.eager_attention_of`):
 
   * a prefix (Li & Liang 2021) prepends l learned keys/values to every head and extends the mask with
     l always-visible columns. Keys and values in the cache stay the real tokens', so generation with a
@@ -13,7 +14,6 @@ that module (a `HeadSite`) and then call the model's own sdpa or eager function:
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -23,6 +23,7 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, eager_mask, sdpa_mask
 
 from .modules import PrefixBank, SiteDelta
+from .transformers_compat import eager_attention_of
 
 HEAD_SITE_ATTR = "_petl_head_site"
 SUPPORTED_INNER = ("sdpa", "eager")
@@ -35,11 +36,6 @@ class HeadSite:
     prefix: PrefixBank | None = None
     prefix_key: str | None = None
     delta: SiteDelta | None = None
-
-
-def _eager_of(module: torch.nn.Module) -> Callable[..., Any]:
-    # Each modeling file defines its own eager function (GPT-2's scales by layer index, etc.).
-    return getattr(sys.modules[type(module).__module__], "eager_attention_forward")
 
 
 def _extend_with_prefix(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -77,7 +73,7 @@ def _make(inner_name: str) -> Callable[..., Any]:
     eager = inner_name == "eager"
 
     def petl_attention(module, query, key, value, attention_mask, **kwargs):
-        inner = _eager_of(module) if eager else sdpa_attention_forward
+        inner = eager_attention_of(module) if eager else sdpa_attention_forward  # the model's own eager
         site: HeadSite | None = module.__dict__.get(HEAD_SITE_ATTR)
         if site is not None and site.prefix is not None:
             key, value, attention_mask = _extend_with_prefix(module, query, key, value, attention_mask, kwargs,
