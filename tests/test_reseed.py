@@ -76,3 +76,20 @@ def test_bad_reseed_requests_are_refused_before_training(study, capsys) -> None:
     capsys.readouterr()
     assert main(["reseed", study.source, "--trial", str(reseed.number), "--seeds", "6"]) == 2
     assert f"re-trained trial {search.number} with another seed: use that one" in capsys.readouterr().err
+
+
+def test_an_interrupted_reseed_says_it_was_interrupted(study, capsys) -> None:
+    """A reseed killed mid-training (its driver gone: the trial is left running) was handed out and
+    trained: the reason it is failed with says it was interrupted and how it resumes, never that nothing
+    was trained (what a proposal killed before it was handed out is told)."""
+    from petl_search.search.storage import reconcile
+
+    store = open_store(study)
+    original = next(r for r in records_of(study) if r.kind == "baseline")
+    killed = Proposer(store, study, load_model_config(study.model)).open_reseed(original, 7)  # then the process died
+    reconcile(store)
+    record = next(r for r in records_of(study) if r.number == killed.number)
+    assert (record.state, record.kind, record.extra.get("interrupted")) == ("FAIL", "reseed", True)
+    assert "nothing was trained" not in record.reason
+    assert record.reason == (f"interrupted while training seed 7 again; `petl-search reseed` with that seed "
+                             f"trains it again")

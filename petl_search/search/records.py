@@ -66,6 +66,28 @@ class TrialRecord:
         """Trained to the end with a metric: may sit on a front."""
         return self.state == "COMPLETE" and self.kind in COUNTED_KINDS and self.metric is not None
 
+    @property
+    def head_params(self) -> int | None:
+        """Parameters of the task head trained with the point (BERT's pooler + classifier), as the trainer
+        counted them on the modules it trained (`params.head`); outside the budget, which is on Δh. None
+        when the trial recorded no trainer report (never trained, or stopped before one came back)."""
+        return (self.extra.get("params") or {}).get("head")
+
+
+PROPOSAL_INTERRUPTED = "interrupted while being proposed; nothing was trained"
+
+
+def interruption_reason(kind: str | None, seed: int | None = None, *, automatic: bool = False) -> str:
+    """The reason a trial its driver left running is failed with (storage.reconcile), by what the trial was:
+    a point of the study is queued again; a reseed was training its seed, which its command trains again
+    (the study's search for an automatic one); anything else was killed before it was handed out."""
+    if kind in COUNTED_KINDS:
+        return "interrupted; its point was queued again"
+    if kind == "reseed":
+        again = "resuming the study (`petl-search search`)" if automatic else "`petl-search reseed` with that seed"
+        return f"interrupted while training seed {seed} again; {again} trains it again"
+    return PROPOSAL_INTERRUPTED
+
 
 def counts(records: Iterable[TrialRecord]) -> dict[str, int]:
     """How many trials of each outcome: completed, pruned, failed, running, interrupted (running when their
@@ -106,6 +128,10 @@ def read_records(study: Any) -> list[TrialRecord]:
         kind = attrs.pop("kind", "search")
         values = t.values if t.state.name == "COMPLETE" and kind in MEASURED_KINDS else None
         state = "INTERRUPTED" if t.state.name == "RUNNING" and not driver_alive else t.state.name
+        reason = attrs.pop("reason", None)
+        if kind == "reseed" and attrs.get("interrupted") and reason == PROPOSAL_INTERRUPTED:
+            # written by a reconcile that took every trial not of COUNTED_KINDS for an unfinished proposal
+            reason = interruption_reason(kind, attrs.get("seed"), automatic=bool(attrs.get("automatic")))
         if kind == "baseline" and "preset" not in attrs and attrs.get("label") in baselines:
             attrs["preset"] = baselines[attrs["label"]]["preset"]
             attrs["preset_args"] = baselines[attrs["label"]]["args"]
@@ -113,7 +139,7 @@ def read_records(study: Any) -> list[TrialRecord]:
             number=t.number, state=state, kind=kind, label=attrs.pop("label", ""),
             metric=values[0] if values else None,
             stored_params=attrs.get("stored_params"), stored_fraction=attrs.get("stored_fraction"),
-            config=attrs.pop("petl_config", {}), reason=attrs.pop("reason", None), seed=attrs.pop("seed", None),
+            config=attrs.pop("petl_config", {}), reason=reason, seed=attrs.pop("seed", None),
             seconds=(attrs.get("seconds") or {}).get("total"), preset=attrs.pop("preset", None),
             preset_args=attrs.pop("preset_args", None) or {}, scores=attrs.pop("metrics", None) or {},
             dev_scores=attrs.pop("dev_metrics", None) or {}, evaluated_on=attrs.pop("evaluated_on", "dev"),
