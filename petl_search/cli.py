@@ -254,7 +254,8 @@ def cmd_export(args: argparse.Namespace) -> None:
                         progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps({"folder": str(done.folder), "trial": record.number, "design_point": record.label,
                       "metric": done.metric, "trial_metric": record.metric, "reproduced": done.reproduced,
-                      "stored_params": record.stored_params, "peft": done.peft}, indent=2))
+                      "stored_params": record.stored_params, "head_params": record.head_params, "peft": done.peft},
+                     indent=2))
 
 
 def cmd_reseed(args: argparse.Namespace) -> None:

@@ -52,12 +52,12 @@ def test_a_baseline_with_list_arguments_is_compared_by_its_data_not_its_label() 
     records = study_records() + [rec(("lora", qkv), m, 0.00085) for m in (0.80, 0.81)]  # the ~0.1% band
     text = markdown(records, "accuracy", "s")
     assert "lora(projections=['q', 'k', 'v'],r=8)" in text  # shown, and the report did not crash
-    bands = [c for c in baseline_comparisons(records) if c.question.startswith("representation")]
+    bands = [c for c in baseline_comparisons(records, "accuracy") if c.question.startswith("representation")]
     assert any(c.b.label == "lora(projections=['q', 'k', 'v'],r=8)" for c in bands)
 
 
 def test_controlled_pairs_and_representation_by_band() -> None:
-    comparisons = {c.question: c for c in baseline_comparisons(study_records())}
+    comparisons = {c.question: c for c in baseline_comparisons(study_records(), "accuracy")}
     insertion = comparisons["insertion: parallel vs sequential FFN adapter, at the budget"]
     assert insertion.a.label == "parallel_adapter(r=245)" and insertion.b.label == "pfeiffer(r=245)"
     assert insertion.difference == pytest.approx(0.03) and insertion.verdict == "parallel_adapter(r=245) better"
@@ -106,3 +106,49 @@ def test_the_report_says_where_its_trials_ran_and_when_there_are_no_pairs() -> N
     only_mam = [r for r in records if r.preset in (None, "mam")]
     text = markdown(only_mam, "accuracy", "s")
     assert "None: the study's baselines hold no pair of seed methods" in text and "| question |" not in text
+
+
+def test_scores_without_spread_are_never_beyond_seed_noise() -> None:
+    """Two seed lists that do not vary (identical, or each constant) measure no seed noise: no interval,
+    and no verdict that reads as one (not 'better', not 'beyond seed noise', not 'within seed noise')."""
+    from petl_search.analysis.comparison import Side, compare
+    from petl_search.analysis.front import claims
+    from petl_search.analysis.summary import claim_line
+
+    for a, b in [((0.9, 0.9), (0.8, 0.8)), ((0.85, 0.85, 0.85), (0.85, 0.85, 0.85)),
+                 ((0.9, 0.9 + 1e-15), (0.8, 0.8 - 1e-15))]:  # the same scores up to rounding
+        low, high = welch_interval(a, b)
+        assert low != low and high != high  # NaN: no width to measure, not a zero-width interval
+        verdict = compare("q", Side("A", a, 1.0), Side("B", b, 1.0)).verdict
+        assert verdict == "no spread over seeds on either side: seed noise not measured"
+    records = study_records()
+    a = next(r for r in records if r.label == "a")
+    flat = [dataclasses.replace(r, metric=0.9 if r.number == a.number else r.metric) for r in records
+            if r.preset != "mam"] + [
+        TrialRecord(number=next(_numbers), state="COMPLETE", kind="reseed", label="a", metric=0.9,
+                    stored_params=a.stored_params, stored_fraction=a.stored_fraction, seed=s,
+                    extra={"reseed_of": a.number}) for s in (1, 2)] + [
+        rec(("mam", {"ffn_r": 215}), 0.8, 0.0498) for _ in range(3)]
+    ((mam, found),) = mam_claims(methods(flat, "accuracy"))
+    claim = next(c for c in found if c.point.number == a.number)
+    assert claim.comparison.a.scores == (0.9, 0.9, 0.9) and claim.comparison.difference == pytest.approx(0.1)
+    assert claim.verdict == "beats it on the mean; no spread over seeds on either side: seed noise not measured"
+    assert "beyond seed noise" not in claim_line(claim) and "[95% CI" not in claim_line(claim)
+    text = markdown(flat, "accuracy", "s")
+    line = next(x for x in text.splitlines() if f"#{a.number} (a," in x)
+    assert "beyond seed noise" not in line and "no spread over seeds on either side" in line
+    # one seed of the baseline: no interval either, so no 'within seed noise' on the point's three
+    one = [r for r in flat if r.preset != "mam"] + [rec(("mam", {"ffn_r": 215}), 0.8, 0.0498)]
+    ((_, found),) = mam_claims(methods(one, "accuracy"))
+    claim = next(c for c in found if c.point.number == a.number)
+    assert claim.verdict == "beats it on the mean; too few seeds for an interval"
+    # identical seed lists that do vary: a difference of 0 is a tie, not a win
+    same = [r for r in flat if r.preset != "mam" and r.kind != "reseed"] + [
+        TrialRecord(number=next(_numbers), state="COMPLETE", kind="reseed", label="a", metric=m,
+                    stored_params=a.stored_params, stored_fraction=a.stored_fraction, seed=s,
+                    extra={"reseed_of": a.number}) for s, m in ((1, 0.8), (2, 0.85))] + [
+        rec(("mam", {"ffn_r": 215}), m, 0.0498) for m in (0.9, 0.8, 0.85)]
+    ((_, found),) = mam_claims(methods(same, "accuracy"))
+    claim = next(c for c in found if c.point.number == a.number)
+    assert claim.comparison.difference == 0 and claim.comparison.low < 0 < claim.comparison.high
+    assert claim.verdict == "ties it: equal dev means, within seed noise"

@@ -5,7 +5,9 @@ first screen answers four questions side by side with the front plot:
 1. the front: selected on the search split (mean over seeds), the official dev score beside it;
 2. the seed methods (baselines): mean ± std over seeds;
 3. what beat what: the front's search points against the best baseline, on dev, with a Welch interval;
-4. what to export: the command for the best claim, or for the best front point within the budget.
+4. what to export: the command for the front point within the budget with the best selected score
+   (chosen on the search split, never on dev; its dev claim quoted).
+Beside every point, its task head's parameter count (trained and exported with it, not in the budget).
 The plot: score vs stored parameters (% of the backbone, log axis, 0-parameter points at a place of their
 own on the left) up to a little past the budget; front, dominated, stopped and failed trials drawn
 differently; the seed methods as labelled markers with ± std.
@@ -27,7 +29,7 @@ from ..search.study import StudySpec
 from ..training.metrics import floor
 from .dashboard_data import (FrontPlot, Overview, PlotPoint, effect_panels, front_plot, hypervolume_curve,
                              importances, overview, top_importances)
-from .front import Method, other_scores
+from .front import Method, head_text, other_scores, study_head_params
 from .summary import study_references
 
 # group: (legend name, colour, symbol, size)
@@ -39,7 +41,8 @@ STYLE = {"front": ("front: search points", "#1f77b4", "circle", 11),
 
 
 def _hover(p: PlotPoint, metric: str, on: str) -> str:
-    where = f"{p.percent:.3f}% of the backbone ({p.stored_params:,} stored)"
+    task_head = f" + {p.head_params:,} task head, not in the budget" if p.head_params is not None else ""
+    where = f"{p.percent:.3f}% of the backbone ({p.stored_params:,} stored Δh{task_head})"
     head = f"#{p.number} {p.kind}: {html.escape(p.label)}<br>{where}"
     if p.seeds == 0:
         return f"{head}<br>{html.escape(p.reason or 'no score')}"
@@ -142,6 +145,15 @@ def _mean(scores: tuple[float, ...], mean: float | None, std: float) -> str:
     return f"{mean:.4f} ({len(scores)})" if len(scores) == 1 else f"{mean:.4f} ± {std:.4f} ({len(scores)})"
 
 
+HEAD_TITLE = ("parameters of the task head (BERT: pooler + classifier) trained and exported with the point; "
+              "not in the budget")
+
+
+def _head(m: Method) -> str:
+    """The point's task head parameter count, as a cell."""
+    return f"<td class='head'>{head_text(m.head_params)}</td>"
+
+
 def _label(m: Method) -> str:
     """The design point, cut to the column (whole on hover), with a ⚠ per flag (its text on hover)."""
     flags = "".join(f" <span class='flag' title='{html.escape(f)}'>⚠</span>" for f in m.flags)
@@ -151,12 +163,12 @@ def _label(m: Method) -> str:
 def overview_html(view: Overview, metric: str) -> str:
     """The four answers, compactly: front, seed methods, what beat what, what to export."""
     on = html.escape(view.selected_on)
-    head = (f"<tr><th>#</th><th>kind</th><th>% backbone</th><th>{html.escape(metric)} {on}</th>"
-            f"<th>{html.escape(metric)} dev</th><th>design point</th></tr>")
+    head = (f"<tr><th>#</th><th>kind</th><th>% backbone</th><th title='{HEAD_TITLE}'>head</th>"
+            f"<th>{html.escape(metric)} {on}</th><th>{html.escape(metric)} dev</th><th>design point</th></tr>")
 
     def row(m: Method) -> str:
         return (f"<tr data-trial='{m.number}'><td>{m.number}</td><td>{m.kind}</td>"
-                f"<td>{100 * m.stored_fraction:.3f}%</td><td>{_mean(m.scores, m.mean, m.std)}</td>"
+                f"<td>{100 * m.stored_fraction:.3f}%</td>{_head(m)}<td>{_mean(m.scores, m.mean, m.std)}</td>"
                 f"<td>{_mean(m.dev, m.dev_mean, m.dev_std)}</td>{_label(m)}</tr>")
 
     parts = [f"<h2>Front <small>(selected on the {on}, mean ± std (seeds); dev beside it)</small></h2>",
@@ -164,7 +176,7 @@ def overview_html(view: Overview, metric: str) -> str:
              "</tbody></table>",
              "<h2>Seed methods <small>(baselines, mean ± std over seeds)</small></h2>",
              f"<table id='summary-baselines'><thead>{head}</thead><tbody>"
-             f"{''.join(row(m) for m in view.baselines) or '<tr><td colspan=6>none</td></tr>'}</tbody></table>",
+             f"{''.join(row(m) for m in view.baselines) or '<tr><td colspan=7>none</td></tr>'}</tbody></table>",
              "<h2>What beat what <small>(front search points vs the best baseline, on dev)</small></h2>"]
     if view.reference is None:
         parts.append("<p id='summary-claims'>No baseline in this study: nothing to compare with.</p>")
@@ -181,14 +193,16 @@ def overview_html(view: Overview, metric: str) -> str:
                 diff = f"{c.comparison.difference:+.4f}{interval}"
             cls = " class='holds'" if c.holds else ""
             rows.append(f"<tr data-trial='{m.number}'{cls}><td>{m.number}</td><td>{100 * m.stored_fraction:.3f}%"
-                        f"</td><td>{_mean(m.dev, m.dev_mean, m.dev_std)}</td><td>{diff}</td>"
+                        f"</td>{_head(m)}<td>{_mean(m.dev, m.dev_mean, m.dev_std)}</td><td>{diff}</td>"
                         f"<td class='verdict'>{html.escape(c.verdict)}</td></tr>")
         parts.append(
             f"<p>Against <b>{html.escape(ref.label)}</b> (#{ref.number}, the best baseline on the {on}; dev "
-            f"{_mean(ref.dev, ref.dev_mean, ref.dev_std)}, {100 * ref.stored_fraction:.3f}%):</p>"
-            "<table id='summary-claims'><thead><tr><th>#</th><th>% backbone</th><th>dev (seeds)</th>"
+            f"{_mean(ref.dev, ref.dev_mean, ref.dev_std)}, {100 * ref.stored_fraction:.3f}%, head "
+            f"{head_text(ref.head_params)}):</p>"
+            "<table id='summary-claims'><thead><tr><th>#</th><th>% backbone</th>"
+            f"<th title='{HEAD_TITLE}'>head</th><th>dev (seeds)</th>"
             "<th>− baseline [95% CI]</th><th>verdict</th></tr></thead><tbody>"
-            + ("".join(rows) or "<tr><td colspan=5>no front search point stores no more</td></tr>")
+            + ("".join(rows) or "<tr><td colspan=6>no front search point stores no more</td></tr>")
             + "</tbody></table>")
     parts.append("<h2>What to export</h2>")
     if view.export is None:
@@ -205,12 +219,13 @@ def front_table_html(view: Overview, metric: str) -> str:
     for m in view.front:
         dev = f"{m.dev_mean:.4f}" if m.dev else "-"
         rows.append(f"<tr><td>{m.number}</td><td>{m.kind}</td><td>{len(m.scores)}</td><td>{m.mean:.4f}</td>"
-                    f"<td>{dev}</td><td>{m.stored_params:,}</td><td>{100 * m.stored_fraction:.3f}%</td>"
+                    f"<td>{dev}</td><td>{m.stored_params:,}</td><td>{100 * m.stored_fraction:.3f}%</td>{_head(m)}"
                     f"<td>{html.escape(m.label)}</td><td>{html.escape(other_scores(m, metric)) or '-'}</td>"
                     f"<td><code>{html.escape(json.dumps(m.record.config, sort_keys=True))}</code></td></tr>")
     return ("<table id='front-table'><thead><tr><th>trial</th><th>kind</th><th>seeds</th><th>" + html.escape(metric) +
             f" ({html.escape(view.selected_on)}, selected on)</th><th>" + html.escape(metric) +
-            " (dev)</th><th>stored</th><th>% backbone</th><th>design point</th><th>other scores</th><th>config</th>"
+            f" (dev)</th><th>stored</th><th>% backbone</th><th title='{HEAD_TITLE}'>head</th><th>design point</th>"
+            "<th>other scores</th><th>config</th>"
             "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
 
@@ -261,7 +276,8 @@ td,th{{border:1px solid #ccc;padding:4px 6px;vertical-align:top}} code{{font-siz
 <script type="text/javascript">{get_plotlyjs()}</script></head>
 <body><h1>{html.escape(spec.name)}</h1>
 <p class="meta">{html.escape(described)}{html.escape(spec.model)} on {html.escape(spec.task)}, budget
-{100 * spec.budget:g}% of the backbone's parameters (stored Δh). Trials: {html.escape(summary)}.</p>
+{100 * spec.budget:g}% of the backbone's parameters (stored Δh; the task head each point trains and exports
+besides, {head_text(study_head_params(records))} parameters, is not in it). Trials: {html.escape(summary)}.</p>
 <div id="top"><section id="front">{block("front", front_figure(plot, metric))}
 <p class="drawn" id="front-drawn">{html.escape(_drawn_line(plot))}</p></section>
 {overview_html(view, metric)}</div>

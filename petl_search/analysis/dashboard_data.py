@@ -2,6 +2,8 @@
 the one-screen overview (the front, the seed methods, what beat what, what to export), where each
 point goes on the front plot and how its stored-parameter axis is laid out, which dimension-effect
 panels have anything to show, the top parameter importances, and hypervolume after each search trial.
+Every choice here (the front, the reference, what to export) is made on the set the study selects on;
+dev scores are only quoted.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..search.records import TrialRecord, counts
 from .effects import DIMENSIONS, Effect, dimension_effects
-from .front import Claim, Method, best_baseline, claims, front, methods, study_hypervolume
+from .front import Claim, Method, best_baseline, claims, front, methods, study_head_params, study_hypervolume
 
 ZERO_LABEL = "0 (frozen)"  # where points with no stored Δh sit on the log axis, left of the smallest
 
@@ -109,6 +111,7 @@ class PlotPoint:
     dev: float | None = None  # mean on the official dev set, when it has one
     dev_std: float = 0.0
     reason: str | None = None  # why an unscored trial has no score
+    head_params: int | None = None  # the task head trained with it (not in the budget)
 
 
 @dataclass(frozen=True)
@@ -153,15 +156,17 @@ def front_plot(records: Sequence[TrialRecord], score: str, budget_fraction: floa
         low, high = min(means, default=0.0), max(means, default=0.0)
         strip = low - max(0.02, 0.08 * (high - low))
 
+    study_head = study_head_params(records)
+
     def drawn(m: Method) -> PlotPoint:
         percent = 100 * m.stored_fraction
         return PlotPoint(m.number, m.kind, m.label, percent, m.stored_params, axis.x(percent), m.mean, m.std,
-                         len(m.scores), m.dev_mean, m.dev_std)
+                         len(m.scores), m.dev_mean, m.dev_std, head_params=m.head_params)
 
     def stopped(r: TrialRecord) -> PlotPoint:
         percent = 100 * r.stored_fraction
         return PlotPoint(r.number, r.kind, r.label, percent, r.stored_params or 0, axis.x(percent), strip,
-                         reason=r.reason)
+                         reason=r.reason, head_params=r.head_params if r.head_params is not None else study_head)
 
     groups = {"front": tuple(sorted((drawn(m) for m in trained["front"]), key=lambda p: p.percent)),
               "dominated": tuple(drawn(m) for m in trained["dominated"]),
@@ -192,34 +197,42 @@ class Overview:
     baselines: tuple[Method, ...]  # the seed methods, one per label
     reference: Method | None  # the best baseline on `selected_on`: what the claims are against
     claims: tuple[Claim, ...]  # the front's search points no larger than the reference, judged on dev
-    best_claim: Claim | None  # the holding claim with the largest dev difference (fewest parameters on ties)
+    export_claim: Claim | None  # the exported point's claim against the reference: quoted, not what chose it
     export: ExportChoice | None
 
 
 def overview(records: Sequence[TrialRecord], score: str, *, budget_fraction: float, study_file: str,
              study_name: str, references: Mapping[str, Mapping[str, float] | None] | None = None) -> Overview:
-    """What the top of the dashboard answers. What to export: the best claim's point; without one, the
-    front point within the budget with the best selected score (fewest parameters on ties)."""
+    """What the top of the dashboard answers. What to export: of the front's points within the budget, those
+    trained with several seeds (reseeded search points, baselines) if any, the one with the best selected
+    score, mean over its seeds (fewest parameters on ties): chosen on the set the search chose on, never
+    on dev; its dev score and its claim against the best baseline, if it has one, are quoted."""
     points = methods(records, score, references)
     line = tuple(front(points))
     reference = best_baseline(points)
     found = tuple(claims(points, reference)) if reference is not None else ()
-    best = max((c for c in found if c.holds), key=lambda c: (c.comparison.difference, -c.point.stored_params),
-               default=None)
-    if best is not None:
-        chosen, why = best.point, (f"the best claim: {best.comparison.difference:+.4f} on dev against "
-                                   f"{best.against.label}, over {len(best.point.dev)} seeds")
-    else:
-        within = [m for m in line if m.stored_fraction <= budget_fraction]
-        chosen = max(within, key=lambda m: (m.mean, -m.stored_params), default=None)
-        why = (f"no search point beats the best baseline on dev; the front point within the budget with the "
-               f"best {score} on the {selected_on(records)}")
+    within = [m for m in line if m.stored_fraction <= budget_fraction]
+    seeded = [m for m in within if len(m.scores) > 1]  # a mean over seeds before one seed's (maybe lucky) score
+    chosen = max(seeded or within, key=lambda m: (m.mean, -m.stored_params), default=None)
+    claim = next((c for c in found if chosen is not None and c.point.number == chosen.number), None)
     export = None
     if chosen is not None:
+        on = selected_on(records)
+        why = (f"the best {score} on the {on} ({chosen.mean:.4f} over {_seeds(len(chosen.scores))}) among the "
+               f"front's points within the budget{' trained with several seeds' if seeded else ''}")
+        if claim is not None and claim.comparison is not None:
+            why += (f"; on dev {claim.comparison.difference:+.4f} against {claim.against.label} over "
+                    f"{_seeds(len(chosen.dev))}: {claim.verdict}")
+        elif chosen.dev and on != "dev":
+            why += f"; dev {chosen.dev_mean:.4f} over {_seeds(len(chosen.dev))}"
         export = ExportChoice(chosen.number, chosen.label, why, f"petl-search export {study_file} --trial "
                               f"{chosen.number} --out exports/{study_name}-trial{chosen.number}")
     baselines = tuple(sorted((m for m in points if m.kind == "baseline"), key=lambda m: m.stored_params))
-    return Overview(selected_on(records), line, baselines, reference, found, best, export)
+    return Overview(selected_on(records), line, baselines, reference, found, claim, export)
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
 
 
 # ---- dimension effects and importances ----------------------------------------------------------

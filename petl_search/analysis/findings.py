@@ -7,18 +7,21 @@ Three kinds of evidence, kept apart:
   are observational (the sampler chose the points) and are reported as such;
 - MAM against the front: points selected on the search split, judged on the official dev set over seeds.
 
-Where the interval contains 0, the answer is "not distinguishable from noise", whatever the paper found.
-Pure functions of `TrialRecord`s; report.py renders them.
+Every comparison is on the official dev set; every choice (which seed method is the best FFN or the best
+attention one in a band) is on the set the study selects on, mean over seeds, so dev is never what picks
+the sides it then judges. Where the interval contains 0, the answer is "not distinguishable from noise",
+whatever the paper found. Pure functions of `TrialRecord`s; report.py renders them.
 """
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from ..search.records import TrialRecord
 from .effects import budget_band
 from .comparison import Comparison, Side, compare
-from .front import Claim, Method, claims
+from .front import Claim, Method, claims, dev_score
 
 # (question, side A (preset, args), side B): A and B differ in the dimension the question names.
 # Sizes left out of args match any size: both sides are then the study's budget-fitted presets.
@@ -39,15 +42,22 @@ def _baselines(records: Iterable[TrialRecord]) -> list[TrialRecord]:
     return [r for r in records if r.kind == "baseline" and r.scored and r.preset]
 
 
-def _side(records: Sequence[TrialRecord], preset: str, args: dict) -> Side | None:
+def _runs(records: Sequence[TrialRecord], preset: str, args: dict) -> list[TrialRecord]:
+    """The seeds of the seed method `preset(args)` (none if the study lacks it)."""
     chosen = [r for r in _baselines(records) if r.preset == preset and _args_match(r.preset_args, args)]
-    if not chosen:
-        return None
     labels = {r.label for r in chosen}
     if len(labels) > 1:  # e.g. a preset at two sizes and no size given: take the largest (the budget-fitted)
         top = max(chosen, key=lambda r: r.stored_params).label
         chosen = [r for r in chosen if r.label == top]
-    return Side(chosen[0].label, tuple(r.metric for r in chosen), 100 * chosen[0].stored_fraction)
+    return chosen
+
+
+def _dev_side(runs: Sequence[TrialRecord], score: str) -> Side | None:
+    """The seed method on the official dev set, over its seeds that have a dev score (None if none has)."""
+    dev = tuple(d for d in (dev_score(r, score) for r in runs) if d is not None)
+    if not runs or not dev:
+        return None
+    return Side(runs[0].label, dev, 100 * runs[0].stored_fraction, runs[0].head_params)
 
 
 def _args_match(have: dict, want: dict) -> bool:
@@ -56,37 +66,42 @@ def _args_match(have: dict, want: dict) -> bool:
     return have == want
 
 
-def baseline_comparisons(records: Iterable[TrialRecord]) -> list[Comparison]:
-    """The controlled pairs the study evaluated (pairs it lacks are left out), plus FFN vs attention."""
+def baseline_comparisons(records: Iterable[TrialRecord], score: str) -> list[Comparison]:
+    """The controlled pairs the study evaluated (pairs it lacks, or without dev scores, are left out), plus
+    FFN vs attention; every side on the official dev set (`score` names the score there)."""
     records = list(records)
     out = []
     for question, (pa, aa), (pb, ab) in PAIRS:
-        a, b = _side(records, pa, aa), _side(records, pb, ab)
+        a, b = _dev_side(_runs(records, pa, aa), score), _dev_side(_runs(records, pb, ab), score)
         if a and b:
             out.append(compare(question, a, b))
-    out += representation_comparisons(records)
+    out += representation_comparisons(records, score)
     return out
 
 
-def representation_comparisons(records: Sequence[TrialRecord]) -> list[Comparison]:
-    """FFN vs attention within each budget band: the best FFN seed method against the best attention one."""
-    by_band: dict[tuple[float, float], dict[str, list[Side]]] = {}
+def representation_comparisons(records: Sequence[TrialRecord], score: str) -> list[Comparison]:
+    """FFN vs attention within each budget band: the best FFN seed method against the best attention one,
+    each the best on the set the study selects on (mean over seeds; fewer stored parameters, then label,
+    on ties), compared on the official dev set."""
+    by_band: dict[tuple[float, float], dict[str, list[list[TrialRecord]]]] = {}
     methods = {r.label: r for r in _baselines(records)}
     for label, r in sorted(methods.items()):
         group = "ffn" if r.preset in FFN_PRESETS and r.preset_args.get("site", "ffn") == "ffn" else \
             "attention" if r.preset in ATTENTION_PRESETS else None
         if group is None:
             continue
-        side = _side([x for x in records if x.label == label], r.preset, r.preset_args)
-        band = budget_band(side.percent / 100)
-        by_band.setdefault(band, {}).setdefault(group, []).append(side)
+        runs = _runs([x for x in records if x.label == label], r.preset, r.preset_args)
+        by_band.setdefault(budget_band(runs[0].stored_fraction), {}).setdefault(group, []).append(runs)
     out = []
     for band, groups in sorted(by_band.items()):
         if "ffn" in groups and "attention" in groups:
-            best_ffn = max(groups["ffn"], key=lambda s: s.mean)
-            best_att = max(groups["attention"], key=lambda s: s.mean)
-            out.append(compare(f"representation: best FFN vs best attention method, {100 * band[0]:.3g}–"
-                               f"{100 * band[1]:.3g}% of the backbone", best_ffn, best_att))
+            best = [max(groups[g], key=lambda runs: (statistics.mean(r.metric for r in runs), -runs[0].stored_params))
+                    for g in ("ffn", "attention")]
+            a, b = (_dev_side(runs, score) for runs in best)
+            if a and b:
+                on = "dev set" if best[0][0].evaluated_on == "dev" else best[0][0].evaluated_on
+                out.append(compare(f"representation: best FFN vs best attention method (each the best on the {on}), "
+                                   f"{100 * band[0]:.3g}–{100 * band[1]:.3g}% of the backbone", a, b))
     return out
 
 

@@ -10,12 +10,15 @@ dev score sits beside it and is what a claim quotes:
                                      is at least the baseline's, with the Welch interval given.
 
 So a point is selected on numbers the claim does not use (no winner's curse), and one lucky seed is
-not a claim. Also here: hypervolume, the front table, and the trial `--best` picks. No torch, no Ray.
+not a claim. Nothing here chooses by a dev score: dev is only quoted (tests/test_dev_blind.py). Each point
+also carries its task head's parameter count (trained and exported with it, outside the Δh budget). Also
+here: hypervolume, the front table, and the trial `--best` picks. No torch, no Ray.
 """
 from __future__ import annotations
 
 import dataclasses
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
@@ -37,6 +40,7 @@ class Method:
     flags: tuple[str, ...] = field(default=())
     # every score the runs recorded, mean over seeds: {name: (on the selected set, on dev or None)}
     all_scores: Mapping[str, tuple[float, float | None]] = field(default_factory=dict)
+    head_params: int | None = None  # the task head trained with it (not in the budget), as its trials recorded
 
     @property
     def number(self) -> int:
@@ -76,20 +80,30 @@ class Method:
 
     def side(self, *, on_dev: bool = True) -> Side:
         return Side(f"#{self.number} {self.label}" if self.kind == "search" else self.label,
-                    self.dev if on_dev else self.scores, 100 * self.stored_fraction)
+                    self.dev if on_dev else self.scores, 100 * self.stored_fraction, self.head_params)
 
 
-def _dev_score(record: TrialRecord, score: str) -> float | None:
+def dev_score(record: TrialRecord, score: str) -> float | None:
+    """The record's `score` on the official dev set (None when it has none): a number to quote."""
     if record.evaluated_on == "dev":  # a study that selects on dev: the two are the same number
         return record.metric
     return record.dev_scores.get(score)
 
 
+def study_head_params(records: Iterable[TrialRecord]) -> int | None:
+    """The task head's parameter count the study's trials recorded (the most common one: a study is one
+    model and one task, so one head); None when no trial recorded one."""
+    found = Counter(r.head_params for r in records if r.head_params is not None)
+    return found.most_common(1)[0][0] if found else None
+
+
 def methods(records: Iterable[TrialRecord], score: str,
             references: Mapping[str, Mapping[str, float] | None] | None = None) -> list[Method]:
     """Every trained point over its seeds: baselines grouped by label, each point with its reseeds.
-    `references` (what a constant answer scores per set, stored by the study) flag points at or below it."""
+    `references` (what a constant answer scores per set, stored by the study) flag points at or below it.
+    A point's head count is its trials' own, else the study's (`study_head_params`)."""
     records = list(records)
+    study_head = study_head_params(records)
     reseeds: dict[int, list[TrialRecord]] = {}
     for r in records:
         if r.kind == "reseed" and r.state == "COMPLETE" and r.metric is not None:
@@ -102,9 +116,10 @@ def methods(records: Iterable[TrialRecord], score: str,
     out = []
     for key, group in groups.items():
         runs = group + [again for r in group for again in reseeds.get(r.number, [])]
-        dev = tuple(d for d in (_dev_score(r, score) for r in runs) if d is not None)
+        dev = tuple(d for d in (dev_score(r, score) for r in runs) if d is not None)
+        head = next((r.head_params for r in runs if r.head_params is not None), study_head)
         method = Method(group[0], tuple(r.metric for r in runs), dev, tuple(r.seed for r in runs),
-                        all_scores=_all_scores(runs))
+                        all_scores=_all_scores(runs), head_params=head)
         out.append(_flagged(method, score, references or {}))
     return sorted(out, key=lambda m: m.number)
 
@@ -176,14 +191,20 @@ class Claim:
 
     @property
     def verdict(self) -> str:
-        """The answer in words: beats it (beyond seed noise or within it), below it, or why there is none."""
-        if self.comparison is None:
+        """The answer in words: beats it (beyond seed noise or within it), ties it, below it, or why there
+        is none; without an interval (too few seeds, or no spread on either side) never 'beyond' or 'within'."""
+        c = self.comparison
+        if c is None:
             return "no dev score to compare"
         if len(self.point.scores) < 2:
             return "needs reseeds to claim anything (one seed)"
-        if self.holds:
-            return "beats it beyond seed noise" if self.comparison.low > 0 else "beats it, within seed noise"
-        return "below it"
+        if not self.holds:
+            return "below it"
+        if c.difference == 0:
+            return f"ties it: equal dev means{'; ' + c.no_interval if c.no_interval else ', within seed noise'}"
+        if c.no_interval:
+            return f"beats it on the mean; {c.no_interval}"
+        return "beats it beyond seed noise" if c.low > 0 else "beats it, within seed noise"
 
 
 def claims(points: Sequence[Method], reference: Method) -> list[Claim]:
@@ -208,7 +229,7 @@ def study_hypervolume(records: Iterable[TrialRecord], *, budget_fraction: float,
     for r in records:
         if not (r.scored and r.kind in kinds and r.stored_fraction is not None):
             continue
-        value = _dev_score(r, score or "") if on_dev else r.metric
+        value = dev_score(r, score or "") if on_dev else r.metric
         if value is not None:
             points.append((value, 1.0 - r.stored_fraction / budget_fraction))
     return hypervolume_2d(points, (metric_floor, 0.0))
@@ -216,17 +237,26 @@ def study_hypervolume(records: Iterable[TrialRecord], *, budget_fraction: float,
 
 def front_table(points: Sequence[Method], score: str, *, selected_on: str = "search split") -> str:
     """A plain-text table of points (usually a front), one per line: the selected score (mean ± std over
-    its seeds), the dev score beside it, stored parameters, the design point and any flag."""
-    header = (f"{'trial':>5}  {'kind':<8}  {'seeds':>5}  {f'{score} ({selected_on})':>22}  {f'{score} (dev)':>18}  "
-              f"{'stored':>10}  {'% backbone':>10}  design point")
+    its seeds), the dev score beside it, stored parameters, the task head's parameters (trained and
+    exported with the point, not in the budget), the design point and any flag."""
+    selected, on_dev = f"{score} ({selected_on})", f"{score} (dev)"
+    wide, dev_wide = max(22, len(selected)), max(18, len(on_dev))  # a long score name widens its column
+    header = (f"{'trial':>5}  {'kind':<8}  {'seeds':>5}  {selected:>{wide}}  {on_dev:>{dev_wide}}  "
+              f"{'stored':>10}  {'% backbone':>10}  {'head':>8}  design point")
     lines = [header]
     for m in points:
         dev = f"{m.dev_mean:.4f} ± {m.dev_std:.4f}" if m.dev else "-"
         others = other_scores(m, score)
-        lines.append(f"{m.number:>5}  {m.kind:<8}  {len(m.scores):>5}  {f'{m.mean:.4f} ± {m.std:.4f}':>22}  "
-                     f"{dev:>18}  {m.stored_params:>10,}  {100 * m.stored_fraction:>9.3f}%  {m.label}"
+        lines.append(f"{m.number:>5}  {m.kind:<8}  {len(m.scores):>5}  {f'{m.mean:.4f} ± {m.std:.4f}':>{wide}}  "
+                     f"{dev:>{dev_wide}}  {m.stored_params:>10,}  {100 * m.stored_fraction:>9.3f}%  "
+                     f"{head_text(m.head_params):>8}  {m.label}"
                      + (f"  [{others}]" if others else "") + ("".join(f"  [{flag}]" for flag in m.flags)))
     return "\n".join(lines)
+
+
+def head_text(head_params: int | None) -> str:
+    """A head's parameter count as printed beside a point ('-' when its trials recorded none)."""
+    return "-" if head_params is None else f"{head_params:,}"
 
 
 def best_trial(records: Iterable[TrialRecord], *, max_params: float | None = None,

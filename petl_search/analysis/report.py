@@ -2,7 +2,9 @@
 
 Every number it quotes is on the official dev set, which the search never saw when it selected (a study
 selects on a search split carved from training); the front is drawn on the search split, where the
-search chose, with dev beside it.
+search chose, with dev beside it, and every choice the report makes (the best FFN and attention methods)
+is made there too. Beside every point: its task head's parameters, trained and exported with it but
+outside the budget (on Δh, as the paper's).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from ..search.records import DESIGN_KEY, OneShotStage, TrialRecord
 from .comparison import Comparison
 from .effects import Effect, dimension_effects
 from .findings import baseline_comparisons, mam_claims
-from .front import Claim, dev_view, front, methods
+from .front import Claim, dev_view, front, head_text, methods, study_head_params
 
 
 def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, selected_on: str = "search split",
@@ -24,17 +26,24 @@ def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, se
     one-shot study the supernet's choice against the same designs trained stand-alone."""
     on_dev = dev_view(records, metric)
     points = methods(records, metric, references)
+    head = study_head_params(records)
     lines = [f"# {study_name}: what the data says", "",
              f"Score: {metric}. The search selected on the {selected_on}; every number below is on the official "
-             f"dev set unless it says otherwise. Seeds per baseline as run; 95% Welch intervals for the "
-             f"difference of means (A − B). Trained on {trained_on(records)}.", "",
+             f"dev set unless it says otherwise, and every choice below is made on the {selected_on}. Seeds per "
+             f"baseline as run; 95% Welch intervals for the difference of means (A − B). Trained on "
+             f"{trained_on(records)}.", "",
+             f"Parameters: % of the backbone is the stored Δh (what the budget limits). Every point also trains "
+             f"and exports a task head (\"head\": BERT's pooler + classifier, or the model's own), not counted in "
+             f"the budget, as in the paper: {head_text(head)} parameters"
+             + (f" ({_head_share(records, head)} of the backbone)." if head is not None else "."), "",
              "## Controlled comparisons (seed methods, same size, dev)", ""]
-    pairs = baseline_comparisons(on_dev)
+    pairs = baseline_comparisons(records, metric)
     lines += ["| question | A | B | A: mean ± std (n) | B: mean ± std (n) | A − B [95% CI] | answer |",
               "|---|---|---|---|---|---|---|"] if pairs else \
         ["None: the study's baselines hold no pair of seed methods that differ in one design dimension."]
     for c in pairs:
-        lines.append(f"| {c.question} | {c.a.label} ({c.a.percent:.3f}%) | {c.b.label} ({c.b.percent:.3f}%) | "
+        lines.append(f"| {c.question} | {c.a.label} ({_size(c.a.percent, c.a.head_params)}) | {c.b.label} "
+                     f"({_size(c.b.percent, c.b.head_params)}) | "
                      f"{c.a.mean:.4f} ± {c.a.std:.4f} ({len(c.a.scores)}) | {c.b.mean:.4f} ± {c.b.std:.4f} "
                      f"({len(c.b.scores)}) | {c.difference:+.4f} {_interval(c)} | {c.verdict} |")
     lines += ["", "## All trained points by design dimension, within budget bands (dev; observational: the "
@@ -47,17 +56,19 @@ def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, se
               f"dev over seeds)", ""]
     for mam, found in mam_claims(points):
         dev = f"{mam.dev_mean:.4f} ± {mam.dev_std:.4f}" if mam.dev else "no dev score"
-        lines.append(f"- {mam.label} ({100 * mam.stored_fraction:.3f}%): dev {dev} over {len(mam.dev)} seeds. "
+        lines.append(f"- {mam.label} ({_size(100 * mam.stored_fraction, mam.head_params)}): dev {dev} over "
+                     f"{len(mam.dev)} seeds. "
                      f"Front search points with no more parameters: {len(found) or 'none'}")
         lines += [f"  - {_claim(claim)}" for claim in found]
     line = front(points)
     lines += ["", f"## The front ({len(line)} points: {metric} on the {selected_on}, mean over seeds; dev beside it)",
-              "", "| trial | kind | seeds | selected on | dev | % backbone | design point |", "|---|---|---|---|---|---|---|"]
+              "", "| trial | kind | seeds | selected on | dev | % backbone | head | design point |",
+              "|---|---|---|---|---|---|---|---|"]
     for m in line:
         dev = f"{m.dev_mean:.4f} ± {m.dev_std:.4f}" if m.dev else "-"
         flags = "".join(f" **{flag}**" for flag in m.flags)
         lines.append(f"| #{m.number} | {m.kind} | {len(m.scores)} | {m.mean:.4f} ± {m.std:.4f} | {dev} | "
-                     f"{100 * m.stored_fraction:.3f}% | {m.label}{flags} |")
+                     f"{100 * m.stored_fraction:.3f}% | {head_text(m.head_params)} | {m.label}{flags} |")
     if oneshot is not None:
         lines += ["", *_oneshot_lines(records, metric, oneshot)]
     return "\n".join(lines) + "\n"
@@ -71,18 +82,21 @@ def _oneshot_lines(records: Sequence[TrialRecord], metric: str, stage: OneShotSt
              f"weights on {examples} search-split examples, each after {stage.adapt_steps} steps of a task head "
              f"of its own; these {len(stage.inherited)} were trained stand-alone. Inherited and stand-alone "
              f"{metric} are both on the search split (the inherited one on fewer examples); dev is the trial's own.",
-             "", "| trial | design | inherited | stand-alone (search split) | dev | % backbone | design point |",
-             "|---|---|---|---|---|---|---|"]
+             "", "| trial | design | inherited | stand-alone (search split) | dev | % backbone | head | design point |",
+             "|---|---|---|---|---|---|---|---|"]
     trained = {r.extra.get(DESIGN_KEY): r for r in records if DESIGN_KEY in r.extra}
+    study_head = study_head_params(records)
     for design, inherited in stage.inherited.items():
         r = trained.get(design)
         if r is None:
-            lines.append(f"| - | {design} | {inherited:.4f} | not trained yet | - | - | - |")
+            lines.append(f"| - | {design} | {inherited:.4f} | not trained yet | - | - | - | - |")
             continue
         alone = f"{r.metric:.4f}" if r.metric is not None else r.state.lower()
         dev = f"{r.dev_scores[metric]:.4f}" if metric in r.dev_scores else "-"
         share = f"{100 * r.stored_fraction:.3f}%" if r.stored_fraction is not None else "-"
-        lines.append(f"| #{r.number} | {design} | {inherited:.4f} | {alone} | {dev} | {share} | {r.label} |")
+        head = r.head_params if r.head_params is not None else study_head
+        lines.append(f"| #{r.number} | {design} | {inherited:.4f} | {alone} | {dev} | {share} | {head_text(head)} | "
+                     f"{r.label} |")
     lines += ["", "How well the supernet ranks designs in general is measured apart, on designs spread over sizes: "
               "`bench/oneshot_rank.py` (docs/performance.md)."]
     return lines
@@ -98,15 +112,15 @@ def trained_on(records: Sequence[TrialRecord]) -> str:
 
 def _claim(claim: Claim) -> str:
     m, c = claim.point, claim.comparison
-    where = f"#{m.number} ({m.label}, {100 * m.stored_fraction:.3f}%)"
+    where = f"#{m.number} ({m.label}, {_size(100 * m.stored_fraction, m.head_params)})"
     if c is None:
         return f"{where}: no dev score"
     if len(m.scores) < 2:
         return (f"{where}: dev {c.a.mean:.4f} on one seed, {c.difference:+.4f} against MAM's mean: no claim without "
                 f"reseeds")
     mean = "at least as good as MAM on average" if c.difference >= 0 else "below MAM on average"
-    if math.isnan(c.low):
-        noise = "too few seeds for an interval"
+    if c.no_interval:
+        noise = c.no_interval
     elif c.low > 0:
         noise = "better beyond seed noise"
     elif c.high < 0:
@@ -115,6 +129,18 @@ def _claim(claim: Claim) -> str:
         noise = "the difference is within seed noise"
     return (f"{where} over {len(c.a.scores)} seeds: dev {c.a.mean:.4f} ± {c.a.std:.4f}; minus MAM: "
             f"{c.difference:+.4f} {_interval(c)}: {mean}; {noise}")
+
+
+def _size(percent: float, head: int | None) -> str:
+    """A point's size beside it: stored Δh as % of the backbone, and its task head's count when recorded."""
+    return f"{percent:.3f}%" + (f", head {head:,}" if head is not None else "")
+
+
+def _head_share(records: Sequence[TrialRecord], head: int) -> str:
+    """The head as a share of the backbone, as a trainer's report gives the backbone (no model needed)."""
+    backbone = next(((r.extra.get("params") or {}).get("backbone") for r in records
+                     if (r.extra.get("params") or {}).get("backbone")), None)
+    return f"{100 * head / backbone:.2f}%" if backbone else "an unknown share"
 
 
 def _interval(c: Comparison) -> str:

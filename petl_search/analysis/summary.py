@@ -9,7 +9,7 @@ from ..core.params import percent
 from ..search.records import TrialRecord, counts
 from ..search.storage import REFERENCES_KEY
 from ..search.study import StudySpec
-from .front import Claim, best_baseline, claims, front, front_table, methods
+from .front import Claim, best_baseline, claims, front, front_table, head_text, methods
 
 
 def selected_on(spec: StudySpec) -> str:
@@ -36,13 +36,15 @@ def summary(records: list[TrialRecord], spec: StudySpec,
     points = methods(records, score, references)
     lines = [f"study {spec.name}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in c.items() if v),
              f"Pareto front ({score} on the {on}, where the search selects, mean ± std over seeds; the official "
-             f"dev set beside it; baselines included):",
+             f"dev set beside it; baselines included; head: the task head's parameters, trained and exported with "
+             f"each point, not in the budget):",
              front_table(front(points), score, selected_on=on)]
     reference = best_baseline(points)
     if reference is not None:
         dev = f", dev {reference.dev_mean:.4f} ± {reference.dev_std:.4f}" if reference.dev else ""
         lines.append(f"best baseline on the {on}: {reference.label}, {score} {reference.mean:.4f} over "
-                     f"{len(reference.scores)} seeds{dev}, {reference.stored_params:,} stored. Front search points "
+                     f"{len(reference.scores)} seeds{dev}, {reference.stored_params:,} stored (head "
+                     f"{head_text(reference.head_params)}). Front search points "
                      f"with no more parameters, on dev:")
         lines += [claim_line(claim) for claim in claims(points, reference)] or ["  none"]
     return "\n".join(lines)
@@ -51,11 +53,12 @@ def summary(records: list[TrialRecord], spec: StudySpec,
 def claim_line(claim: Claim) -> str:
     """One front point against a baseline, on the official dev set, with its verdict."""
     m = claim.point
+    size = f"{m.stored_params:,}, head {head_text(m.head_params)}"
     if claim.comparison is None:
-        return f"  #{m.number} ({m.stored_params:,}): no dev score to compare"
+        return f"  #{m.number} ({size}): no dev score to compare"
     c = claim.comparison
     interval = "" if math.isnan(c.low) else f" [95% CI {c.low:+.4f}, {c.high:+.4f}]"
-    return (f"  #{m.number} ({m.stored_params:,}): dev {c.a.mean:.4f} ± {c.a.std:.4f} over {len(c.a.scores)} seeds "
+    return (f"  #{m.number} ({size}): dev {c.a.mean:.4f} ± {c.a.std:.4f} over {len(c.a.scores)} seeds "
             f"vs {c.b.mean:.4f} ± {c.b.std:.4f} over {len(c.b.scores)}: {c.difference:+.4f}{interval}: {claim.verdict}")
 
 
