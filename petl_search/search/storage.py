@@ -1,13 +1,29 @@
 """A study's Optuna storage: opening it (refusing one made from another definition), writing trial
 attributes by number, and reconciling what an interrupted driver left behind.
 
-Only public Optuna API is used: the storage object is built here (`optuna.storages.get_storage`) and
-kept, so attributes of a trial opened earlier (or by a process that died) are written through the
-storage's own methods, by trial id, instead of through a study's private `_storage`.
+Everything else in the package reaches a study through its public API (`optuna.load_study`,
+`study.get_trials`, `study.tell`, `study.enqueue_trial`, `study.set_user_attr`, `study.user_attrs`);
+`Store` is the one place that calls the storage itself, and only where Optuna has no study-level route.
+Checked against the source of Optuna 5.1.0 (the pin allows 5.x; `check_optuna_version` warns outside it):
+
+  * `optuna.storages.get_storage(url)` builds the storage object so that it can be kept, and the study is
+    loaded on that very object (`Study` keeps a storage object it is given): the writes below then pass
+    through the study's own trial cache. Optuna marks it "only for internal usage"; it is what
+    `load_study(storage=url)` calls itself.
+  * `get_study_id_from_name`: the study's id, which `Study` keeps only in its private `_study_id`.
+  * `get_trial_id_from_study_id_trial_number` and `set_trial_user_attr`: a user attribute of a trial by
+    its number. `Trial.set_user_attr` needs the live `Trial`, which exists only in the call that asked
+    for it; the trials written here were created by `add_trial` below, are finished from a Ray callback
+    that keeps only numbers, or were left running by a dead driver. `study.tell` takes a number, but
+    nothing public sets an attribute by number.
+  * `create_new_trial` and `get_trial_number_from_id`: a RUNNING trial made from a template (a baseline or
+    a reseed), and its number. `study.ask()` would consult the sampler and take a trial from the queue;
+    `study.add_trial` returns nothing and is meant for finished trials.
 """
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +39,28 @@ from .samplers import make_sampler
 from .study import StudySpec
 
 REQUEUED_FROM = "requeued_from"  # a waiting trial's attribute: the interrupted search trial it runs again
+CHECKED_OPTUNA = "5.1.0"  # the Optuna whose source the storage calls of `Store` were read in
+CHECKED_OPTUNA_MAJOR = 5
+
+
+def check_optuna_version(version: str = optuna.__version__) -> bool:
+    """Whether `version` is an Optuna major release whose storage calls `Store` knows; warns if not."""
+    if int(version.split(".")[0]) == CHECKED_OPTUNA_MAJOR:
+        return True
+    warnings.warn(f"petl-search's storage calls (search/storage.py) are made for Optuna {CHECKED_OPTUNA_MAJOR}.x "
+                  f"(checked with {CHECKED_OPTUNA}), but Optuna {version} is installed: trial "
+                  f"attributes and baseline trials may not be written as expected; install optuna>=5,<6",
+                  UserWarning, stacklevel=2)
+    return False
+
+
+check_optuna_version()
 
 
 @dataclass
 class Store:
-    """An open study: the Optuna study and the storage it lives in."""
+    """An open study: the Optuna study and the storage object it was loaded on (the same object, so that
+    what `Store` writes passes through the study's own cache; `open_store` makes them so)."""
 
     study: optuna.Study
     storage: optuna.storages.BaseStorage
