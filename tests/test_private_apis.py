@@ -16,6 +16,7 @@ MODELING_PLACE = "nn/transformers_compat.py"
 LIBRARIES = ("optuna", "transformers")
 STORAGE_CALLS = {n for n in dir(optuna.storages.BaseStorage) if not n.startswith("_")} | {"get_storage"}
 STUDY_INTERNALS = {"_storage", "_study_id", "_trial_id", "_backend"}
+MODELING_INTERNALS = {"_attn_implementation"}  # a transformers config's private property
 
 
 def private_uses(source: str, place: str) -> list[str]:
@@ -36,6 +37,8 @@ def private_uses(source: str, place: str) -> list[str]:
             elif (node.attr == "modules" and isinstance(node.value, ast.Name) and node.value.id == "sys"
                   and place != MODELING_PLACE):
                 found.append(f"line {node.lineno}: sys.modules")
+            elif node.attr in MODELING_INTERNALS and place != MODELING_PLACE:
+                found.append(f"line {node.lineno}: .{node.attr}")
     return sorted(found, key=lambda use: int(use.split()[1].rstrip(":")))
 
 
@@ -59,9 +62,10 @@ def test_the_two_places_exist_and_the_checker_sees_each_kind_of_use() -> None:
              "def f(study, module):\n"
              "    study._storage.set_trial_user_attr(0, 'k', 1)\n"
              "    optuna.storages.get_storage(None)\n"
+             "    module.config._attn_implementation\n"
              "    return sys.modules[type(module).__module__]\n")
-    assert len(private_uses(probe, "search/probe.py")) == 7
+    assert len(private_uses(probe, "search/probe.py")) == 8
     assert [u.split(": ")[1] for u in private_uses(probe, STORAGE_PLACE)] == [
         "imports optuna._hypervolume ['compute_hypervolume']", "imports transformers.modeling_utils ['_init_weights']",
-        "imports optuna.storages._cached_storage []", "._storage", "sys.modules"]
+        "imports optuna.storages._cached_storage []", "._storage", "._attn_implementation", "sys.modules"]
     assert private_uses("import sys\nx = sys.modules['torch']\n", MODELING_PLACE) == []

@@ -22,6 +22,7 @@ from ..core.config import PETLConfig
 from ..core.errors import PETLError, rule
 from ..core.placement import Placement, plan
 from .modules import PrefixBank, SiteDelta
+from .transformers_compat import attn_implementation
 
 PETL_PREFIX = "petl"
 
@@ -171,7 +172,7 @@ def apply_petl(model: nn.Module, config: PETLConfig | Mapping[str, Any], *,
     object.__setattr__(container, "_attn_restore", None)
     setattr(model, PETL_PREFIX, container)
     if inner is not None:
-        object.__setattr__(container, "_attn_restore", model.config._attn_implementation)
+        object.__setattr__(container, "_attn_restore", attn_implementation(model))
         model.set_attn_implementation(attention.implementation_name(inner))
     return model
 
@@ -281,7 +282,7 @@ def _wire_sublayer(p: Placement, block: nn.Module, layout: StackLayout, containe
 
 def _inner_attention(model: nn.Module) -> str:
     """The attention implementation our head-attention function wraps (sdpa or eager)."""
-    current = model.config._attn_implementation
+    current = attn_implementation(model)
     inner = current.removeprefix("petl_")
     if inner not in attention.SUPPORTED_INNER:
         raise rule("attn_implementation", f"one of {list(attention.SUPPORTED_INNER)} for Δh on head attention "

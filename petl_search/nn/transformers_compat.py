@@ -8,6 +8,9 @@ as the default of `ALL_ATTENTION_FUNCTIONS.get_interface(config._attn_implementa
 Our registered `petl_eager` must call that same function, and no public route reaches it, so it is read
 off the module that defines the attention module's class. Checked in the source of transformers 5.25.0
 (BERT, RoBERTa, BART, GPT-2, Llama); `check_transformers_version` warns outside 5.x.
+
+The attention implementation in use. Transformers 5 sets it with the public `set_attn_implementation` but
+reads it only through the config's private property `_attn_implementation`: `attn_implementation(model)`.
 """
 from __future__ import annotations
 
@@ -50,3 +53,8 @@ def eager_attention_of(module: torch.nn.Module) -> Callable[..., Any]:
                         f"with {CHECKED_TRANSFORMERS}; installed: {transformers.__version__}); use "
                         f"attn_implementation='sdpa' for this model")
     return eager
+
+
+def attn_implementation(model: torch.nn.Module) -> str:
+    """The name of the attention implementation `model` runs ('sdpa', 'eager', or one we registered)."""
+    return model.config._attn_implementation
