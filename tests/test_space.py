@@ -217,3 +217,64 @@ def test_replay_inverts_budget_aware_sampling(path: Path) -> None:
         params = {n: v for n, (_, v) in replayed.items()}
         assert space.sample(optuna.trial.FixedTrial(params), MINILM, budget=0.05) == config
         study.tell(trial, 0.0)
+
+
+STEPPED = {"optional": False, "form": ["bottleneck"], "size": {"low": 8, "high": 512, "step": 8},
+           "insertion": ["parallel"], "composition": ["add"]}
+
+
+def test_a_size_range_with_a_step_is_sampled_on_its_steps_within_the_budget() -> None:
+    """A stepped size range was once sampled as if there were no budget (alone: over it) or crashed
+    budget-aware sampling (`min(())`, beside another site): it was not taken for a list of sizes to fit."""
+    from petl_search.search.space import share_to_size, size_to_share
+
+    space = parse_space({"sites": {"ffn": STEPPED}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(30):
+        trial = study.ask()
+        config = space.sample(trial, MINILM, budget=0.01)
+        assert config.ffn.size % 8 == 0 and ps.count_params(config, MINILM).stored_fraction <= 0.01
+        replayed = space.replay(config, MINILM, budget=0.01)
+        assert {n: d for n, (d, _) in replayed.items()} == trial.distributions
+        study.tell(trial, 0.0)
+    largest = space.sample(optuna.trial.FixedTrial({"ffn.bottleneck.size_share": 1.0}), MINILM, budget=0.01).ffn.size
+    at = {size: ps.count_params(ps.PETLConfig(ffn=dict(form="bottleneck", size=size, insertion="parallel")), MINILM)
+          for size in (largest, largest + 8)}
+    assert at[largest].stored_fraction <= 0.01 < at[largest + 8].stored_fraction  # the largest step that fits
+    # each step owns an equal slice of [0, 1], the last one too (a log range takes no step)
+    steps = range(8, 65, 8)
+    sizes = [share_to_size(k / 20000, steps, False) for k in range(20001)]
+    assert [sizes.count(n) / len(sizes) for n in steps] == pytest.approx([1 / 8] * 8, abs=1e-3)
+    assert all(share_to_size(size_to_share(n, steps, False), steps, False) == n for n in steps)
+
+
+def test_each_site_is_fitted_against_the_sizes_the_sites_before_it_took() -> None:
+    """Sizes are sampled in site order, each the share of what the budget leaves; a size not recorded (as a
+    stepped one was not) left the next site fitted against the earlier site's smallest size, over budget."""
+    space = parse_space({"sites": {"attn_out": STEPPED, "ffn": {**STEPPED, "size": {"low": 1, "high": 512}}}})
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(30):
+        trial = study.ask()
+        config = space.sample(trial, MINILM, budget=0.01)
+        assert ps.count_params(config, MINILM).stored_fraction <= 0.01, config.describe()
+        study.tell(trial, 0.0)
+    # with its whole share, the last site takes the largest size that fits beside the first one's real size
+    shares = {"attn_out.bottleneck.size_share": 0.6, "ffn.bottleneck.size_share": 1.0}
+    config = space.sample(optuna.trial.FixedTrial(shares), MINILM, budget=0.01)
+    assert config.attn_out.size > 8  # not its smallest
+    bigger = ps.PETLConfig(attn_out=config.attn_out, ffn=dict(form="bottleneck", size=config.ffn.size + 1,
+                                                             insertion="parallel"))
+    assert ps.count_params(config, MINILM).stored_fraction <= 0.01 < ps.count_params(bigger, MINILM).stored_fraction
+
+
+@pytest.mark.parametrize("size, message", [
+    ({"low": 8, "high": 64, "step": 0}, r"sites.ffn.size: step must be a positive number, but got 0"),
+    ({"low": 8, "high": 64, "step": 2.5}, r"sites.ffn.size: an integer range needs an integer step, but got 2.5"),
+    ({"low": 8, "high": 64, "step": 8, "log": True},
+     r"sites.ffn.size: a log range takes no step \(Optuna samples it in log-space\), but got step=8"),
+    ({"low": 8.0, "high": 64.0}, r"sites.ffn.bottleneck.size: sizes are integers, so a range of them needs integer "
+                                 r"low and high, but got low=8.0, high=64.0"),
+])
+def test_a_bad_step_is_refused_at_load(size, message) -> None:
+    with pytest.raises(SpaceError, match=message):
+        parse_space({"sites": {"ffn": {"size": size}}}, source="bad.yaml")

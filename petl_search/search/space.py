@@ -101,8 +101,21 @@ def _choice(where: str, spec: Any) -> Choice:
         if log and low <= 0:
             raise SpaceError(f"{where}: a log range needs low > 0, but got low={low}")
         kind = "int" if isinstance(low, int) and isinstance(high, int) else "float"
-        return Choice(kind, (), low, high, log, spec.get("step"))
+        return Choice(kind, (), low, high, log, _step(where, spec.get("step"), kind, log))
     return Choice("fixed", (spec,))
+
+
+def _step(where: str, step: Any, kind: str, log: bool) -> float | None:
+    """A range's step, checked here rather than by Optuna in the middle of a study."""
+    if step is None:
+        return None
+    if isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0:
+        raise SpaceError(f"{where}: step must be a positive number, but got {step!r}")
+    if kind == "int" and not isinstance(step, int):
+        raise SpaceError(f"{where}: an integer range needs an integer step, but got {step!r}")
+    if log and not (kind == "int" and step == 1):  # Optuna's distributions refuse both
+        raise SpaceError(f"{where}: a log range takes no step (Optuna samples it in log-space), but got step={step}")
+    return step
 
 
 @dataclass(frozen=True)
@@ -184,22 +197,26 @@ class _Sizes:
         self.chosen: dict[str, int] = {}
 
     def suggest(self, trial: Any, site: str) -> int:
+        # Recorded whichever way it was taken: the sites after this one are fitted against it.
+        self.chosen[site] = self._sample(trial, site)
+        return self.chosen[site]
+
+    def _sample(self, trial: Any, site: str) -> int:
         choice, form = self.choices[site], self.drafts[site]["form"]
         allowed = self._allowed(choice)
-        if self.budget is None or allowed is None:
+        if self.budget is None or allowed is None:  # no budget, or a fixed size: nothing to fit
             return choice.suggest(trial, f"{site}.{form}.size")
         fitting = self._fitting(site, allowed)
         name = f"{site}.{form}.size_share"
         share = trial.replay_share(name, fitting, choice.log) if isinstance(trial, _Replay) \
             else trial.suggest_float(name, 0.0, 1.0)
-        self.chosen[site] = share_to_size(share, fitting, choice.log)
-        return self.chosen[site]
+        return share_to_size(share, fitting, choice.log)
 
     @staticmethod
     def _allowed(choice: Choice) -> list[int] | range | None:
         """The sizes a choice allows, ascending; None when it is not sizes to choose among."""
-        if choice.kind == "int" and (choice.step or 1) == 1:
-            return range(int(choice.low), int(choice.high) + 1)
+        if choice.kind == "int":  # a stepped range's sizes are its steps, as Optuna's suggest_int gives them
+            return range(int(choice.low), int(choice.high) + 1, int(choice.step or 1))
         if choice.kind == "categorical" and all(isinstance(v, int) and not isinstance(v, bool) for v in choice.values):
             return sorted(choice.values)
         return None
@@ -207,8 +224,8 @@ class _Sizes:
     def _fitting(self, site: str, allowed: list[int] | range) -> list[int] | range:
         """The allowed sizes that keep the point within budget (the smallest alone if none does)."""
         def fits(size: int) -> bool:
-            drafts = {s: {**v, "size": self.chosen.get(s, self._smallest(s)) if s != site else size}
-                      for s, v in self.drafts.items()}
+            drafts = {s: {**v, "size": size if s == site else self.chosen[s] if s in self.chosen
+                          else self._smallest(s)} for s, v in self.drafts.items()}
             return count_params(_config(drafts), self.model_config).stored_fraction <= self.budget
 
         low, high = 0, len(allowed) - 1  # invariant once the smallest fits: fits(allowed[low])
@@ -220,8 +237,9 @@ class _Sizes:
         return allowed[:low + 1]
 
     def _smallest(self, site: str) -> int:
+        """The smallest size a site not sampled yet can take (a fixed size is its one value)."""
         allowed = self._allowed(self.choices[site])
-        return allowed[0] if allowed is not None else min(self.choices[site].values)
+        return allowed[0] if allowed is not None else self.choices[site].values[0]
 
 
 def share_to_size(share: float, sizes: Sequence[int], log: bool) -> int:
@@ -249,7 +267,7 @@ def _edges(sizes: Sequence[int], log: bool) -> list[float]:
     likely, as a categorical draw."""
     if not isinstance(sizes, range):
         return [float(i) for i in range(len(sizes) + 1)]
-    bounds = [*sizes, sizes[-1] + 1]
+    bounds = [*sizes, sizes[-1] + sizes.step]  # a stepped range's last size owns a whole step too
     return [math.log(b) for b in bounds] if log else [float(b) for b in bounds]
 
 
@@ -375,9 +393,14 @@ def _dimension_block(where: str, block: Any) -> dict[str, Choice]:
 
 
 def _check_values(space: SearchSpace) -> None:
-    """Every listed categorical value must be valid for DeltaSpec (caught at load, not mid-study)."""
+    """Every listed categorical value, and every size, must be valid for DeltaSpec (caught at load, not
+    mid-study)."""
     for site in space.sites:
         for form, dims in site.dims.items():
+            size = dims["size"]
+            if size.kind == "float":  # else every point fails mid-study, and budget-aware sizes cannot be listed
+                raise SpaceError(f"{space.source}: sites.{site.site}.{form}.size: sizes are integers, so a range of "
+                                 f"them needs integer low and high, but got low={size.low}, high={size.high}")
             for dim, choice in dims.items():
                 for value in choice.values:
                     probe = {"form": form, "size": 8}
