@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import optuna
 import pytest
+import yaml
 
 from petl_search.core.config import PETLConfig
 from petl_search.core.params import count_params
@@ -100,3 +101,19 @@ def test_a_tiny_design_budget_is_met_exactly(tmp_path, designs) -> None:
     study = design_study(spec, open_store(spec).storage)
     search_designs(spec, study, made_up, MODEL, progress=lambda line: None)
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == designs
+
+
+def test_a_design_that_does_not_fit_the_model_is_rejected_with_its_reason(tmp_path) -> None:
+    from test_study import MISFITS
+
+    space = tmp_path / "misfits.yaml"
+    space.write_text(yaml.safe_dump(MISFITS))
+    data = study_data(tmp_path, strategy="oneshot", space=str(space), sampler={"name": "random", "seed": 0},
+                      oneshot={"designs": 4, "top_k": 1})
+    del data["n_trials"]
+    spec = parse_study(data)
+    study = design_study(spec, open_store(spec).storage)
+    assert search_designs(spec, study, made_up, MODEL, progress=lambda line: None) == 4
+    misfits = [t for t in study.get_trials() if t.user_attrs.get("rejected") == "misfit"]
+    assert misfits and all(t.state == optuna.trial.TrialState.FAIL for t in misfits)
+    assert all(t.user_attrs["reason"].startswith("does not fit the model: attn_out.") for t in misfits)

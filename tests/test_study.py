@@ -234,7 +234,8 @@ def test_a_point_proposed_twice_is_not_trained_twice_nor_observed_twice(tmp_path
     proposer.max_rejections = 20
     first = proposer.next()
     proposer.finish(first.number, completed(proposer, first.number, 0.7))
-    with pytest.raises(PETLError, match="20 points in a row that were over the budget .* or already trained"):
+    with pytest.raises(PETLError, match="20 points in a row that were over the budget .*, already trained or did "
+                                        "not fit the model; widen the space"):
         proposer.next()
     duplicates = [t for t in proposer.study.get_trials() if t.user_attrs["kind"] == "duplicate"]
     assert len(duplicates) == 20 and all(t.user_attrs["duplicate_of"] == first.number for t in duplicates)
@@ -466,3 +467,49 @@ def test_a_oneshot_study_fills_its_stages_and_only_it_changes_the_fingerprint(tm
                             "top_k": 6, "adapt_steps": 20}
     assert spec.n_trials == 6 and spec.identity()["strategy"] == "oneshot"
     assert spec.fingerprint() != parse_study(study_data(tmp_path, strategy="oneshot", n_trials=8)).fingerprint()
+
+
+MISFITS = {"name": "misfits", "sites": {"attn_out": {
+    "optional": False, "form": ["bottleneck"], "size": {"low": 1, "high": 8}, "insertion": "parallel",
+    "composition": "add", "activation": "relu", "init": "bert", "input_norm": False,
+    "heads": [1, 3],  # 3 divides no width of the tiny BERT (32)
+    "layers": [[0], [0, 1], [3]]}}}  # it has 2 blocks
+
+
+@pytest.mark.parametrize("budget_aware", [True, False])
+def test_a_point_that_does_not_fit_the_model_is_rejected_and_the_study_goes_on(tmp_path, budget_aware) -> None:
+    """plan() refuses a multi-head Δh whose heads do not divide a width, and layers past the model's blocks.
+    Such a point once escaped the proposer as an error (from the budget-aware sizes or the count), stopped
+    the study and left its trial running. It is closed unrun instead, told to the sampler as infeasible
+    (as an over-budget point is), with plan()'s reason, and the sampler proposes again."""
+    space = tmp_path / "misfits.yaml"
+    space.write_text(yaml.safe_dump(MISFITS))
+    proposer = make_proposer(tmp_path, space=str(space), n_trials=4, baselines=[], budget_aware=budget_aware)
+    handed = []
+    while (candidate := proposer.next()) is not None:
+        count_params(PETLConfig.from_dict(candidate.petl_config), proposer.model_config)  # it fits: no error
+        handed.append(candidate)
+        proposer.finish(candidate.number, completed(proposer, candidate.number, 0.6))
+    assert len(handed) == 4
+    trials = proposer.study.get_trials()
+    assert not [t.number for t in trials if not t.state.is_finished()]
+    misfits = [t for t in trials if t.user_attrs["kind"] == "misfit"]
+    assert misfits, "this space proposes points that do not fit the tiny BERT"
+    for t in misfits:
+        assert t.state == optuna.trial.TrialState.COMPLETE and t.constraints["budget"] > 0  # infeasible
+        assert t.values[0] == 0.0  # the score's floor
+        assert re.search(r"does not fit the model: attn_out\.(heads must be a divisor of the widths Δh maps here "
+                         r"\(in=32, out=32\), but got 3|layers must be block indices in \[0, 2\) for this model, "
+                         r"but got \[3\])", t.user_attrs["reason"]), t.user_attrs["reason"]
+    assert {c.number for c in handed}.isdisjoint(t.number for t in misfits)
+
+
+def test_a_space_with_no_point_that_fits_the_model_says_so(tmp_path) -> None:
+    space = tmp_path / "misfits.yaml"
+    space.write_text(yaml.safe_dump({"sites": {"attn_out": {**MISFITS["sites"]["attn_out"], "heads": [3]}}}))
+    proposer = make_proposer(tmp_path, space=str(space), n_trials=2, baselines=[])
+    proposer.max_rejections = 10
+    with pytest.raises(PETLError, match=r"10 points in a row that were over the budget .*, already trained or did "
+                                        r"not fit the model \(the last: attn_out.heads must be a divisor"):
+        proposer.next()
+

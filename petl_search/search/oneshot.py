@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping
 import optuna
 
 from ..core.config import PETLConfig
+from ..core.errors import PETLConfigError
 from ..core.params import count_params
 from ..nn.supernet import Supernet
 from ..training.config import TrainConfig
@@ -149,8 +150,9 @@ def design_study(spec: StudySpec, storage: Any, *, create: bool = True) -> optun
 def search_designs(spec: StudySpec, study: optuna.Study, score: Scorer, model_config: Any, *,
                    progress: Callable[[str], None] = print) -> int:
     """Propose and score designs until the design study holds `oneshot.designs` scored ones; return how
-    many this call scored. A proposal over the budget or seen before is closed as failed and not counted
-    (scoring it again would tell the sampler nothing new)."""
+    many this call scored. A proposal over the budget, seen before or that the model cannot hold (plan()
+    refuses it; its reason is kept) is closed as failed and not counted (scoring it again would tell the
+    sampler nothing new)."""
     target = spec.oneshot["designs"]
     space, metric = spec.space(), spec.main_metric
     budget = spec.budget if spec.budget_aware else None
@@ -164,10 +166,15 @@ def search_designs(spec: StudySpec, study: optuna.Study, score: Scorer, model_co
                      f"holds no more new designs ({len(seen)} scored)")
             break
         trial = study.ask()
-        config = space.sample(trial, model_config, budget=budget)
-        stored, fingerprint = count_params(config, model_config).stored, config.fingerprint()
-        if stored > limit or fingerprint in seen:
-            trial.set_user_attr("rejected", "over_budget" if stored > limit else "repeat")
+        try:
+            config = space.sample(trial, model_config, budget=budget)
+            stored, fingerprint = count_params(config, model_config).stored, config.fingerprint()
+            rejected = "over_budget" if stored > limit else "repeat" if fingerprint in seen else None
+        except PETLConfigError as exc:  # the model's geometry, which the space cannot know (proposer.py)
+            trial.set_user_attr("reason", f"does not fit the model: {exc}")
+            rejected = "misfit"
+        if rejected:
+            trial.set_user_attr("rejected", rejected)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             rejections += 1
             continue

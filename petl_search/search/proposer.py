@@ -13,9 +13,11 @@ a baseline is judged over seeds, as the baseline's is.
 
 Points over the budget are rejected analytically and never trained: they are told to Optuna as complete,
 with the metric's floor and their true size, and a positive `budget` constraint, so the sampler learns
-where the budget lies (TPE, NSGA-II and GP read `trial.set_constraint`). A point sampled twice is not
-trained twice and not told twice: the repeat is closed as failed (no second observation), and its
-record points to the first. Neither kind counts as a trial of the study.
+where the budget lies (TPE, NSGA-II and GP read `trial.set_constraint`). A point that does not fit the
+model (plan() refuses it: heads that divide no width, layers past its blocks) is rejected the same way,
+with plan()'s reason. A point sampled twice is not trained twice and not told twice: the repeat is closed
+as failed (no second observation), and its record points to the first. None of these kinds counts as a
+trial of the study.
 """
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ from typing import Any, Callable, Mapping
 import optuna
 
 from ..core.config import PETLConfig
-from ..core.errors import PETLError
-from ..core.params import budget_text, count_params, percent
+from ..core.errors import PETLConfigError, PETLError
+from ..core.params import ParamCount, budget_text, count_params, percent
 from ..training.metrics import floor
 from .budget import FittedBaseline, fit_baselines
 from .pareto import pareto_front
@@ -37,7 +39,11 @@ from .study import StudySpec
 
 WAIT = "wait"  # next(): nothing to hand out until running trials finish (the reseeds wait for the front)
 SAME_FAILURE_LIMIT = 3  # identical failures in a row, before any success, that stop the study (a setup error)
-MAX_REJECTIONS = 500  # consecutive over-budget/duplicate proposals before the space is declared exhausted
+MAX_REJECTIONS = 500  # consecutive over-budget/misfit/duplicate proposals before the space is declared exhausted
+# How far a point that does not fit the model is told to violate the `budget` constraint. It has no size to
+# measure it by, and every trial must carry the same constraint names (GPSampler refuses a mix), so it is
+# told as over the budget by a whole backbone: feasible points and those nearly within budget rank above it.
+MISFIT_VIOLATION = 1.0
 WAITING = optuna.trial.TrialState.WAITING
 
 
@@ -140,10 +146,15 @@ class Proposer:
 
     def _next_search(self) -> Candidate:
         """The sampler's next point (a queued one first: `ask()` takes the queue before sampling)."""
+        misfit = None  # the latest reason a point did not fit the model, for the error below
         for _ in range(self.max_rejections):
             trial = self.study.ask()
-            config = self.space.sample(trial, self.model_config, budget=self.sampling_budget)
-            counted = count_params(config, self.model_config)
+            point = self._sample(trial)
+            if isinstance(point, str):
+                misfit = point
+                self._tell_misfit(trial, point)
+                continue
+            config, counted = point
             trial.set_constraint("budget", counted.stored_fraction - self.spec.budget)
             attrs = {"petl_config": config.to_dict(), "label": config.describe(),
                      "stored_params": counted.stored, "stored_fraction": counted.stored_fraction}
@@ -159,9 +170,22 @@ class Proposer:
             self._describe(trial.number, "search", config.describe(), config, self.spec.seed)
             return Candidate(trial.number, "search", config.describe(), config.to_dict(), self.spec.seed,
                              stored_params=counted.stored)
+        last = f" (the last: {misfit})" if misfit else ""
         raise PETLError(f"{self.spec.source}: the sampler proposed {self.max_rejections} points in a row that were "
-                        f"over the budget {budget_text(self.spec.budget)} or already trained; widen the space or "
-                        f"raise `budget`")
+                        f"over the budget {budget_text(self.spec.budget)}, already trained or did not fit the "
+                        f"model{last}; widen the space, raise `budget` or take out what the model cannot hold")
+
+    def _sample(self, trial: optuna.Trial) -> tuple[PETLConfig, ParamCount] | str:
+        """The point `trial` samples and its count; or, for a point the model cannot hold, plan()'s reason.
+
+        plan() checks a point against the model's geometry, which the space file cannot know; budget-aware
+        sizes call it while they are sampled, count_params after. Only PETLConfigError is a property of the
+        point: anything else (an unsupported model) would fail every point, and stops the study."""
+        try:
+            config = self.space.sample(trial, self.model_config, budget=self.sampling_budget)
+            return config, count_params(config, self.model_config)
+        except PETLConfigError as exc:
+            return str(exc)
 
     def _drop_queue(self) -> None:
         """The study needs no more search trials (n_trials was lowered): close the queued ones unrun."""
@@ -213,6 +237,16 @@ class Proposer:
             trial.set_user_attr(key, value)
         self.study.tell(trial, self._values({"metric": self.metric_floor, "stored_params": stored,
                                              "throughput": 0.0}))
+
+    def _tell_misfit(self, trial: optuna.Trial, reason: str) -> None:
+        """A point the model cannot hold, told as infeasible with the worst values a point within the budget
+        can have (the score's floor, the budget's size): only the constraint says why, so that the sampler
+        learns to avoid the point without learning a size or score it never had."""
+        trial.set_constraint("budget", MISFIT_VIOLATION)
+        limit = round(self.spec.budget * count_params(PETLConfig(), self.model_config).backbone)
+        trial.set_user_attr("kind", "misfit")
+        trial.set_user_attr("reason", f"does not fit the model: {reason}")
+        self.study.tell(trial, self._values({"metric": self.metric_floor, "stored_params": limit, "throughput": 0.0}))
 
     def _tell_duplicate(self, trial: optuna.Trial, attrs: Mapping[str, Any], earlier: int) -> None:
         """A repeat adds no observation: the sampler already has the earlier trial's (a second COMPLETE
