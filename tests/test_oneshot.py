@@ -103,6 +103,37 @@ def test_a_tiny_design_budget_is_met_exactly(tmp_path, designs) -> None:
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == designs
 
 
+def test_after_the_start_up_the_model_proposes_the_designs(tmp_path, monkeypatch) -> None:
+    """Designs carry no `kind`; the start-up once counted `kind: search` trials only, so in a one-shot study
+    TPE never took over from its random start-up (0 of 17 designs were TPE's). Now the start-up counts the
+    scored designs, and every design asked for after 3 of them is the model's (but right after a repeat,
+    which is random for the same reason as in a study: a repeat adds no observation)."""
+    data = study_data(tmp_path, strategy="oneshot", budget=0.05, sampler={"name": "tpe", "seed": 0,
+                      "startup_trials": 3}, oneshot={"designs": 8, "top_k": 3})
+    del data["n_trials"]
+    spec = parse_study(data)
+    designs = design_study(spec, open_store(spec).storage)
+    sampler = designs.sampler
+    random_proposal: dict[int, bool] = {}  # trial number -> proposed by the start-up (or exploring) sampler
+    decide = sampler.before_trial
+
+    def noting(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        decide(study, trial)
+        random_proposal[trial.number] = sampler._starting[trial.number]
+
+    monkeypatch.setattr(sampler, "before_trial", noting)
+    assert search_designs(spec, designs, made_up, MODEL, progress=lambda line: None) == 8
+    scored_before, after_repeat, expected = 0, False, {}
+    for t in designs.get_trials():
+        expected[t.number] = scored_before < 3 or after_repeat
+        scored_before += t.state == optuna.trial.TrialState.COMPLETE
+        after_repeat = t.user_attrs.get("rejected") == "repeat"
+    assert random_proposal == expected
+    model_designs = [t for t in designs.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+                     if not random_proposal[t.number]]
+    assert len(model_designs) >= 3  # of the 5 designs after the start-up
+
+
 def test_a_design_that_does_not_fit_the_model_is_rejected_with_its_reason(tmp_path) -> None:
     from test_study import MISFITS
 

@@ -152,7 +152,7 @@ def search_designs(spec: StudySpec, study: optuna.Study, score: Scorer, model_co
     """Propose and score designs until the design study holds `oneshot.designs` scored ones; return how
     many this call scored. A proposal over the budget, seen before or that the model cannot hold (plan()
     refuses it; its reason is kept) is closed as failed and not counted (scoring it again would tell the
-    sampler nothing new)."""
+    sampler nothing new). After a repeat the next proposal is random, as in a study (samplers.py)."""
     target = spec.oneshot["designs"]
     space, metric = spec.space(), spec.main_metric
     budget = spec.budget if spec.budget_aware else None
@@ -176,6 +176,8 @@ def search_designs(spec: StudySpec, study: optuna.Study, score: Scorer, model_co
         if rejected:
             trial.set_user_attr("rejected", rejected)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            if rejected == "repeat" and hasattr(study.sampler, "explore_next"):
+                study.sampler.explore_next()  # else TPE proposes the same design again
             rejections += 1
             continue
         rejections = 0

@@ -2,8 +2,9 @@
 
 A study's storage holds more than the sampler's own proposals: baselines, over-budget rejections,
 repeats, reseeds. Optuna's TPE and GP count every finished trial towards their random start-up, so 43
-baselines would use up `startup_trials: 12` before the first search trial. `SearchStartup` counts
-trained search trials only, and hands the model-based sampler everything else it knows afterwards.
+baselines would use up `startup_trials: 12` before the first search trial. `SearchStartup` counts the
+sampler's own proposals that were scored (trained search trials; a one-shot study's designs scored on
+the supernet), and hands the model-based sampler everything else it knows afterwards.
 """
 from __future__ import annotations
 
@@ -20,9 +21,18 @@ from .study import StudySpec
 LEARNED_FROM = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
+def counts_for_startup(trial: FrozenTrial) -> bool:
+    """Whether a finished trial counts towards the start-up: one of the sampler's own points, scored. In a
+    study that is a search trial; in a one-shot study's design study, a scored design, which has no `kind`
+    (records.py reads a trial without one as a search trial too). Counting `kind: search` alone left the
+    design study in its start-up for good: TPE proposed 0 of 17 designs."""
+    return trial.user_attrs.get("kind", "search") == "search"
+
+
 class SearchStartup(BaseSampler):
-    """Random proposals until `n_startup` search trials have been trained (completed or stopped early),
-    then `model`'s. Whether a trial is a start-up trial is decided once, when it is asked for.
+    """Random proposals until `n_startup` of its own points have been scored (`counts_for_startup`: search
+    trials completed or stopped early, designs scored), then `model`'s. Whether a trial is a start-up trial
+    is decided once, when it is asked for.
 
     After a repeat (`explore_next`), the next proposal is random too: a repeat adds no observation, so
     the model would propose the same point again and again (measured: TPE proposed the frozen backbone,
@@ -39,13 +49,12 @@ class SearchStartup(BaseSampler):
         """Make the next proposal a random one (the last one repeated a point already trained)."""
         self._explore = True
 
-    def trained_search_trials(self, study: optuna.Study) -> int:
-        return sum(t.user_attrs.get("kind") == "search"
-                   for t in study.get_trials(deepcopy=False, states=LEARNED_FROM))
+    def scored_points(self, study: optuna.Study) -> int:
+        return sum(map(counts_for_startup, study.get_trials(deepcopy=False, states=LEARNED_FROM)))
 
     def _is_starting(self, study: optuna.Study, trial: FrozenTrial) -> bool:
         if trial.number not in self._starting:
-            self._starting[trial.number] = self._explore or self.trained_search_trials(study) < self.n_startup
+            self._starting[trial.number] = self._explore or self.scored_points(study) < self.n_startup
             self._explore = False
         return self._starting[trial.number]
 
