@@ -132,7 +132,7 @@ def test_every_sampler_is_built(tmp_path, name) -> None:
     if name in ("tpe", "gp"):  # the model-based ones start with random trials, counted as search trials
         assert sampler.n_startup == 4
         sampler = sampler.model
-    assert type(sampler).__name__ == expected
+    assert type(sampler.make(3)).__name__ == expected  # made afresh for each trial (TrialStreams)
 
 
 @pytest.mark.parametrize("preset, args", [("lora", {}), ("houlsby", {}), ("prefix_tuning", {}),
@@ -268,14 +268,18 @@ def test_the_random_start_up_counts_trained_search_trials_only(tmp_path) -> None
                              {"preset": "houlsby", "seeds": [0, 1]}], sampler={"name": "tpe", "seed": 0,
                                                                             "startup_trials": 3})
     sampler = proposer.study.sampler
-    starting, optuna_counts = [], []
+    starting, numbers, optuna_counts = [], [], []
     while (candidate := proposer.next()) is not None:
         if candidate.kind == "search":
             starting.append(sampler._starting[candidate.number])  # decided when the trial was asked for
+            numbers.append(candidate.number)
             optuna_counts.append(len(proposer.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,
                                                                           optuna.trial.TrialState.PRUNED))))
         proposer.finish(candidate.number, completed(proposer, candidate.number, 0.6))
-    assert starting == [True, True, True, False, False]  # 5 baselines first, yet 3 random search trials
+    # 5 baselines first, yet 3 random search trials; then the model's (but right after a repeat: random)
+    after_repeat = {t.number + 1 for t in proposer.study.get_trials() if t.user_attrs["kind"] == "duplicate"}
+    assert starting == [i < 3 or number in after_repeat for i, number in enumerate(numbers)]
+    assert starting[:3] == [True] * 3 and False in starting
     # what Optuna's own TPE counts (every finished trial) was past 3 before the first search trial
     assert optuna_counts[0] >= 5
 
@@ -513,3 +517,24 @@ def test_a_space_with_no_point_that_fits_the_model_says_so(tmp_path) -> None:
                                         r"not fit the model \(the last: attn_out.heads must be a divisor"):
         proposer.next()
 
+
+@pytest.mark.parametrize("sampler", [{"name": "random"}, {"name": "tpe", "startup_trials": 20},
+                                     {"name": "gp", "startup_trials": 20}, {"name": "nsga2", "population_size": 20}])
+def test_a_resumed_study_does_not_propose_again_what_it_proposed(tmp_path, sampler) -> None:
+    """A random stream seeded with the study's seed once started again from its beginning in each new process,
+    so a resumed study proposed its first points again (59 of the 99 repeats of sst2_heldout_rediscover).
+    Here every proposal is random (the random sampler, TPE's and GP's start-up, NSGA-II's first generation)."""
+    first = make_proposer(tmp_path, n_trials=4, baselines=[], sampler={**sampler, "seed": 0})
+    while (candidate := first.next()) is not None:
+        first.finish(candidate.number, completed(first, candidate.number, 0.6))
+    proposed = [t.params for t in first.study.get_trials()]
+    # a new process: the storage opened again and the sampler built again, as `petl-search search` does
+    spec = parse_study(study_data(tmp_path, n_trials=8, baselines=[], sampler={**sampler, "seed": 0}))
+    resumed = Proposer(open_store(spec), spec, TINY_CONFIGS["bert"]())
+    while (candidate := resumed.next()) is not None:
+        resumed.finish(candidate.number, completed(resumed, candidate.number, 0.6))
+    trials = resumed.study.get_trials()
+    assert sum(t.user_attrs["kind"] == "search" for t in trials) == 8
+    again = [t.params for t in trials[len(proposed):]]
+    assert not [p for p in again if p in proposed]
+    assert not [t.number for t in trials if t.user_attrs["kind"] == "duplicate"]

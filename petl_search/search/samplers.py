@@ -5,12 +5,17 @@ repeats, reseeds. Optuna's TPE and GP count every finished trial towards their r
 baselines would use up `startup_trials: 12` before the first search trial. `SearchStartup` counts the
 sampler's own proposals that were scored (trained search trials; a one-shot study's designs scored on
 the supernet), and hands the model-based sampler everything else it knows afterwards.
+
+Every sampler draws each trial's randomness from a stream of that trial's own (`TrialStreams`), so a
+study resumed in a new process goes on instead of proposing its first points again.
 """
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from functools import partial
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
@@ -29,6 +34,84 @@ def counts_for_startup(trial: FrozenTrial) -> bool:
     return trial.user_attrs.get("kind", "search") == "search"
 
 
+def trial_seed(seed: int | None, number: int) -> int | None:
+    """The seed of trial `number`'s own random stream: (seed, number) mixed by NumPy's SeedSequence, so
+    that neighbouring numbers give unrelated streams. No seed stays no seed (fresh entropy each time)."""
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([seed, number]).generate_state(1)[0])
+
+
+class TrialStreams(BaseSampler):
+    """`make(seed)`'s sampler, made afresh for each trial with the seed `trial_seed(seed, trial number)`.
+
+    A sampler seeded once with the study's seed starts the same stream again in each new process, so a
+    resumed study proposed again what it had proposed (59 of the 99 repeats of sst2_heldout_rediscover: the
+    random start-up's and fallback's first points). Trial numbers are never reused, in one process or
+    across resumes, so no two trials share a stream. Optuna's samplers read what they learn from the
+    storage, so a trial's proposal depends only on the seed, its number and what the storage holds when it
+    is asked for, however many processes came before. What a sampler keeps in memory between trials (TPE's
+    and NSGA-II's caches of the storage, GP's warm start) is rebuilt each trial: measured, TPE's ask on
+    the unified space after 100 trials took the same time (34 ms against 36).
+    """
+
+    def __init__(self, make: Callable[[int | None], BaseSampler], seed: int | None) -> None:
+        self.make, self.seed = make, seed
+        self._made: dict[int, BaseSampler] = {}  # trial number -> its sampler, until the trial is told
+
+    def of(self, trial: FrozenTrial) -> BaseSampler:
+        if trial.number not in self._made:
+            self._made[trial.number] = self.make(trial_seed(self.seed, trial.number))
+        return self._made[trial.number]
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.of(trial).before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self.of(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self.of(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self.of(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self.of(trial).after_trial(study, trial, state, values)
+        del self._made[trial.number]
+
+    def reseed_rng(self) -> None:
+        """Optuna asks for fresh randomness (its threads): the trials from now on are unseeded."""
+        self.seed = None
+        for sampler in self._made.values():
+            sampler.reseed_rng()
+
+
+def _random(seed: int | None) -> BaseSampler:
+    return RandomSampler(seed=seed)
+
+
+def _tpe(seed: int | None) -> BaseSampler:
+    # group=True: our spaces are conditional (a site's dimensions depend on its form), and grouped
+    # multivariate TPE models each conditional subspace jointly instead of falling back to independent
+    # sampling. constant_liar: parallel workers do not all get the same proposal.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=0, multivariate=True, group=True,
+                                          constant_liar=True)
+
+
+def _gp(seed: int | None) -> BaseSampler:
+    return optuna.samplers.GPSampler(seed=seed, n_startup_trials=0)
+
+
+def _nsga2(seed: int | None, *, population_size: int) -> BaseSampler:
+    return optuna.samplers.NSGAIISampler(seed=seed, population_size=population_size)
+
+
 class SearchStartup(BaseSampler):
     """Random proposals until `n_startup` of its own points have been scored (`counts_for_startup`: search
     trials completed or stopped early, designs scored), then `model`'s. Whether a trial is a start-up trial
@@ -41,7 +124,7 @@ class SearchStartup(BaseSampler):
 
     def __init__(self, model: BaseSampler, n_startup: int, seed: int | None) -> None:
         self.model, self.n_startup = model, n_startup
-        self.random = RandomSampler(seed=seed)
+        self.random = TrialStreams(_random, seed)
         self._starting: dict[int, bool] = {}  # trial number -> a random (start-up or exploring) trial
         self._explore = False
 
@@ -81,6 +164,7 @@ class SearchStartup(BaseSampler):
     def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
                     values: Any) -> None:
         self._starting.pop(trial.number, None)
+        self.random.after_trial(study, trial, state, values)  # lets go of the trial's random stream
         self.model.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:
@@ -94,16 +178,9 @@ def make_sampler(spec: StudySpec) -> BaseSampler:
     seed = block.get("seed", spec.seed)
     startup = block.get("startup_trials", 10)
     if block["name"] == "tpe":
-        # group=True: our spaces are conditional (a site's dimensions depend on its form), and grouped
-        # multivariate TPE models each conditional subspace jointly instead of falling back to independent
-        # sampling. constant_liar: parallel workers do not all get the same proposal.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            tpe = optuna.samplers.TPESampler(seed=seed, n_startup_trials=0, multivariate=True, group=True,
-                                             constant_liar=True)
-        return SearchStartup(tpe, startup, seed)
+        return SearchStartup(TrialStreams(_tpe, seed), startup, seed)
     if block["name"] == "nsga2":  # its first generation is its start-up, counted in its own trials
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=block.get("population_size", 20))
+        return TrialStreams(partial(_nsga2, population_size=block.get("population_size", 20)), seed)
     if block["name"] == "gp":
-        return SearchStartup(optuna.samplers.GPSampler(seed=seed, n_startup_trials=0), startup, seed)
-    return RandomSampler(seed=seed)
+        return SearchStartup(TrialStreams(_gp, seed), startup, seed)
+    return TrialStreams(_random, seed)
