@@ -415,7 +415,7 @@ def _check_values(space: SearchSpace) -> None:
                         probe[dim] = value
                     if dim == "layers":
                         continue  # checked against the model when sampled
-                    try:
-                        DeltaSpec.from_dict(probe, where=f"{site.site}")
+                    try:  # through PETLConfig, which knows what each site allows (after_norm: attn_out, ffn)
+                        PETLConfig(**{site.site: DeltaSpec.from_dict(probe, where=f"{site.site}")})
                     except PETLConfigError as exc:
                         raise SpaceError(f"{space.source}: sites.{site.site}.{form}.{dim}: {exc}") from None
