@@ -233,7 +233,7 @@ Exported from study `{doc['study']}`, trial {doc['trial']} ({doc['kind']}), by p
 | task | `{doc['task']}` |
 | {main} ({doc.get('evaluated_on', 'dev')}) | {doc['exported_metric']:.4f} ({check}) |{dev_row}
 | Δh stored parameters | {params['delta_stored']:,} ({percent(params['delta_stored_fraction'])} of the backbone's {params['backbone']:,}) |
-| task head parameters | {params['head']:,} |
+| task head parameters (trained with Δh, in `head.safetensors`; not in the budget) | {params['head']:,} ({percent(params['head'] / params['backbone'])} of the backbone) |
 | trained for | {doc['train_config']['max_steps']} steps of batch {doc['train_config']['batch_size']}, seed {doc['train_config']['seed']} |
 
 Design point (`config.json`): `{json.dumps(doc['petl_config'], sort_keys=True)}`
