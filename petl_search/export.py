@@ -6,7 +6,7 @@
 A search keeps results, not weights, so export trains the trial again with its exact settings (model,
 task, trainer budget, seed): on the same machine and device that gives the trial's model bit for bit,
 and the export checks it (the dev metric must equal the stored one). `--steps N` or `--full-train`
-trains longer instead. The folder holds `config.json` + `weights.safetensors` (Δh, as `save_petl`
+trains longer instead. The folder holds `petl_config.json` + `weights.safetensors` (Δh, as `save_petl`
 writes them), `head.safetensors` (the task head trained with it), `trial.json` (the study's record),
 `README.md` (a card: task, metric, parameters, and how to load, in snippets that run as written) and,
 where the configuration is plain LoRA on attention projections, `peft/` (a folder PEFT loads). It is
@@ -236,7 +236,7 @@ Exported from study `{doc['study']}`, trial {doc['trial']} ({doc['kind']}), by p
 | task head parameters (trained with Δh, in `head.safetensors`; not in the budget) | {params['head']:,} ({percent(params['head'] / params['backbone'])} of the backbone) |
 | trained for | {doc['train_config']['max_steps']} steps of batch {doc['train_config']['batch_size']}, seed {doc['train_config']['seed']} |
 
-Design point (`config.json`): `{json.dumps(doc['petl_config'], sort_keys=True)}`
+Design point (`petl_config.json`): `{json.dumps(doc['petl_config'], sort_keys=True)}`
 
 ## Load it
 

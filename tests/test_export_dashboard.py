@@ -79,7 +79,7 @@ def test_export_reproduces_the_trial_and_loads_with_the_same_predictions(study, 
     lora = next(r for r in records if r.kind == "baseline" and r.label == "lora(r=4)")
     done = export_trial(study, lora, tmp_path / "lora", progress=lambda line: None)
     assert done.reproduced is True and done.metric == lora.metric
-    assert sorted(p.name for p in done.folder.iterdir()) == ["README.md", "config.json", "head.safetensors", "peft",
+    assert sorted(p.name for p in done.folder.iterdir()) == ["README.md", "head.safetensors", "peft", "petl_config.json",
                                                              "trial.json", "weights.safetensors"]
     # the trial's model, trained again in this process, against the export loaded onto a fresh model
     trial_model = train(lora.config, study.task, model=study.model, data_dir=study.data_dir,
@@ -133,7 +133,7 @@ def test_save_petl_follows_the_umask(tmp_path) -> None:
     finally:
         os.umask(old)
     assert {p.name: oct(p.stat().st_mode & 0o777) for p in folder.iterdir()} == {
-        "config.json": "0o640", "weights.safetensors": "0o640"}
+        "petl_config.json": "0o640", "weights.safetensors": "0o640"}
 
 
 def test_a_model_whose_head_is_loaded_next_is_built_without_a_load_report(study) -> None:
