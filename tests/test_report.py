@@ -136,7 +136,7 @@ def test_the_front_plot_draws_each_point_once_over_its_seeds() -> None:
     assert plot.groups["failed"][0].reason == "nan"
     # the line runs through the front, baselines included (lora is not dominated: it is the best)
     assert [c for xy in plot.line for c in xy] == pytest.approx([plot.axis.zero, 0.60, 0.2, 0.80, 0.5, 0.85, 0.9, 0.86])
-    assert plot.not_drawn == {"reseed": 2, "duplicate": 1, "over_budget": 1, "no_size": 1}
+    assert plot.not_drawn == {"reseed": 2, "duplicate": 1, "over_budget": 1, "misfit": 0, "no_size": 1}
     assert plot.selected_on == "search split"
     assert plot.axis.range[1] == pytest.approx(math.log10(1.25))  # a little past the 1% budget
 

@@ -12,7 +12,7 @@ import yaml
 
 from petl_search.core.config import PETLConfig
 from petl_search.core.errors import PETLError
-from petl_search.search.records import read_records
+from petl_search.search.records import counts, read_records, trained_trial
 from petl_search.core.params import budget_text, count_params, percent
 from petl_search.core.presets import preset
 from petl_search.search.proposer import Proposer
@@ -506,6 +506,10 @@ def test_a_point_that_does_not_fit_the_model_is_rejected_and_the_study_goes_on(t
                          r"\(in=32, out=32\), but got 3|layers must be block indices in \[0, 2\) for this model, "
                          r"but got \[3\])", t.user_attrs["reason"]), t.user_attrs["reason"]
     assert {c.number for c in handed}.isdisjoint(t.number for t in misfits)
+    tally = counts(read_records(proposer.study))  # what status and the dashboard count: not as completed
+    assert tally["misfit"] == len(misfits) and tally["completed"] == 4
+    with pytest.raises(PETLError, match=rf"trial {misfits[0].number} did not fit the model and was never trained"):
+        trained_trial(read_records(proposer.study), misfits[0].number)
 
 
 def test_a_space_with_no_point_that_fits_the_model_says_so(tmp_path) -> None:

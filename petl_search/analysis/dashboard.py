@@ -238,6 +238,7 @@ def _drawn_line(plot: FrontPlot) -> str:
     missing = [f"{n} {what}" for what, n in (("reseeds (in their point's mean)", plot.not_drawn["reseed"]),
                                             ("duplicates (on their original)", plot.not_drawn["duplicate"]),
                                             ("over the budget (never trained)", plot.not_drawn["over_budget"]),
+                                            ("not fitting the model (never trained)", plot.not_drawn["misfit"]),
                                             ("without a size", plot.not_drawn["no_size"])) if n]
     return text + (" Not drawn: " + ", ".join(missing) + "." if missing else "")
 

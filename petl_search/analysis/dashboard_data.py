@@ -175,7 +175,7 @@ def front_plot(records: Sequence[TrialRecord], score: str, budget_fraction: floa
               "baselines": tuple(drawn(m) for m in trained["baselines"])}
     c = counts(records)
     not_drawn = {"reseed": c["reseed"], "duplicate": c["duplicate"], "over_budget": c["over_budget"],
-                 "no_size": no_size}
+                 "misfit": c["misfit"], "no_size": no_size}
     line = tuple((axis.x(100 * m.stored_fraction), m.mean) for m in front(points))
     return FrontPlot(groups, line, axis, strip, selected_on(records), not_drawn)
 

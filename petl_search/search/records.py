@@ -4,6 +4,8 @@ A record's `kind` says where it came from:
     search       proposed by the sampler and trained
     baseline     a preset evaluated as a reference point
     over_budget  proposed by the sampler, rejected analytically (never trained; feeds the sampler)
+    misfit       proposed by the sampler, refused by the model's geometry (heads that do not divide a
+                 width, layers past its blocks): never trained; told to the sampler as infeasible
     duplicate    proposed again: the earlier trial's result was reused (never trained twice)
     reseed       a trained point trained again with another seed (`petl-search reseed`): evidence about
                  seed noise, so it has a metric but is never a point of a front
@@ -91,14 +93,14 @@ def interruption_reason(kind: str | None, seed: int | None = None, *, automatic:
 
 def counts(records: Iterable[TrialRecord]) -> dict[str, int]:
     """How many trials of each outcome: completed, pruned, failed, running, interrupted (running when their
-    driver died), queued (waiting to run again), over_budget, duplicate, dropped (queued, then not needed),
-    reseed."""
+    driver died), queued (waiting to run again), over_budget, misfit, duplicate, dropped (queued, then not
+    needed), reseed."""
     out = {"completed": 0, "pruned": 0, "failed": 0, "running": 0, "interrupted": 0, "queued": 0,
-           "over_budget": 0, "duplicate": 0, "dropped": 0, "reseed": 0}
+           "over_budget": 0, "misfit": 0, "duplicate": 0, "dropped": 0, "reseed": 0}
     for r in records:
         if r.state == "INTERRUPTED":  # whatever its kind: a proposal killed half-made is listed as one too
             out["interrupted"] += 1
-        elif r.kind in ("over_budget", "duplicate", "dropped"):
+        elif r.kind in ("over_budget", "misfit", "duplicate", "dropped"):
             out[r.kind] += 1
         elif r.extra.get("interrupted"):
             continue  # re-queued; its rerun is a separate trial
@@ -158,6 +160,7 @@ def trained_trial(records: Iterable[TrialRecord], number: int, *, verb: str = "e
         raise PETLError(f"trial {number} is not in the study (its trials are 0..{len(records) - 1})")
     if not chosen.scored:
         what = {"over_budget": "was over the budget and never trained",
+                "misfit": f"did not fit the model and was never trained ({chosen.reason})",
                 "duplicate": f"repeated trial {chosen.extra.get('duplicate_of')}: use that one",
                 "reseed": f"re-trained trial {chosen.extra.get('reseed_of')} with another seed: use that one",
                 }.get(chosen.kind, f"did not complete ({chosen.state.lower()}: {chosen.reason})")

@@ -34,7 +34,7 @@ from ..core.errors import PETLError
 from ..training.splits import constant_references
 from ..training.tasks import get_task, load_cached_task
 from .budget import fit_baselines
-from .records import BASELINES_KEY, COUNTED_KINDS
+from .records import BASELINES_KEY, interruption_reason
 from .samplers import make_sampler
 from .study import StudySpec
 
@@ -128,10 +128,10 @@ def reconcile(store: Store) -> list[int]:
     study = store.study
     interrupted = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        handed_out = t.user_attrs.get("kind") in COUNTED_KINDS  # else killed while being proposed
+        attrs = t.user_attrs
         store.set_trial_attr(t.number, "interrupted", True)
-        store.set_trial_attr(t.number, "reason", "interrupted; its point was queued again" if handed_out
-                             else "interrupted while being proposed; nothing was trained")
+        store.set_trial_attr(t.number, "reason", interruption_reason(
+            attrs.get("kind"), attrs.get("seed"), automatic=bool(attrs.get("automatic"))))
         study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         if t.user_attrs.get("kind") == "search":
             study.enqueue_trial(dict(t.params), user_attrs={REQUEUED_FROM: t.number})
