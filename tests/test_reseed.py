@@ -93,3 +93,5 @@ def test_an_interrupted_reseed_says_it_was_interrupted(study, capsys) -> None:
     assert "nothing was trained" not in record.reason
     assert record.reason == (f"interrupted while training seed 7 again; `petl-search reseed` with that seed "
                              f"trains it again")
+    stored = store.study.get_trials(deepcopy=False)[killed.number].user_attrs["reason"]
+    assert stored == record.reason  # written so by reconcile, not only corrected when read
