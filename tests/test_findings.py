@@ -35,7 +35,7 @@ def test_welch_interval_matches_scipy(a, b) -> None:
 def study_records() -> list[TrialRecord]:
     return [
         *(rec(("parallel_adapter", {"r": 245}), m, 0.0499) for m in (0.83, 0.84, 0.835)),
-        *(rec(("pfeiffer", {"r": 245}), m, 0.0499) for m in (0.80, 0.81, 0.805)),
+        *(rec(("houlsby_ffn", {"r": 245}), m, 0.0499) for m in (0.80, 0.81, 0.805)),
         *(rec(("scaled_parallel_adapter", {"r": 245}), m, 0.0499) for m in (0.83, 0.845, 0.82)),
         *(rec(("parallel_adapter", {"r": 4}), m, 0.00091) for m in (0.78, 0.79, 0.785)),
         *(rec(("prefix_tuning", {"l": 246}), m, 0.0499) for m in (0.81, 0.80, 0.805)),
@@ -59,11 +59,17 @@ def test_a_baseline_with_list_arguments_is_compared_by_its_data_not_its_label() 
 def test_controlled_pairs_and_representation_by_band() -> None:
     comparisons = {c.question: c for c in baseline_comparisons(study_records(), "accuracy")}
     insertion = comparisons["insertion: parallel vs sequential FFN adapter, at the budget"]
-    assert insertion.a.label == "parallel_adapter(r=245)" and insertion.b.label == "pfeiffer(r=245)"
+    assert insertion.a.label == "parallel_adapter(r=245)" and insertion.b.label == "houlsby_ffn(r=245)"
     assert insertion.difference == pytest.approx(0.03) and insertion.verdict == "parallel_adapter(r=245) better"
     scaled = comparisons["composition: scaled vs plain parallel adapter, at the budget"]
     assert scaled.verdict == "not distinguishable from noise" and scaled.low < 0 < scaled.high
     assert "heads: multi-head vs single-head adapter on the head attention, at a tiny budget" not in comparisons
+    assert not any(q.startswith("insertion: reading the FFN's Add&Norm") for q in comparisons)  # no pfeiffer here
+    with_pfeiffer = study_records() + [rec(("pfeiffer", {"r": 245}), m, 0.0499) for m in (0.82, 0.83, 0.825)]
+    read = {c.question: c for c in baseline_comparisons(with_pfeiffer, "accuracy")}[
+        "insertion: reading the FFN's Add&Norm (Pfeiffer) vs its output, at the budget"]
+    assert (read.a.label, read.b.label) == ("pfeiffer(r=245)", "houlsby_ffn(r=245)")
+    assert read.difference == pytest.approx(0.02)
     bands = [c for q, c in comparisons.items() if q.startswith("representation")]
     assert [(c.a.label, c.b.label) for c in bands] == [("parallel_adapter(r=4)", "lora(r=2)"),
                                                          ("parallel_adapter(r=245)", "prefix_tuning(l=246)")]  # 0.835 > 0.832
@@ -152,3 +158,20 @@ def test_scores_without_spread_are_never_beyond_seed_noise() -> None:
     claim = next(c for c in found if c.point.number == a.number)
     assert claim.comparison.difference == 0 and claim.comparison.low < 0 < claim.comparison.high
     assert claim.verdict == "ties it: equal dev means, within seed noise"
+
+
+def test_a_stored_pfeiffer_from_before_0_2_is_read_as_what_it_trained() -> None:
+    """0.1's `pfeiffer` preset built Houlsby's adapter on the FFN (Δh from h); a storage of that time holds
+    it under that name. Read back, it is `houlsby_ffn`; a `pfeiffer` that reads the Add&Norm stays one."""
+    import optuna
+
+    from petl_search.search.records import read_records
+
+    study = optuna.create_study(directions=["maximize"])
+    for insertion in ("sequential", "after_norm"):
+        study.add_trial(optuna.trial.create_trial(value=0.8, user_attrs={
+            "kind": "baseline", "label": "pfeiffer(r=245)", "preset": "pfeiffer", "preset_args": {"r": 245},
+            "petl_config": {"ffn": {"form": "bottleneck", "size": 245, "insertion": insertion}}}))
+    old, new = read_records(study)
+    assert (old.preset, old.label) == ("houlsby_ffn", "houlsby_ffn(r=245)")
+    assert (new.preset, new.label) == ("pfeiffer", "pfeiffer(r=245)")

@@ -26,7 +26,9 @@ from .front import Claim, Method, claims, dev_score
 # (question, side A (preset, args), side B): A and B differ in the dimension the question names.
 # Sizes left out of args match any size: both sides are then the study's budget-fitted presets.
 PAIRS: tuple[tuple[str, tuple[str, dict], tuple[str, dict]], ...] = (
-    ("insertion: parallel vs sequential FFN adapter, at the budget", ("parallel_adapter", {}), ("pfeiffer", {})),
+    ("insertion: parallel vs sequential FFN adapter, at the budget", ("parallel_adapter", {}), ("houlsby_ffn", {})),
+    ("insertion: reading the FFN's Add&Norm (Pfeiffer) vs its output, at the budget", ("pfeiffer", {}),
+     ("houlsby_ffn", {})),
     ("composition: scaled vs plain parallel adapter, at the budget", ("scaled_parallel_adapter", {}),
      ("parallel_adapter", {})),
     ("composition: scaled vs plain parallel adapter, at ~0.1%", ("scaled_parallel_adapter", {"r": 4}),
@@ -34,7 +36,7 @@ PAIRS: tuple[tuple[str, tuple[str, dict], tuple[str, dict]], ...] = (
     ("heads: multi-head vs single-head adapter on the head attention, at a tiny budget",
      ("mh_parallel_adapter", {"r_per_head": 3}), ("parallel_adapter", {"r": 3, "site": "attn_heads"})),
 )
-FFN_PRESETS = {"parallel_adapter", "scaled_parallel_adapter", "pfeiffer"}
+FFN_PRESETS = {"parallel_adapter", "scaled_parallel_adapter", "houlsby_ffn", "pfeiffer"}
 ATTENTION_PRESETS = {"prefix_tuning", "lora", "mh_parallel_adapter"}
 
 

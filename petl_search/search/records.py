@@ -137,6 +137,7 @@ def read_records(study: Any) -> list[TrialRecord]:
         if kind == "baseline" and "preset" not in attrs and attrs.get("label") in baselines:
             attrs["preset"] = baselines[attrs["label"]]["preset"]
             attrs["preset_args"] = baselines[attrs["label"]]["args"]
+        _name_legacy_pfeiffer(attrs)
         records.append(TrialRecord(
             number=t.number, state=state, kind=kind, label=attrs.pop("label", ""),
             metric=values[0] if values else None,
@@ -147,6 +148,15 @@ def read_records(study: Any) -> list[TrialRecord]:
             dev_scores=attrs.pop("dev_metrics", None) or {}, evaluated_on=attrs.pop("evaluated_on", "dev"),
             finished_at=t.datetime_complete.timestamp() if t.datetime_complete else None, extra=attrs))
     return records
+
+
+def _name_legacy_pfeiffer(attrs: dict[str, Any]) -> None:
+    """Before 0.2, preset `pfeiffer` built Houlsby's adapter on the FFN (Δh read h, not LN(x + h)); such a
+    stored trial is named for what it trained, `houlsby_ffn`, so it is never compared as Pfeiffer's."""
+    ffn = (attrs.get("petl_config") or {}).get("ffn") or {}
+    if attrs.get("preset") == "pfeiffer" and ffn.get("insertion") == "sequential":
+        attrs["preset"] = "houlsby_ffn"
+        attrs["label"] = str(attrs.get("label", "")).replace("pfeiffer(", "houlsby_ffn(", 1)
 
 
 def trained_trial(records: Iterable[TrialRecord], number: int, *, verb: str = "exported") -> TrialRecord:
