@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from petl_search.analysis.front import study_hypervolume
-from petl_search.search.ray_runner import run_study
-from petl_search.search.study import parse_study
+from petl_search.search.runner.ray_runner import run_study
+from petl_search.search.language.study import parse_study
 
 import setting  # bench/setting.py: the toy setting unless --model/--data-dir
 

@@ -36,9 +36,9 @@ from scipy.stats import kendalltau
 
 from petl_search.core.params import count_params
 from petl_search.core.config import PETLConfig
-from petl_search.search.oneshot import supernet_scorer
-from petl_search.search.study import parse_study
-from petl_search.search.supernet_space import SpaceDesigns
+from petl_search.search.oneshot.pipeline import supernet_scorer
+from petl_search.search.language.study import parse_study
+from petl_search.search.oneshot.supernet_space import SpaceDesigns
 from petl_search.training.models import load_model_config
 from petl_search.training.trainer import train
 

@@ -24,11 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from petl_search.search.oneshot import design_study
-from petl_search.search.ray_runner import run_study
-from petl_search.search.records import read_records
-from petl_search.search.storage import open_store
-from petl_search.search.study import parse_study
+from petl_search.search.oneshot.pipeline import design_study
+from petl_search.search.runner.ray_runner import run_study
+from petl_search.search.optuna_bridge.records import read_records
+from petl_search.search.optuna_bridge.storage import open_store
+from petl_search.search.language.study import parse_study
 
 import setting  # bench/setting.py: the toy setting unless --model/--data-dir
 from search_wall_time import FRACTIONS, at, curve, print_fractions, reached

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from petl_search.analysis.front import best_baseline, claims, methods
 from petl_search.analysis.summary import claim_line, study_references
-from petl_search.search.ray_runner import run_study
-from petl_search.search.storage import open_study
-from petl_search.search.study import load_study
+from petl_search.search.runner.ray_runner import run_study
+from petl_search.search.optuna_bridge.storage import open_study
+from petl_search.search.language.study import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 TRIAL_SEEDS = (0, 1, 2)

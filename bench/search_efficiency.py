@@ -24,8 +24,8 @@ from pathlib import Path
 from transformers.utils import logging as hf_logging
 
 from petl_search.analysis.dashboard_data import hypervolume_curve
-from petl_search.search.inline import run_study_inline
-from petl_search.search.study import parse_study
+from petl_search.search.runner.inline import run_study_inline
+from petl_search.search.language.study import parse_study
 
 import setting  # bench/setting.py: the toy setting unless --model/--data-dir
 

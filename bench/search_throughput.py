@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from petl_search.search.ray_runner import run_study
-from petl_search.search.study import parse_study
+from petl_search.search.runner.ray_runner import run_study
+from petl_search.search.language.study import parse_study
 
 import setting  # bench/setting.py: the toy setting unless --model/--data-dir
 

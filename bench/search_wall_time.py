@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 
 from petl_search.analysis.front import study_hypervolume
-from petl_search.search.proposer import Proposer
-from petl_search.search.ray_runner import run_study
-from petl_search.search.records import TrialRecord, read_records
-from petl_search.search.storage import open_store
-from petl_search.search.study import parse_study
+from petl_search.search.optuna_bridge.proposer import Proposer
+from petl_search.search.runner.ray_runner import run_study
+from petl_search.search.optuna_bridge.records import TrialRecord, read_records
+from petl_search.search.optuna_bridge.storage import open_store
+from petl_search.search.language.study import parse_study
 from petl_search.training.models import load_model_config
 
 import setting  # bench/setting.py: the toy setting unless --model/--data-dir

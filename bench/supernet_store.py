@@ -17,8 +17,8 @@ import numpy as np
 from petl_search.core.config import PETLConfig
 from petl_search.core.params import count_params
 from petl_search.nn.supernet import Supernet
-from petl_search.search.space import load_space
-from petl_search.search.supernet_space import SpaceDesigns
+from petl_search.search.language.space import load_space
+from petl_search.search.oneshot.supernet_space import SpaceDesigns
 from petl_search.training.models import head_modules, load_model
 from petl_search.training.tasks import get_task
 

@@ -35,7 +35,7 @@ _EXPORTS = {
     "save_petl": "nn.serialization", "load_petl": "nn.serialization",
     "TrainConfig": "training.config", "train": "training.trainer", "resolve_model": "training.models",
     "quiet_loading": "training.models",
-    "load_space": "search.space", "load_study": "search.study",
+    "load_space": "search.language.space", "load_study": "search.language.study",
     "load": "export",
 }
 _MODULES = {"presets": "core.presets"}

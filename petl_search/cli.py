@@ -150,7 +150,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 def _study(args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
-    from .search.study import load_study
+    from .search.language.study import load_study
 
     spec = load_study(args.study)
     overrides = {k: v for k, v in (("n_trials", getattr(args, "n_trials", None)),
@@ -170,8 +170,8 @@ def cmd_search(args: argparse.Namespace) -> None:
     import time
 
     from .analysis.summary import progress_line, study_references, summary
-    from .search.ray_runner import run_study
-    from .search.storage import open_study
+    from .search.runner.ray_runner import run_study
+    from .search.optuna_bridge.storage import open_study
 
     spec = _study(args)  # a typo in the study fails here, in one line, before Ray starts
     total = spec.n_trials + sum(len(b.seeds) for b in spec.baselines) + \
@@ -194,8 +194,8 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 def cmd_status(args: argparse.Namespace) -> None:
     from .analysis.summary import study_references, summary
-    from .search.records import read_records
-    from .search.storage import open_study
+    from .search.optuna_bridge.records import read_records
+    from .search.optuna_bridge.storage import open_study
 
     spec = _study(args)
     study = open_study(spec, create=False)
@@ -211,7 +211,7 @@ def cmd_status(args: argparse.Namespace) -> None:
 def cmd_dashboard(args: argparse.Namespace) -> None:
     spec = _study(args)
     if args.serve:
-        from .search.storage import open_study
+        from .search.optuna_bridge.storage import open_study
 
         open_study(spec, create=False)  # a clear error for an unknown or empty study, before the server
         import optuna_dashboard
@@ -235,8 +235,8 @@ def _quiet_datasets() -> None:
 def cmd_export(args: argparse.Namespace) -> None:
     from .analysis.front import best_trial
     from .export import export_trial
-    from .search.records import read_records, trained_trial
-    from .search.storage import open_study
+    from .search.optuna_bridge.records import read_records, trained_trial
+    from .search.optuna_bridge.storage import open_study
 
     _quiet_datasets()
     spec = _study(args)
@@ -261,7 +261,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_reseed(args: argparse.Namespace) -> None:
     import statistics
 
-    from .search.inline import reseed_trial
+    from .search.runner.inline import reseed_trial
 
     _quiet_datasets()
     spec = _study(args)
@@ -280,9 +280,9 @@ def cmd_reseed(args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from .analysis.report import markdown
     from .analysis.summary import selected_on, study_references
-    from .search.oneshot import oneshot_stage
-    from .search.records import read_records
-    from .search.storage import open_store
+    from .search.oneshot.pipeline import oneshot_stage
+    from .search.optuna_bridge.records import read_records
+    from .search.optuna_bridge.storage import open_store
 
     spec = _study(args)
     store = open_store(spec, create=False)

@@ -33,8 +33,8 @@ from .core.params import percent
 from .nn.inject import PETL_PREFIX, remove_petl
 from .nn.merge import merge_petl
 from .nn.serialization import copy_checked, load_petl, save_petl, umask_permissions
-from .search.records import TrialRecord
-from .search.study import StudySpec
+from .search.optuna_bridge.records import TrialRecord
+from .search.language.study import StudySpec
 from .training.models import head_modules
 from .training.tasks import get_task, load_cached_task
 from .training.trainer import train

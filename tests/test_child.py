@@ -1,4 +1,4 @@
-"""A stage run in a child process (search/child.py): its lines reach the driver in order, its result comes
+"""A stage run in a child process (search/oneshot/child.py): its lines reach the driver in order, its result comes
 back, its error is raised in the driver as itself (or with its traceback), a child that dies without a word
 is an error naming its exit code, and the work really runs in another process."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import signal
 import pytest
 
 from petl_search.core.errors import PETLError
-from petl_search.search.child import ChildError, run_in_child
+from petl_search.search.oneshot.child import ChildError, run_in_child
 
 
 # spawn imports the target by name in the child: these must be module-level functions

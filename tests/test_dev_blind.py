@@ -20,9 +20,9 @@ from petl_search.analysis.effects import dimension_effects
 from petl_search.analysis.findings import mam_claims
 from petl_search.analysis.front import best_baseline, best_trial, claims, dev_view, front, methods
 from petl_search.analysis.report import markdown
-from petl_search.search.proposer import Proposer
-from petl_search.search.records import TrialRecord
-from petl_search.search.study import Baseline
+from petl_search.search.optuna_bridge.proposer import Proposer
+from petl_search.search.optuna_bridge.records import TrialRecord
+from petl_search.search.language.study import Baseline
 
 PA = {"ffn": {"form": "bottleneck", "insertion": "parallel", "composition": "scale", "heads": 1, "size": 8}}
 SA = {"ffn": {"form": "bottleneck", "insertion": "sequential", "composition": "add", "heads": 1, "size": 8}}

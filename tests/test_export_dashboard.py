@@ -26,10 +26,10 @@ from petl_search.export import export_trial
 from petl_search.analysis.dashboard_data import importances
 from petl_search.analysis.effects import DIMENSIONS, dimension_effects
 from petl_search.analysis.front import best_baseline, best_trial, claims, front, methods
-from petl_search.search.records import TrialRecord, read_records, trained_trial
-from petl_search.search.inline import run_study_inline
-from petl_search.search.storage import open_study
-from petl_search.search.study import load_study
+from petl_search.search.optuna_bridge.records import TrialRecord, read_records, trained_trial
+from petl_search.search.runner.inline import run_study_inline
+from petl_search.search.optuna_bridge.storage import open_study
+from petl_search.search.language.study import load_study
 from petl_search.training.tasks import get_task
 from petl_search.toy import write_toy_study
 from petl_search.training.data import collate, encode

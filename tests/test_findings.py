@@ -11,8 +11,8 @@ from petl_search.analysis.comparison import welch_interval
 from petl_search.analysis.findings import baseline_comparisons, mam_claims
 from petl_search.analysis.front import methods
 from petl_search.analysis.report import markdown
-from petl_search.search.records import TrialRecord
-from petl_search.search.study import Baseline
+from petl_search.search.optuna_bridge.records import TrialRecord
+from petl_search.search.language.study import Baseline
 
 _numbers = iter(range(10_000))
 
@@ -165,7 +165,7 @@ def test_a_stored_pfeiffer_from_before_0_2_is_read_as_what_it_trained() -> None:
     it under that name. Read back, it is `houlsby_ffn`; a `pfeiffer` that reads the Add&Norm stays one."""
     import optuna
 
-    from petl_search.search.records import read_records
+    from petl_search.search.optuna_bridge.records import read_records
 
     study = optuna.create_study(directions=["maximize"])
     for insertion in ("sequential", "after_norm"):

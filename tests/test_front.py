@@ -11,8 +11,8 @@ import optuna
 import pytest
 
 from petl_search.analysis.front import best_baseline, claims, front, front_table, methods, study_hypervolume
-from petl_search.search.pareto import dominates, hypervolume_2d, pareto_front
-from petl_search.search.records import TrialRecord, counts
+from petl_search.search.optuna_bridge.pareto import dominates, hypervolume_2d, pareto_front
+from petl_search.search.optuna_bridge.records import TrialRecord, counts
 
 
 def brute_dominates(q, p) -> bool:
@@ -182,12 +182,12 @@ def test_counts_leave_out_interrupted_trials() -> None:
     # a reseed is another seed of #0, not a trial; a proposal killed half-made is interrupted, as `status`
     # lists it among the interrupted ones
     assert counts(records) == {"completed": 1, "pruned": 1, "failed": 1, "running": 1, "interrupted": 2,
-                               "queued": 1, "over_budget": 1, "duplicate": 1, "dropped": 1, "reseed": 1}
+                               "queued": 1, "over_budget": 1, "misfit": 0, "duplicate": 1, "dropped": 1, "reseed": 1}
 
 
 @pytest.mark.parametrize("seed", range(10))
 def test_nondominated_ranks_peel_fronts_as_brute_force_does(seed) -> None:
-    from petl_search.search.pareto import nondominated_ranks
+    from petl_search.search.optuna_bridge.pareto import nondominated_ranks
 
     rng = random.Random(seed)
     points = [(rng.randint(0, 6), rng.randint(0, 6)) for _ in range(rng.randint(1, 40))]
@@ -201,7 +201,7 @@ def test_nondominated_ranks_peel_fronts_as_brute_force_does(seed) -> None:
 
 
 def test_crowding_distance_by_hand() -> None:
-    from petl_search.search.pareto import crowding_distances
+    from petl_search.search.optuna_bridge.pareto import crowding_distances
 
     front = [(0.0, 4.0), (1.0, 3.0), (3.0, 1.0), (4.0, 0.0)]
     # interior points: (gap in x + gap in y) / range 4: (3 - 0)/4 + (4 - 1)/4 = 1.5 for both

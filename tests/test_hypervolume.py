@@ -1,4 +1,4 @@
-"""The 2-D hypervolume sweep (search/pareto.py) against an exact union of boxes counted cell by cell."""
+"""The 2-D hypervolume sweep (search/optuna_bridge/pareto.py) against an exact union of boxes counted cell by cell."""
 from __future__ import annotations
 
 import itertools
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from petl_search.search.pareto import hypervolume_2d
+from petl_search.search.optuna_bridge.pareto import hypervolume_2d
 
 
 def union_area(points, reference) -> float:

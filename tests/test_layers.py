@@ -85,18 +85,54 @@ def test_no_own_import_hides_in_a_function(path: Path) -> None:
 def test_the_checker_sees_upward_and_hidden_imports(tmp_path) -> None:
     """The two tests above can fail: a core module importing search, inside a function, is caught."""
     fake = PACKAGE / "core" / "_layer_probe.py"
-    fake.write_text("def f():\n    from ..search import study\n    from petl_search.analysis.front import front_records\n")
+    fake.write_text("def f():\n    from ..search.language import study\n    from petl_search.analysis.front import front_records\n")
     try:
         imports = own_imports(fake)
     finally:
         fake.unlink()
-    assert imports == [("petl_search.search.study", 2, True), ("petl_search.analysis.front", 3, True)]
+    assert imports == [("petl_search.search.language.study", 2, True), ("petl_search.analysis.front", 3, True)]
     assert all(layer(t) > layer("petl_search.core._layer_probe") for t, _, _ in imports)
 
 
 def test_spaces_studies_and_counts_load_without_torch() -> None:
-    code = ("import sys, petl_search, petl_search.core.params, petl_search.core.presets, petl_search.search.space, "
-            "petl_search.search.study, petl_search.training.config\n"
+    code = ("import sys, petl_search, petl_search.core.params, petl_search.core.presets, petl_search.search.language.space, "
+            "petl_search.search.language.study, petl_search.training.config\n"
             "print(sorted(m for m in ('torch', 'ray', 'transformers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# The search layer's own parts, in order: each imports only the parts before it.
+SEARCH_PARTS = {"language": 0, "optuna_bridge": 1, "oneshot": 2, "runner": 3}
+SEARCH = PACKAGE / "search"
+
+
+def search_part(module: str) -> int | None:
+    parts = module.split(".")
+    return SEARCH_PARTS.get(parts[2]) if len(parts) > 2 and parts[1] == "search" else None
+
+
+def test_the_search_parts_are_its_subpackages() -> None:
+    assert {p.name for p in SEARCH.iterdir() if p.is_dir() and (p / "__init__.py").exists()} == set(SEARCH_PARTS)
+    assert {p.name for p in SEARCH.glob("*.py")} == {"__init__.py"}
+
+
+@pytest.mark.parametrize("path", sorted(SEARCH.rglob("*.py")), ids=lambda p: module_name(p))
+def test_search_parts_import_only_the_parts_before_them(path: Path) -> None:
+    source = search_part(module_name(path))
+    if source is None:
+        return
+    upward = [f"line {line}: {target}" for target, line, _ in own_imports(path)
+              if (search_part(target) or 0) > source]
+    assert not upward, f"{module_name(path)} (search part {source}) imports a later part: {upward}"
+
+
+def test_the_search_part_checker_sees_a_later_part(tmp_path) -> None:
+    fake = SEARCH / "language" / "_part_probe.py"
+    fake.write_text("from ..runner import ray_runner\n")
+    try:
+        imports = own_imports(fake)
+    finally:
+        fake.unlink()
+    assert imports == [("petl_search.search.runner.ray_runner", 1, False)]
+    assert search_part(imports[0][0]) > search_part("petl_search.search.language._part_probe")

@@ -11,9 +11,9 @@ import time
 import optuna
 import pytest
 
-from petl_search.search import lease as lease_module
-from petl_search.search.lease import LEASE_KEY, DriverLease, StudyBusyError, lease_alive
-from petl_search.search.records import read_records
+from petl_search.search.optuna_bridge import lease as lease_module
+from petl_search.search.optuna_bridge.lease import LEASE_KEY, DriverLease, StudyBusyError, lease_alive
+from petl_search.search.optuna_bridge.records import read_records
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ import optuna
 
 import petl_search as ps
 from petl_search.core.params import count_params
-from petl_search.search.proposer import Proposer
-from petl_search.search.records import read_records
-from petl_search.search.storage import open_store
-from petl_search.search.study import load_study
+from petl_search.search.optuna_bridge.proposer import Proposer
+from petl_search.search.optuna_bridge.records import read_records
+from petl_search.search.optuna_bridge.storage import open_store
+from petl_search.search.language.study import load_study
 from petl_search.toy import write_toy_study
 from petl_search.training.models import load_model_config
 

@@ -9,10 +9,10 @@ import yaml
 
 from petl_search.core.config import PETLConfig
 from petl_search.core.params import count_params
-from petl_search.search.oneshot import DESIGN_KEY, design_study, queue_designs, search_designs, top_designs
-from petl_search.search.proposer import Proposer
-from petl_search.search.storage import open_store
-from petl_search.search.study import parse_study
+from petl_search.search.oneshot.pipeline import DESIGN_KEY, design_study, queue_designs, search_designs, top_designs
+from petl_search.search.optuna_bridge.proposer import Proposer
+from petl_search.search.optuna_bridge.storage import open_store
+from petl_search.search.language.study import parse_study
 
 from conftest import TINY_CONFIGS
 from test_study import study_data
@@ -109,7 +109,7 @@ def test_after_the_start_up_the_model_proposes_the_designs(tmp_path, monkeypatch
     scored designs, and every design asked for after 3 of them is the model's (but right after a repeat,
     which is random for the same reason as in a study: a repeat adds no observation)."""
     data = study_data(tmp_path, strategy="oneshot", budget=0.05, sampler={"name": "tpe", "seed": 0,
-                      "startup_trials": 3}, oneshot={"designs": 8, "top_k": 3})
+                      "startup_trials": 3}, oneshot={"designs": 12, "top_k": 3})
     del data["n_trials"]
     spec = parse_study(data)
     designs = design_study(spec, open_store(spec).storage)
@@ -122,7 +122,7 @@ def test_after_the_start_up_the_model_proposes_the_designs(tmp_path, monkeypatch
         random_proposal[trial.number] = sampler._starting[trial.number]
 
     monkeypatch.setattr(sampler, "before_trial", noting)
-    assert search_designs(spec, designs, made_up, MODEL, progress=lambda line: None) == 8
+    assert search_designs(spec, designs, made_up, MODEL, progress=lambda line: None) == 12
     scored_before, after_repeat, expected = 0, False, {}
     for t in designs.get_trials():
         expected[t.number] = scored_before < 3 or after_repeat
@@ -131,7 +131,7 @@ def test_after_the_start_up_the_model_proposes_the_designs(tmp_path, monkeypatch
     assert random_proposal == expected
     model_designs = [t for t in designs.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
                      if not random_proposal[t.number]]
-    assert len(model_designs) >= 3  # of the 5 designs after the start-up
+    assert len(model_designs) >= 3  # of the 9 designs after the start-up (0 before the fix)
 
 
 def test_a_design_that_does_not_fit_the_model_is_rejected_with_its_reason(tmp_path) -> None:

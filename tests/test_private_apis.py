@@ -1,5 +1,5 @@
 """What petl-search uses of Optuna and transformers past their public API stays in one version-checked place
-each: the storage calls in search/storage.py (test_storage_store.py), the reach into modeling files in
+each: the storage calls in search/optuna_bridge/storage.py (test_storage_store.py), the reach into modeling files in
 nn/transformers_compat.py (test_transformers_compat.py). Everywhere else: no private module or name of
 either library is imported, no storage method is called, no module is looked up in `sys.modules`."""
 from __future__ import annotations
@@ -11,7 +11,7 @@ import optuna
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "petl_search"
-STORAGE_PLACE = "search/storage.py"
+STORAGE_PLACE = "search/optuna_bridge/storage.py"
 MODELING_PLACE = "nn/transformers_compat.py"
 LIBRARIES = ("optuna", "transformers")
 STORAGE_CALLS = {n for n in dir(optuna.storages.BaseStorage) if not n.startswith("_")} | {"get_storage"}

@@ -10,8 +10,8 @@ import statistics
 
 import pytest
 
-from petl_search.search.pareto import hypervolume_2d
-from petl_search.search.records import TrialRecord
+from petl_search.search.optuna_bridge.pareto import hypervolume_2d
+from petl_search.search.optuna_bridge.records import TrialRecord
 from petl_search.analysis.dashboard_data import (ZERO_LABEL, effect_panels, front_plot, hypervolume_curve, overview,
                                                  top_importances, x_axis)
 from petl_search.analysis.front import best_baseline, claims, front, methods

@@ -8,13 +8,13 @@ import pytest
 
 from petl_search.cli import main
 from petl_search.analysis.front import methods
-from petl_search.search.records import counts, read_records
+from petl_search.search.optuna_bridge.records import counts, read_records
 from petl_search.training.models import load_model_config
-from petl_search.search.proposer import Proposer
-from petl_search.search.storage import open_store
+from petl_search.search.optuna_bridge.proposer import Proposer
+from petl_search.search.optuna_bridge.storage import open_store
 from petl_search.analysis.dashboard_data import front_plot
-from petl_search.search.inline import run_study_inline
-from petl_search.search.study import load_study
+from petl_search.search.runner.inline import run_study_inline
+from petl_search.search.language.study import load_study
 from petl_search.toy import write_toy_study
 from petl_search.training.trainer import train
 
@@ -82,7 +82,7 @@ def test_an_interrupted_reseed_says_it_was_interrupted(study, capsys) -> None:
     """A reseed killed mid-training (its driver gone: the trial is left running) was handed out and
     trained: the reason it is failed with says it was interrupted and how it resumes, never that nothing
     was trained (what a proposal killed before it was handed out is told)."""
-    from petl_search.search.storage import reconcile
+    from petl_search.search.optuna_bridge.storage import reconcile
 
     store = open_store(study)
     original = next(r for r in records_of(study) if r.kind == "baseline")

@@ -13,8 +13,8 @@ import ray.tune
 from ray.tune.schedulers import TrialScheduler
 
 import petl_search as ps
-from petl_search.search.ray_runner import SCORE, evaluations, make_scheduler, run_candidate
-from petl_search.search.study import parse_study
+from petl_search.search.runner.ray_runner import SCORE, evaluations, make_scheduler, run_candidate
+from petl_search.search.language.study import parse_study
 
 SPACE = Path(__file__).resolve().parents[1] / "search_spaces" / "unified.yaml"
 
@@ -62,7 +62,7 @@ def trial(number: int, stored: int, kind: str = "search") -> SimpleNamespace:
 def test_mo_asha_keeps_a_small_slow_point_that_metric_only_asha_stops() -> None:
     """Rung 1, η=2: a large point scores 0.80; a small one (a tenth of its parameters) 0.70. Metric-only ASHA
     stops the small one (0.70 < the median 0.80); on (score, stored) both are on the front, so it goes on."""
-    from petl_search.search.schedulers import MOASHA
+    from petl_search.search.runner.schedulers import MOASHA
 
     scheduler = MOASHA(metric=SCORE, max_t=4, grace_period=1, reduction_factor=2)
     big, small, worse = trial(0, 100_000), trial(1, 10_000), trial(2, 100_000)
@@ -82,7 +82,7 @@ def test_mo_asha_keeps_a_small_slow_point_that_metric_only_asha_stops() -> None:
 
 
 def test_mo_asha_never_stops_a_baseline_or_a_reseed_but_ranks_them() -> None:
-    from petl_search.search.schedulers import MOASHA
+    from petl_search.search.runner.schedulers import MOASHA
 
     scheduler = MOASHA(metric=SCORE, max_t=4, grace_period=1, reduction_factor=2)
     scheduler.on_trial_result(None, trial(0, 10), {SCORE: 0.9, "training_iteration": 1})
@@ -95,7 +95,7 @@ def test_mo_asha_never_stops_a_baseline_or_a_reseed_but_ranks_them() -> None:
 
 
 def test_the_rungs_and_the_rank_rule() -> None:
-    from petl_search.search.schedulers import continues, milestones
+    from petl_search.search.runner.schedulers import continues, milestones
 
     assert milestones(9, 1, 3) == [3, 1] and milestones(5, 2, 2) == [4, 2] and milestones(1, 1, 2) == []
     assert continues((0.5, -10.0), [], 2)  # the first at a rung goes on

@@ -3,8 +3,10 @@ holds every trial and the front; a study killed mid-run resumes without losing o
 `petl-search search/status` print progress and fronts, and a bad study is one clear error."""
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import sqlite3
 import signal
 import subprocess
 import sys
@@ -21,11 +23,11 @@ from petl_search.cli import main
 from petl_search.core.config import PETLConfig
 from petl_search.core.errors import PETLError
 from petl_search.analysis.front import front, methods
-from petl_search.search.proposer import Proposer
-from petl_search.search.ray_runner import _searcher_class
-from petl_search.search.records import read_records
-from petl_search.search.storage import open_store, open_study
-from petl_search.search.study import load_study, parse_study
+from petl_search.search.optuna_bridge.proposer import Proposer
+from petl_search.search.runner.ray_runner import _searcher_class
+from petl_search.search.optuna_bridge.records import read_records
+from petl_search.search.optuna_bridge.storage import open_store, open_study
+from petl_search.search.language.study import load_study, parse_study
 
 from conftest import TINY_CONFIGS
 
@@ -95,7 +97,7 @@ def test_a_oneshot_study_trains_a_supernet_scores_designs_and_trains_its_top_k_s
         raise AssertionError("the driver loaded the model: stages 1-2 must run in a child process")
 
     # the child is spawned, so it imports the real load_model; this process must never call it
-    monkeypatch.setattr("petl_search.search.oneshot.load_model", no_model_in_the_driver)
+    monkeypatch.setattr("petl_search.search.oneshot.pipeline.load_model", no_model_in_the_driver)
     path = write_study(toy, "oneshot", strategy="oneshot", n_trials=None, sampler={"name": "nsga2", "seed": 0,
                        "population_size": 6}, early_stopping=None,
                        oneshot={"supernet_steps": 40, "random_designs": 1, "designs": 12, "eval_examples": 64,
@@ -132,6 +134,17 @@ def test_a_oneshot_study_trains_a_supernet_scores_designs_and_trains_its_top_k_s
         assert f"| #{r.number} | {r.extra['oneshot_design']} | {inherited:.4f} | {r.metric:.4f} |" in section
 
 
+def study_is_made(database: Path, name: str) -> bool:
+    """Whether the study `name` exists in the SQLite file, read without writing (no schema stamped here)."""
+    if not database.exists():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as connection:
+            return connection.execute("SELECT COUNT(*) FROM studies WHERE study_name = ?", (name,)).fetchone()[0] > 0
+    except sqlite3.Error:  # no tables yet, or locked while the driver writes
+        return False
+
+
 def test_a_killed_study_resumes_without_losing_or_recounting_trials(toy, capsys) -> None:
     """While a driver runs, a second one is refused and `status` says running; once it is killed,
     `status` says interrupted, and the next `search` takes over and re-runs exactly what was lost."""
@@ -144,11 +157,16 @@ def test_a_killed_study_resumes_without_losing_or_recounting_trials(toy, capsys)
         deadline = time.time() + 600  # generous: a loaded machine starts Ray and trains slowly
         while time.time() < deadline:  # wait for one finished trial while others run
             time.sleep(0.5)
-            if spec.folder.joinpath("study.db").exists():
+            if process.poll() is not None:
+                pytest.fail(f"the study ended before the kill: {process.stdout.read().decode()[-3000:]}")
+            # Open the storage only once the driver has made the study in it: opening it earlier stamps the
+            # schema from this process too, and a driver that lost that race once stopped at its start
+            # while this loop waited out its deadline.
+            if study_is_made(spec.folder / "study.db", "killed"):
                 try:
                     trials = optuna.load_study(study_name="killed", storage=spec.storage).get_trials()
-                except (KeyError, sqlalchemy.exc.SQLAlchemyError):  # the file exists, the driver is still
-                    continue  # creating its tables or the study in it (both processes may stamp its schema)
+                except (KeyError, sqlalchemy.exc.SQLAlchemyError):  # busy: the driver is writing
+                    continue
                 # a search trial younger than half the shortest finished one cannot finish before the
                 # kill below lands; measuring the machine's own trial time keeps slow machines in the window
                 durations = [t.datetime_complete.timestamp() - t.user_attrs["started"] for t in trials
@@ -157,8 +175,6 @@ def test_a_killed_study_resumes_without_losing_or_recounting_trials(toy, capsys)
                         t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get("kind") == "search"
                         and time.time() - t.user_attrs.get("started", 0) < min(durations) / 2 for t in trials):
                     break
-            if process.poll() is not None:
-                pytest.fail(f"the study ended before the kill: {process.stdout.read().decode()[-3000:]}")
         else:
             pytest.fail("the study never had a finished and a running trial at once")
         capsys.readouterr()

@@ -11,7 +11,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from transformers import BertConfig, LlamaConfig
 
 import petl_search as ps
-from petl_search.search.space import SpaceError, load_space, parse_space
+from petl_search.search.language.space import SpaceError, load_space, parse_space
 
 SPACES = sorted(Path(__file__).resolve().parents[1].joinpath("search_spaces").glob("*.yaml"))
 MINILM = BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12)
@@ -189,7 +189,7 @@ def test_budget_aware_sampling_proposes_points_that_fit(name: str, budget: float
 
 
 def test_every_size_that_fits_stays_reachable() -> None:
-    from petl_search.search.space import share_to_size, size_to_share
+    from petl_search.search.language.space import share_to_size, size_to_share
 
     for allowed, log in ((range(1, 65), True), (range(4, 513), True), (range(8, 9), False), (range(3, 41), False),
                          ([2, 8, 32], False)):
@@ -228,7 +228,7 @@ STEPPED = {"optional": False, "form": ["bottleneck"], "size": {"low": 8, "high":
 def test_a_size_range_with_a_step_is_sampled_on_its_steps_within_the_budget() -> None:
     """A stepped size range was once sampled as if there were no budget (alone: over it) or crashed
     budget-aware sampling (`min(())`, beside another site): it was not taken for a list of sizes to fit."""
-    from petl_search.search.space import share_to_size, size_to_share
+    from petl_search.search.language.space import share_to_size, size_to_share
 
     space = parse_space({"sites": {"ffn": STEPPED}})
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

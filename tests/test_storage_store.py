@@ -1,4 +1,4 @@
-"""search/storage.py's `Store`, the one place that calls an Optuna storage directly: it writes by trial number
+"""search/optuna_bridge/storage.py's `Store`, the one place that calls an Optuna storage directly: it writes by trial number
 to its own study's trials only (another study in the same storage has the same numbers), reaches trials
 that another study object (another process) opened, adds a running trial without the sampler or the
 queue, and reports an Optuna outside the checked major."""
@@ -9,7 +9,7 @@ import warnings
 import optuna
 import pytest
 
-from petl_search.search.storage import CHECKED_OPTUNA_MAJOR, Store, check_optuna_version
+from petl_search.search.optuna_bridge.storage import CHECKED_OPTUNA_MAJOR, Store, check_optuna_version
 
 RUNNING = optuna.trial.TrialState.RUNNING
 

@@ -12,14 +12,14 @@ import yaml
 
 from petl_search.core.config import PETLConfig
 from petl_search.core.errors import PETLError
-from petl_search.search.records import counts, read_records, trained_trial
+from petl_search.search.optuna_bridge.records import counts, read_records, trained_trial
 from petl_search.core.params import budget_text, count_params, percent
 from petl_search.core.presets import preset
-from petl_search.search.proposer import Proposer
-from petl_search.search.storage import open_store, open_study, reconcile, upgrade
-from petl_search.search.budget import fit_to_budget
-from petl_search.search.samplers import make_sampler
-from petl_search.search.study import Baseline, StudyError, load_study, parse_study
+from petl_search.search.optuna_bridge.proposer import Proposer
+from petl_search.search.optuna_bridge.storage import open_store, open_study, reconcile, upgrade
+from petl_search.search.language.budget import fit_to_budget
+from petl_search.search.optuna_bridge.samplers import make_sampler
+from petl_search.search.language.study import Baseline, StudyError, load_study, parse_study
 
 from conftest import TINY_CONFIGS
 
@@ -400,7 +400,7 @@ def test_a_baseline_inside_the_space_reaches_the_sampler_as_its_point(tmp_path) 
 def test_an_older_storage_gets_its_baselines_presets_as_data(tmp_path) -> None:
     """Storages written before baselines kept their preset as data are upgraded by fitting the study's
     baselines again (as the run that trained them did), never by parsing labels."""
-    from petl_search.search.storage import upgrade
+    from petl_search.search.optuna_bridge.storage import upgrade
 
     spec = parse_study(study_data(tmp_path, baselines=[{"preset": "lora", "args": {"projections": ["q", "k", "v"]}}]))
     store = open_store(spec)

@@ -14,8 +14,8 @@ import petl_search as ps
 from petl_search.core.config import DeltaSpec, PETLConfig
 from petl_search.core.errors import PETLError
 from petl_search.nn.supernet import Supernet
-from petl_search.search.space import load_space, parse_space
-from petl_search.search.supernet_space import SpaceDesigns, largest_designs
+from petl_search.search.language.space import load_space, parse_space
+from petl_search.search.oneshot.supernet_space import SpaceDesigns, largest_designs
 from petl_search.training.config import TrainConfig
 from petl_search.training.supernet_training import HeadAdaptation, evaluate_design, train_supernet
 from petl_search.training.tasks import get_task

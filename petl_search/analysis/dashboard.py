@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import PETLError
-from ..search.records import TrialRecord, counts, read_records
-from ..search.storage import open_study
-from ..search.study import StudySpec
+from ..search.optuna_bridge.records import TrialRecord, counts, read_records
+from ..search.optuna_bridge.storage import open_study
+from ..search.language.study import StudySpec
 from ..training.metrics import floor
 from .dashboard_data import (FrontPlot, Overview, PlotPoint, effect_panels, front_plot, hypervolume_curve,
                              importances, overview, top_importances)

@@ -12,7 +12,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..search.records import TrialRecord, counts
+from ..search.optuna_bridge.records import TrialRecord, counts
 from .effects import DIMENSIONS, Effect, dimension_effects
 from .front import Claim, Method, best_baseline, claims, front, methods, study_head_params, study_hypervolume
 

@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-from ..search.records import TrialRecord
+from ..search.optuna_bridge.records import TrialRecord
 
 # The paper's questions, as functions of a config: which value of the dimension a point takes.
 # A point with Δh at several sites or of several kinds has no single value and is left out (None).

@@ -18,7 +18,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-from ..search.records import TrialRecord
+from ..search.optuna_bridge.records import TrialRecord
 from .effects import budget_band
 from .comparison import Comparison, Side, compare
 from .front import Claim, Method, claims, dev_score

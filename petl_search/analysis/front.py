@@ -24,8 +24,8 @@ from typing import Iterable, Mapping, Sequence
 
 from ..core.errors import PETLError
 from ..core.params import percent
-from ..search.pareto import hypervolume_2d, pareto_front
-from ..search.records import TrialRecord
+from ..search.optuna_bridge.pareto import hypervolume_2d, pareto_front
+from ..search.optuna_bridge.records import TrialRecord
 from .comparison import Comparison, Side, compare, spread
 
 

@@ -12,7 +12,7 @@ import math
 from collections import Counter
 from typing import Mapping, Sequence
 
-from ..search.records import DESIGN_KEY, OneShotStage, TrialRecord
+from ..search.optuna_bridge.records import DESIGN_KEY, OneShotStage, TrialRecord
 from .comparison import Comparison
 from .effects import Effect, dimension_effects
 from .findings import baseline_comparisons, mam_claims

@@ -6,9 +6,9 @@ import math
 from typing import Any, Mapping
 
 from ..core.params import percent
-from ..search.records import TrialRecord, counts
-from ..search.storage import REFERENCES_KEY
-from ..search.study import StudySpec
+from ..search.optuna_bridge.records import TrialRecord, counts
+from ..search.optuna_bridge.storage import REFERENCES_KEY
+from ..search.language.study import StudySpec
 from .front import Claim, best_baseline, claims, front, front_table, head_text, methods
 
 

@@ -16,7 +16,7 @@ the same batches for every design), so that its score measures its features rath
 shared head happens to read them.
 The pieces are the trainer's (data, batches, collate, seeding, learning-rate schedule, evaluation), so a
 supernet sees the same examples, in the same order, as a candidate trained with the same TrainConfig.
-Designs come from a `DesignSource` (search/supernet_space.py draws them from a search space): this
+Designs come from a `DesignSource` (search/oneshot/supernet_space.py draws them from a search space): this
 module never imports the search space.
 """
 from __future__ import annotations

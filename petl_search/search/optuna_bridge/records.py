@@ -18,18 +18,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from ..core.errors import PETLError
+from ...core.errors import PETLError
 from .lease import LEASE_KEY, lease_alive
 
 COUNTED_KINDS = ("search", "baseline")  # the points of a study: what the sampler and the baselines trained
 MEASURED_KINDS = COUNTED_KINDS + ("reseed",)  # everything trained, so everything with a metric
 BASELINES_KEY = "baselines"  # study attribute: {label: {"preset", "args"}}, written by storage.upgrade
-DESIGN_KEY = "oneshot_design"  # a one-shot study's queued trial: the design (search/oneshot.py) it trains
+DESIGN_KEY = "oneshot_design"  # a one-shot study's queued trial: the design (search/oneshot/pipeline.py) it trains
 
 
 @dataclass(frozen=True)
 class OneShotStage:
-    """What a one-shot study's first two stages did (search/oneshot.py reads it), for reports: `inherited`
+    """What a one-shot study's first two stages did (search/oneshot/pipeline.py reads it), for reports: `inherited`
     maps each design queued for stand-alone training, by its number in the design study, to its
     inherited score."""
 

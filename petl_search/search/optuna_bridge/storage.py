@@ -29,14 +29,14 @@ from typing import Any
 
 import optuna
 
-from ..core.errors import PETLError
+from ...core.errors import PETLError
 
-from ..training.splits import constant_references
-from ..training.tasks import get_task, load_cached_task
-from .budget import fit_baselines
+from ...training.splits import constant_references
+from ...training.tasks import get_task, load_cached_task
+from ..language.budget import fit_baselines
 from .records import BASELINES_KEY, interruption_reason
 from .samplers import make_sampler
-from .study import StudySpec
+from ..language.study import StudySpec
 
 REQUEUED_FROM = "requeued_from"  # a waiting trial's attribute: the interrupted search trial it runs again
 CHECKED_OPTUNA = "5.1.0"  # the Optuna whose source the storage calls of `Store` were read in
@@ -47,7 +47,7 @@ def check_optuna_version(version: str = optuna.__version__) -> bool:
     """Whether `version` is an Optuna major release whose storage calls `Store` knows; warns if not."""
     if int(version.split(".")[0]) == CHECKED_OPTUNA_MAJOR:
         return True
-    warnings.warn(f"petl-search's storage calls (search/storage.py) are made for Optuna {CHECKED_OPTUNA_MAJOR}.x "
+    warnings.warn(f"petl-search's storage calls (search/optuna_bridge/storage.py) are made for Optuna {CHECKED_OPTUNA_MAJOR}.x "
                   f"(checked with {CHECKED_OPTUNA}), but Optuna {version} is installed: trial "
                   f"attributes and baseline trials may not be written as expected; install optuna>=5,<6",
                   UserWarning, stacklevel=2)

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 import optuna
 
-from ..core.errors import PETLError
+from ...core.errors import PETLError
 
 LEASE_KEY = "driver"
 HEARTBEAT_SECONDS = 5.0

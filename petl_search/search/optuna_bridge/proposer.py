@@ -27,15 +27,15 @@ from typing import Any, Callable, Mapping
 
 import optuna
 
-from ..core.config import PETLConfig
-from ..core.errors import PETLConfigError, PETLError
-from ..core.params import ParamCount, budget_text, count_params, percent
-from ..training.metrics import floor
-from .budget import FittedBaseline, fit_baselines
+from ...core.config import PETLConfig
+from ...core.errors import PETLConfigError, PETLError
+from ...core.params import ParamCount, budget_text, count_params, percent
+from ...training.metrics import floor
+from ..language.budget import FittedBaseline, fit_baselines
 from .pareto import pareto_front
 from .records import COUNTED_KINDS, TrialRecord, read_records
 from .storage import Store
-from .study import StudySpec
+from ..language.study import StudySpec
 
 WAIT = "wait"  # next(): nothing to hand out until running trials finish (the reseeds wait for the front)
 SAME_FAILURE_LIMIT = 3  # identical failures in a row, before any success, that stop the study (a setup error)
@@ -64,7 +64,7 @@ class Candidate:
 
 class Proposer:
     """Hands out candidates for one study and tells Optuna their outcomes. One per driver, which holds
-    the study's lease (search/lease.py) while it runs."""
+    the study's lease (search/optuna_bridge/lease.py) while it runs."""
 
     def __init__(self, store: Store, spec: StudySpec, model_config: Any,
                  on_finish: Callable[[TrialRecord, list[TrialRecord]], None] | None = None) -> None:

@@ -24,21 +24,21 @@ from typing import Any, Callable, Mapping
 
 import optuna
 
-from ..core.config import PETLConfig
-from ..core.errors import PETLConfigError
-from ..core.params import count_params
-from ..nn.supernet import Supernet
-from ..training.config import TrainConfig
-from ..training.models import head_modules, load_model, prepare_tokenizer
-from ..training.supernet_training import HeadAdaptation, evaluate_design, train_supernet
-from ..training.tasks import get_task, load_cached_task
-from ..training.trainer import prepare_data, run_device
-from .pareto import crowding_distances, nondominated_ranks
+from ...core.config import PETLConfig
+from ...core.errors import PETLConfigError
+from ...core.params import count_params
+from ...nn.supernet import Supernet
+from ...training.config import TrainConfig
+from ...training.models import head_modules, load_model, prepare_tokenizer
+from ...training.supernet_training import HeadAdaptation, evaluate_design, train_supernet
+from ...training.tasks import get_task, load_cached_task
+from ...training.trainer import prepare_data, run_device
+from ..optuna_bridge.pareto import crowding_distances, nondominated_ranks
 from .child import run_in_child
-from .records import DESIGN_KEY, OneShotStage
-from .samplers import make_sampler
-from .storage import Store, open_store
-from .study import StudySpec
+from ..optuna_bridge.records import DESIGN_KEY, OneShotStage
+from ..optuna_bridge.samplers import make_sampler
+from ..optuna_bridge.storage import Store, open_store
+from ..language.study import StudySpec
 from .supernet_space import SpaceDesigns
 
 DESIGNS_SUFFIX = ".oneshot"  # the design study's name: <study name>.oneshot

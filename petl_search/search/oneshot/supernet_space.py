@@ -20,8 +20,8 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..core.config import PETLConfig
-from .space import SearchSpace
+from ...core.config import PETLConfig
+from ..language.space import SearchSpace
 
 # The dimensions whose values change which Δh parameters exist or their shapes (insertion: the width a
 # projection's Δh reads); the others (activation, init, scale) share weights and take one value.

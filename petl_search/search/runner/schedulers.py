@@ -20,7 +20,7 @@ from typing import Any
 
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from .pareto import crowding_distances, nondominated_ranks
+from ..optuna_bridge.pareto import crowding_distances, nondominated_ranks
 
 EXEMPT_KINDS = ("baseline", "reseed")
 

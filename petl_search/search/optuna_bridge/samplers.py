@@ -21,7 +21,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from .study import StudySpec
+from ..language.study import StudySpec
 
 LEARNED_FROM = (TrialState.COMPLETE, TrialState.PRUNED)
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..core.errors import PETLError
-from ..training.trainer import train
-from .budget import fit_baselines
-from .proposer import WAIT, Proposer
-from .records import TrialRecord, read_records, trained_trial
-from .lease import DriverLease
-from .storage import open_store, reconcile, record_references, upgrade
-from .study import StudySpec
+from ...core.errors import PETLError
+from ...training.trainer import train
+from ..language.budget import fit_baselines
+from ..optuna_bridge.proposer import WAIT, Proposer
+from ..optuna_bridge.records import TrialRecord, read_records, trained_trial
+from ..optuna_bridge.lease import DriverLease
+from ..optuna_bridge.storage import open_store, reconcile, record_references, upgrade
+from ..language.study import StudySpec
 
 
 def run_study_inline(spec: StudySpec, *, progress: Callable[[str], None] = print,

@@ -29,10 +29,10 @@ from typing import Any, Mapping, Sequence
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-from ..core.architectures import geometry
-from ..core.config import FORMS, SITES, DeltaSpec, PETLConfig, _SITE_FORMS
-from ..core.errors import PETLConfigError, PETLError
-from ..core.params import count_params
+from ...core.architectures import geometry
+from ...core.config import FORMS, SITES, DeltaSpec, PETLConfig, _SITE_FORMS
+from ...core.errors import PETLConfigError, PETLError
+from ...core.params import count_params
 
 # Which dimensions each form samples (beyond form itself); the order is the sampling order.
 FORM_DIMENSIONS = {

@@ -19,20 +19,20 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from ..core.errors import PETLError
-from ..core.params import budget_text, percent
-from ..training.config import TrainConfig
-from ..training.metrics import floor
-from ..training.tasks import load_task
-from ..training.trainer import train
-from .budget import fit_baselines
-from .proposer import WAIT, Proposer
-from .records import TrialRecord, read_records
+from ...core.errors import PETLError
+from ...core.params import budget_text, percent
+from ...training.config import TrainConfig
+from ...training.metrics import floor
+from ...training.tasks import load_task
+from ...training.trainer import train
+from ..language.budget import fit_baselines
+from ..optuna_bridge.proposer import WAIT, Proposer
+from ..optuna_bridge.records import TrialRecord, read_records
 from .schedulers import MOASHA
-from .lease import DriverLease
-from .oneshot import run_oneshot_stages
-from .storage import open_store, reconcile, record_references, upgrade
-from .study import StudySpec
+from ..optuna_bridge.lease import DriverLease
+from ..oneshot.pipeline import run_oneshot_stages
+from ..optuna_bridge.storage import open_store, reconcile, record_references, upgrade
+from ..language.study import StudySpec
 
 SCORE = "score"  # the key every report carries: the task metric (on the dev subset, then the full dev set)
 TrialCallback = Callable[[TrialRecord, list[TrialRecord]], None]

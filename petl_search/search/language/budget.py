@@ -8,10 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ..core.config import PETLConfig
-from ..core.errors import PETLConfigError
-from ..core.params import budget_text, count_params, percent
-from ..core.presets import SIZE_ARGUMENT, preset
+from ...core.config import PETLConfig
+from ...core.errors import PETLConfigError
+from ...core.params import budget_text, count_params, percent
+from ...core.presets import SIZE_ARGUMENT, preset
 from .study import Baseline, StudyError, StudySpec
 
 

@@ -41,11 +41,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..core.errors import PETLConfigError, PETLError
-from ..core.presets import PRESETS
-from ..training.config import TrainConfig
-from ..training.models import DEFAULT_ENCODER, load_model_config
-from ..training.tasks import HUB, TASKS, get_task
+from ...core.errors import PETLConfigError, PETLError
+from ...core.presets import PRESETS
+from ...training.config import TrainConfig
+from ...training.models import DEFAULT_ENCODER, load_model_config
+from ...training.tasks import HUB, TASKS, get_task
 from .space import SearchSpace, SpaceError, parse_space, read_yaml
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")

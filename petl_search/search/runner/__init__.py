@@ -1,0 +1,1 @@
+"""Ray and processes: the Ray Tune runner, MO-ASHA early stopping, the inline runner and reseeds."""
