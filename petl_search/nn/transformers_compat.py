@@ -15,28 +15,24 @@ reads it only through the config's private property `_attn_implementation`: `att
 from __future__ import annotations
 
 import sys
-import warnings
 from typing import Any, Callable
 
 import torch
 import transformers
 
 from ..core.errors import PETLError
+from ..core.version import checked_major, major
 
 CHECKED_TRANSFORMERS = "5.25.0"  # the transformers whose modeling files were read for what this module finds
-CHECKED_TRANSFORMERS_MAJOR = 5
+CHECKED_TRANSFORMERS_MAJOR = major(CHECKED_TRANSFORMERS)
 EAGER_NAME = "eager_attention_forward"  # the name each modeling file gives its eager attention
 
 
 def check_transformers_version(version: str = transformers.__version__) -> bool:
     """Whether `version` is a transformers major release this module knows; warns if not."""
-    if int(version.split(".")[0]) == CHECKED_TRANSFORMERS_MAJOR:
-        return True
-    warnings.warn(f"petl-search finds each model's eager attention the way transformers "
-                  f"{CHECKED_TRANSFORMERS_MAJOR}.x lays it out (checked with {CHECKED_TRANSFORMERS}), but "
-                  f"transformers {version} is installed: attn_implementation='eager' may fail or differ from "
-                  f"the model's own; install transformers>=5,<6", UserWarning, stacklevel=2)
-    return False
+    return checked_major("transformers", version, CHECKED_TRANSFORMERS,
+                         relies="petl-search's look-ups of each model's eager attention (nn/transformers_compat.py)",
+                         risk="attn_implementation='eager' may fail or differ from the model's own")
 
 
 check_transformers_version()

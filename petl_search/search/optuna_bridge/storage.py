@@ -23,13 +23,13 @@ Checked against the source of Optuna 5.1.0 (the pin allows 5.x; `check_optuna_ve
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 
 from ...core.errors import PETLError
+from ...core.version import checked_major, major
 
 from ...training.splits import constant_references
 from ...training.tasks import get_task, load_cached_task
@@ -40,18 +40,14 @@ from ..language.study import StudySpec
 
 REQUEUED_FROM = "requeued_from"  # a waiting trial's attribute: the interrupted search trial it runs again
 CHECKED_OPTUNA = "5.1.0"  # the Optuna whose source the storage calls of `Store` were read in
-CHECKED_OPTUNA_MAJOR = 5
+CHECKED_OPTUNA_MAJOR = major(CHECKED_OPTUNA)
 
 
 def check_optuna_version(version: str = optuna.__version__) -> bool:
     """Whether `version` is an Optuna major release whose storage calls `Store` knows; warns if not."""
-    if int(version.split(".")[0]) == CHECKED_OPTUNA_MAJOR:
-        return True
-    warnings.warn(f"petl-search's storage calls (search/optuna_bridge/storage.py) are made for Optuna {CHECKED_OPTUNA_MAJOR}.x "
-                  f"(checked with {CHECKED_OPTUNA}), but Optuna {version} is installed: trial "
-                  f"attributes and baseline trials may not be written as expected; install optuna>=5,<6",
-                  UserWarning, stacklevel=2)
-    return False
+    return checked_major("Optuna", version, CHECKED_OPTUNA,
+                         relies="petl-search's storage calls (search/optuna_bridge/storage.py)",
+                         risk="trial attributes and baseline trials may not be written as expected")
 
 
 check_optuna_version()
