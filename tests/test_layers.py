@@ -82,14 +82,19 @@ def test_no_own_import_hides_in_a_function(path: Path) -> None:
     assert not hidden, f"{source} imports our own modules inside functions: {hidden}"
 
 
-def test_the_checker_sees_upward_and_hidden_imports(tmp_path) -> None:
-    """The two tests above can fail: a core module importing search, inside a function, is caught."""
-    fake = PACKAGE / "core" / "_layer_probe.py"
-    fake.write_text("def f():\n    from ..search.language import study\n    from petl_search.analysis.front import front_records\n")
+def probe_imports(path: Path, source: str) -> list[tuple[str, int, bool]]:
+    """`own_imports` of a module written with `source` at `path` for the call, and removed after."""
+    path.write_text(source)
     try:
-        imports = own_imports(fake)
+        return own_imports(path)
     finally:
-        fake.unlink()
+        path.unlink()
+
+
+def test_the_checker_sees_upward_and_hidden_imports() -> None:
+    """The two tests above can fail: a core module importing search, inside a function, is caught."""
+    imports = probe_imports(PACKAGE / "core" / "_layer_probe.py", "def f():\n    from ..search.language import study\n"
+                            "    from petl_search.analysis.front import front_records\n")
     assert imports == [("petl_search.search.language.study", 2, True), ("petl_search.analysis.front", 3, True)]
     assert all(layer(t) > layer("petl_search.core._layer_probe") for t, _, _ in imports)
 
@@ -127,12 +132,7 @@ def test_search_parts_import_only_the_parts_before_them(path: Path) -> None:
     assert not upward, f"{module_name(path)} (search part {source}) imports a later part: {upward}"
 
 
-def test_the_search_part_checker_sees_a_later_part(tmp_path) -> None:
-    fake = SEARCH / "language" / "_part_probe.py"
-    fake.write_text("from ..runner import ray_runner\n")
-    try:
-        imports = own_imports(fake)
-    finally:
-        fake.unlink()
+def test_the_search_part_checker_sees_a_later_part() -> None:
+    imports = probe_imports(SEARCH / "language" / "_part_probe.py", "from ..runner import ray_runner\n")
     assert imports == [("petl_search.search.runner.ray_runner", 1, False)]
     assert search_part(imports[0][0]) > search_part("petl_search.search.language._part_probe")
