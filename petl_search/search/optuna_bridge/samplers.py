@@ -132,6 +132,10 @@ class SearchStartup(BaseSampler):
         """Make the next proposal a random one (the last one repeated a point already trained)."""
         self._explore = True
 
+    def source(self, number: int) -> str:
+        """"startup", "fallback" or "model" for a trial asked for and not yet told."""
+        return "model" if not self._starting.get(number, False) else "startup"
+
     def scored_points(self, study: optuna.Study) -> int:
         return sum(map(counts_for_startup, study.get_trials(deepcopy=False, states=LEARNED_FROM)))
 
@@ -184,3 +188,13 @@ def make_sampler(spec: StudySpec) -> BaseSampler:
     if block["name"] == "gp":
         return SearchStartup(TrialStreams(_gp, seed), startup, seed)
     return TrialStreams(_random, seed)
+
+
+def proposal_source(sampler: BaseSampler, number: int) -> str:
+    """Who proposed trial `number` (asked for, not yet told): "startup" (the random start-up), "model"
+    (the model-based sampler), "fallback" (a random proposal after repeats) or "random" (a random study)."""
+    if isinstance(sampler, SearchStartup):
+        return sampler.source(number)
+    if isinstance(sampler, TrialStreams) and sampler.make is _random:
+        return "random"
+    return "model"
