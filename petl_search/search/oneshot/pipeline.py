@@ -176,8 +176,8 @@ def search_designs(spec: StudySpec, study: optuna.Study, score: Scorer, model_co
         if rejected:
             trial.set_user_attr("rejected", rejected)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            if rejected == "repeat" and hasattr(study.sampler, "explore_next"):
-                study.sampler.explore_next()  # else TPE proposes the same design again
+            if rejected == "repeat" and hasattr(study.sampler, "repeated"):
+                study.sampler.repeated()  # counts the model's repeats in a row (samplers.SearchStartup)
             rejections += 1
             continue
         rejections = 0

@@ -24,6 +24,9 @@ from optuna.trial import FrozenTrial, TrialState
 from ..language.study import StudySpec
 
 LEARNED_FROM = (TrialState.COMPLETE, TrialState.PRUNED)
+# Repeats in a row the model may propose before one proposal falls back to random: a fresh stream per ask
+# usually leaves a repeat within a few asks; a model collapsed onto one point needs the fallback.
+MODEL_REPEATS = 10
 
 
 def counts_for_startup(trial: FrozenTrial) -> bool:
@@ -117,33 +120,52 @@ class SearchStartup(BaseSampler):
     trials completed or stopped early, designs scored), then `model`'s. Whether a trial is a start-up trial
     is decided once, when it is asked for.
 
-    After a repeat (`explore_next`), the next proposal is random too: a repeat adds no observation, so
-    the model would propose the same point again and again (measured: TPE proposed the frozen backbone,
-    trivially on the front at 0 parameters, 335 times in a row in a 20-trial study).
+    A repeat (a point already trained, `repeated()`) adds no observation, and telling it the earlier
+    values would count that point twice in TPE's densities and draw the model further onto it. So the
+    repeat is closed unobserved and the model is simply asked again: each trial has its own random stream
+    (`TrialStreams`), so the next ask draws other candidates from the same densities. Only after
+    `model_repeats` repeats in a row does one proposal fall back to random (TPE once proposed the frozen
+    backbone, trivially on the front at 0 parameters, 335 times in a row). Before this, every repeat
+    handed the next proposal to random, and random proposals, not the model, chose most trained points
+    (TPE chose 4 of sst2_heldout_rediscover's 60): `bench/sampler_share.py` measures both policies.
     """
 
-    def __init__(self, model: BaseSampler, n_startup: int, seed: int | None) -> None:
-        self.model, self.n_startup = model, n_startup
+    def __init__(self, model: BaseSampler, n_startup: int, seed: int | None, *,
+                 model_repeats: int = MODEL_REPEATS) -> None:
+        self.model, self.n_startup, self.model_repeats = model, n_startup, model_repeats
         self.random = TrialStreams(_random, seed)
-        self._starting: dict[int, bool] = {}  # trial number -> a random (start-up or exploring) trial
-        self._explore = False
+        self._source: dict[int, str] = {}  # trial number -> "startup" | "fallback" | "model", until told
+        self._repeats = 0  # proposals in a row that repeated a trained point
+        self._last_repeated = False  # whether the latest proposal was one of them
 
-    def explore_next(self) -> None:
-        """Make the next proposal a random one (the last one repeated a point already trained)."""
-        self._explore = True
+    def repeated(self) -> None:
+        """The latest proposal repeated a point already trained: ask the model again, or after
+        `model_repeats` repeats in a row, take one random proposal."""
+        self._repeats += 1
+        self._last_repeated = True
 
     def source(self, number: int) -> str:
-        """"startup", "fallback" or "model" for a trial asked for and not yet told."""
-        return "model" if not self._starting.get(number, False) else "startup"
+        """"startup", "fallback" or "model": who proposes trial `number` (asked for, not yet told)."""
+        return self._source.get(number, "model")
+
+    def _decide(self, study: optuna.Study, trial: FrozenTrial) -> str:
+        if trial.number not in self._source:
+            if not self._last_repeated:  # the row of repeats is broken
+                self._repeats = 0
+            self._last_repeated = False
+            if self.scored_points(study) < self.n_startup:
+                self._source[trial.number] = "startup"
+            elif self._repeats > self.model_repeats:
+                self._source[trial.number], self._repeats = "fallback", 0
+            else:
+                self._source[trial.number] = "model"
+        return self._source[trial.number]
+
+    def _is_starting(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        return self._decide(study, trial) != "model"
 
     def scored_points(self, study: optuna.Study) -> int:
         return sum(map(counts_for_startup, study.get_trials(deepcopy=False, states=LEARNED_FROM)))
-
-    def _is_starting(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        if trial.number not in self._starting:
-            self._starting[trial.number] = self._explore or self.scored_points(study) < self.n_startup
-            self._explore = False
-        return self._starting[trial.number]
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._is_starting(study, trial)
@@ -167,7 +189,7 @@ class SearchStartup(BaseSampler):
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
                     values: Any) -> None:
-        self._starting.pop(trial.number, None)
+        self._source.pop(trial.number, None)
         self.random.after_trial(study, trial, state, values)  # lets go of the trial's random stream
         self.model.after_trial(study, trial, state, values)
 
