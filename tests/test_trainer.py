@@ -38,6 +38,9 @@ DATA = DatasetDict({"train": separable(512, 0), "validation": separable(128, 1)}
 
 
 def tiny_classifier(task) -> tuple[torch.nn.Module, object]:
+    # The trainer seeds only after the factory built the model, and torch's default seed differs per process:
+    # unseeded, a test's first model (and so whether it learnt enough) changed from run to run.
+    torch.manual_seed(0)
     config = BertConfig(vocab_size=TOKENIZER.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                         intermediate_size=64, num_labels=task.num_labels, hidden_dropout_prob=0.0,
                         attention_probs_dropout_prob=0.0)

@@ -1,5 +1,6 @@
-"""Evaluate a model on (a subset of) a split: predictions in length order, the task's metrics. The model
-is evaluated in eval mode and given back with every module in the mode it had."""
+"""Evaluate a model on (a subset of) a split: its predictions, in the order of the indices asked for (made
+in length order, for little padding), and the task's metrics on them. The model is evaluated in eval mode
+and given back with every module in the mode it had."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -13,18 +14,32 @@ from .models import takes_token_types
 from .tasks import Task
 
 
-@torch.no_grad()
 def evaluate(model: torch.nn.Module, tokenizer: Any, data: EncodedSplit, indices: list[int], task: Task,
              cfg: TrainConfig, device: torch.device, autocast: Callable[[], Any]) -> dict[str, float]:
+    """The task's scores on `indices`."""
+    return score(task, data, indices, predict(model, tokenizer, data, indices, task, cfg, device, autocast))
+
+
+def score(task: Task, data: EncodedSplit, indices: list[int], predictions: list) -> dict[str, float]:
+    """The task's scores of `predictions`, made on `indices` in that order."""
+    return metric_lib.compute(task.metric, predictions, [data.references[i] for i in indices])
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, tokenizer: Any, data: EncodedSplit, indices: list[int], task: Task,
+            cfg: TrainConfig, device: torch.device, autocast: Callable[[], Any]) -> list:
+    """The model's predictions on `indices`, in the order of `indices`: class ids, regression values or
+    generated texts. One forward pass over them, in length order; reordered back here, so that a caller can
+    pair them with another model's example by example."""
     modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
-        predictions, order = _predict(model, tokenizer, data, indices, task, cfg, device, autocast)
+        made, order = _predict(model, tokenizer, data, indices, task, cfg, device, autocast)
     finally:
         for module, training in modes:
             module.training = training
-    references = [data.references[i] for i in order]
-    return metric_lib.compute(task.metric, predictions, references)
+    by_index = dict(zip(order, made))
+    return [by_index[i] for i in indices]
 
 
 def _predict(model: torch.nn.Module, tokenizer: Any, data: EncodedSplit, indices: list[int], task: Task,

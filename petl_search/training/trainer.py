@@ -4,8 +4,10 @@
 
 AdamW with linear warmup and decay (`TrainConfig.lr_factor`), gradient clipping, dynamic padding with
 length bucketing, evaluation every N steps on a dev subset (reported through `on_eval`, which may stop
-the run: that is how a search prunes) and a final evaluation on the full dev set; optional early
-stopping; a step and a time budget; bf16 autocast on GPU; a thread count on CPU. Same seed, same
+the run: that is how a search prunes) and a final evaluation on the full evaluation set; with a search
+split, one evaluation of the official dev set at the end, whose per-example predictions the record keeps
+(`JudgedResult`: trials can then be compared example by example); optional early stopping; a step and
+a time budget; bf16 autocast on GPU; a thread count on CPU. Same seed, same
 machine -> same result. NaN/inf loss and out-of-memory end the candidate as `failed` with the reason,
 instead of raising. The trainer reads a PETLConfig and a task name; it never imports the search space.
 """
@@ -15,7 +17,7 @@ import contextlib
 import math
 import resource
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
@@ -27,7 +29,7 @@ from ..core.params import count_params
 from ..nn.inject import apply_petl
 from .config import TrainConfig, TrainResult
 from .data import EncodedSplit, bucketed_batches, collate, content_key, encode
-from .evaluation import evaluate
+from .evaluation import evaluate, predict, score
 from .models import DEFAULT_ENCODER, head_modules, load_model, prepare_tokenizer, takes_token_types
 from .seeding import seed_everything
 from .splits import carve, constant_references
@@ -35,6 +37,32 @@ from .tasks import Task, get_task, load_cached_task
 
 EvalCallback = Callable[[int, dict[str, float]], "bool | None"]
 ProgressCallback = Callable[[int, int, float], None]
+
+
+@dataclass
+class JudgedResult(TrainResult):
+    """A TrainResult that also holds the model's prediction on every official dev example it was judged on,
+    so that two trials (two seeds of a method, two methods) can be paired example by example: the paired
+    bootstrap of analysis/inference.py resamples these. The fields belong on TrainResult itself
+    (training/config.py, outside this change's files); they live here until they move there.
+
+    Empty (and dev_examples 0) when dev_metrics is: the run selected on the dev set itself, or did not complete.
+    """
+
+    # One per dev example, in the dev set's own row order (not the length order they were made in): class ids,
+    # regression values rounded to 6 significant digits (float32 carries about 7; the record stays short),
+    # or generated texts. dev_metrics is computed from exactly these values.
+    dev_predictions: list = field(default_factory=list)
+    dev_examples: int = 0
+    # Which dev rows dev_predictions covers, in its order: only when the dev evaluation saw a subset of them
+    # (it sees them all today); absent from the record otherwise, where they are simply 0 .. dev_examples - 1.
+    dev_indices: list[int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if out["dev_indices"] is None:
+            out.pop("dev_indices")
+        return out
 
 
 class _Clock:
@@ -73,11 +101,11 @@ class _Run:
     device: torch.device
     base: dict[str, Any]
 
-    def failed(self, reason: str, **progress: Any) -> TrainResult:
+    def failed(self, reason: str, **progress: Any) -> JudgedResult:
         fields = dict(metrics={}, history=[], params={}, steps=0, train_examples=0, throughput=0.0,
                       seconds=self.clock.seconds(), peak_memory_mb=_peak_memory_mb(self.device))
         fields.update(progress)
-        return TrainResult(status="failed", reason=reason, **self.base, **fields)
+        return JudgedResult(status="failed", reason=reason, **self.base, **fields)
 
 
 @dataclass
@@ -94,7 +122,7 @@ def train(config: PETLConfig | Mapping[str, Any], task: str | Task, *, model: st
           train_config: TrainConfig | None = None, data_dir: str | None = None, data: Any = None,
           model_factory: Callable[[Task], tuple[torch.nn.Module, Any]] | None = None,
           on_eval: EvalCallback | None = None, progress: ProgressCallback | None = None,
-          keep_model: bool = False, full_finetune: bool = False) -> TrainResult:
+          keep_model: bool = False, full_finetune: bool = False) -> JudgedResult:
     """Train `config` on `task` and evaluate it; see the module docstring.
 
     data: an already loaded DatasetDict (else `load_task(task, data_dir)`); model_factory: builds
@@ -188,8 +216,9 @@ def _extend(key: tuple | None, *parts: Any) -> tuple | None:
 
 def _fit(net: torch.nn.Module, tokenizer: Any, task: Task, cfg: TrainConfig, data: PreparedData, run: _Run,
          params: dict[str, float], on_eval: EvalCallback | None, progress: ProgressCallback | None,
-         keep_model: bool) -> TrainResult:
-    """The training loop, the evaluations during it and the final one on the full dev set."""
+         keep_model: bool) -> JudgedResult:
+    """The training loop, the evaluations during it, the final one on the whole evaluation set and, with a
+    search split, the one on the dev set."""
     seed_everything(cfg.seed)
     trainable = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
@@ -247,11 +276,11 @@ def _fit(net: torch.nn.Module, tokenizer: Any, task: Task, cfg: TrainConfig, dat
                 break
         with clock.time("eval"):
             final = evaluate(net, tokenizer, data.select, data.select_all, task, cfg, run.device, autocast)
-        dev_metrics = {}
+        judged: dict[str, Any] = {}
         if data.dev is not None and status == "completed":  # judged once, after everything was chosen
             with clock.time("dev"):
-                dev_metrics = evaluate(net, tokenizer, data.dev, list(range(len(data.dev))), task, cfg,
-                                       run.device, autocast)
+                judged = judge_on_dev(net, tokenizer, data.dev, list(range(len(data.dev))), task, cfg, run.device,
+                                      autocast)
     except torch.OutOfMemoryError as exc:
         return run.failed(f"out of memory: {str(exc).splitlines()[0]}", history=history, params=params, steps=step,
                           train_examples=examples)
@@ -259,11 +288,30 @@ def _fit(net: torch.nn.Module, tokenizer: Any, task: Task, cfg: TrainConfig, dat
         history.append({"step": step, "on": run.base["evaluated_on"], "metrics": final,
                         "train_loss": float(np.mean(losses))})
     compute = clock.totals.get("compute", 0.0)
-    return TrainResult(
-        status=status, reason=reason, **run.base, metrics=final, dev_metrics=dev_metrics, history=history,
+    return JudgedResult(
+        status=status, reason=reason, **run.base, metrics=final, **judged, history=history,
         params=params, steps=step,
         train_examples=examples, seconds=clock.seconds(), throughput=examples / compute if compute else 0.0,
         peak_memory_mb=_peak_memory_mb(run.device), trained_model=net if keep_model else None)
+
+
+def judge_on_dev(net: torch.nn.Module, tokenizer: Any, dev: EncodedSplit, indices: list[int], task: Task,
+                 cfg: TrainConfig, device: torch.device, autocast: Callable[[], Any]) -> dict[str, Any]:
+    """JudgedResult's dev fields: the predictions on `indices` (one forward pass), made recordable, and the
+    scores computed from those recorded values, so that re-scoring the record gives dev_metrics exactly."""
+    predictions = recordable(predict(net, tokenizer, dev, indices, task, cfg, device, autocast), task)
+    subset = indices != list(range(len(dev)))
+    return dict(dev_metrics=score(task, dev, indices, predictions), dev_predictions=predictions,
+                dev_examples=len(predictions), dev_indices=list(indices) if subset else None)
+
+
+def recordable(predictions: list, task: Task) -> list:
+    """Predictions as JSON holds them: class ids as ints, regression values to 6 significant digits, texts."""
+    if task.kind == "classification":
+        return [int(p) for p in predictions]
+    if task.kind == "regression":
+        return [float(f"{p:.6g}") for p in predictions]
+    return [str(p) for p in predictions]
 
 
 def _param_summary(model: torch.nn.Module, config: PETLConfig, heads: list[str]) -> dict[str, float]:
