@@ -11,6 +11,7 @@ from petl_search.core.config import PETLConfig
 from petl_search.core.params import count_params
 from petl_search.search.oneshot.pipeline import DESIGN_KEY, design_study, queue_designs, search_designs, top_designs
 from petl_search.search.optuna_bridge.proposer import Proposer
+from petl_search.search.optuna_bridge.samplers import MODEL_REPEATS
 from petl_search.search.optuna_bridge.storage import open_store
 from petl_search.search.language.study import parse_study
 
@@ -106,8 +107,8 @@ def test_a_tiny_design_budget_is_met_exactly(tmp_path, designs) -> None:
 def test_after_the_start_up_the_model_proposes_the_designs(tmp_path, monkeypatch) -> None:
     """Designs carry no `kind`; the start-up once counted `kind: search` trials only, so in a one-shot study
     TPE never took over from its random start-up (0 of 17 designs were TPE's). Now the start-up counts the
-    scored designs, and every design asked for after 3 of them is the model's (but right after a repeat,
-    which is random for the same reason as in a study: a repeat adds no observation)."""
+    scored designs, and every design asked for after 3 of them is the model's (but one random fallback
+    after MODEL_REPEATS repeats in a row, as in a study)."""
     data = study_data(tmp_path, strategy="oneshot", budget=0.05, sampler={"name": "tpe", "seed": 0,
                       "startup_trials": 3}, oneshot={"designs": 12, "top_k": 3})
     del data["n_trials"]
@@ -119,15 +120,17 @@ def test_after_the_start_up_the_model_proposes_the_designs(tmp_path, monkeypatch
 
     def noting(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         decide(study, trial)
-        random_proposal[trial.number] = sampler._starting[trial.number]
+        random_proposal[trial.number] = sampler.source(trial.number) != "model"
 
     monkeypatch.setattr(sampler, "before_trial", noting)
     assert search_designs(spec, designs, made_up, MODEL, progress=lambda line: None) == 12
-    scored_before, after_repeat, expected = 0, False, {}
+    scored_before, repeats, expected = 0, 0, {}
     for t in designs.get_trials():
-        expected[t.number] = scored_before < 3 or after_repeat
+        fallback = scored_before >= 3 and repeats > MODEL_REPEATS
+        expected[t.number] = scored_before < 3 or fallback
+        repeats = 0 if fallback else repeats
         scored_before += t.state == optuna.trial.TrialState.COMPLETE
-        after_repeat = t.user_attrs.get("rejected") == "repeat"
+        repeats = repeats + 1 if t.user_attrs.get("rejected") == "repeat" else 0
     assert random_proposal == expected
     model_designs = [t for t in designs.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
                      if not random_proposal[t.number]]
