@@ -254,7 +254,8 @@ def cmd_export(args: argparse.Namespace) -> None:
                         progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps({"folder": str(done.folder), "trial": record.number, "design_point": record.label,
                       "metric": done.metric, "trial_metric": record.metric, "reproduced": done.reproduced,
-                      "stored_params": record.stored_params, "head_params": record.head_params, "peft": done.peft},
+                      "stored_params": record.stored_params, "head_params": record.head_params,
+                      "learning_rate": done.learning_rate, "peft": done.peft},
                      indent=2))
 
 
@@ -281,12 +282,13 @@ def cmd_report(args: argparse.Namespace) -> None:
     from .analysis.report import markdown
     from .analysis.summary import selected_on, study_references
     from .search.oneshot.pipeline import oneshot_stage
-    from .search.optuna_bridge.records import read_records
+    from .search.optuna_bridge.records import fill_learning_rates, read_records
     from .search.optuna_bridge.storage import open_store
 
     spec = _study(args)
     store = open_store(spec, create=False)
-    records = read_records(store.study)
+    # each point's `lr`: trials stored before trials recorded their rate trained at the study's fixed one
+    records = fill_learning_rates(read_records(store.study), spec.fixed_learning_rate)
     if not any(r.scored for r in records):
         raise PETLError(f"study {spec.name!r} has no completed trials yet: nothing to report")
     text = markdown(records, spec.main_metric, spec.name, selected_on=selected_on(spec),

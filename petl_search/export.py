@@ -4,11 +4,11 @@
     model = petl_search.load(AutoModelForSequenceClassification.from_pretrained(base, num_labels=2), "exported/")
 
 A search keeps results, not weights, so export trains the trial again with its exact settings (model,
-task, trainer budget, seed): on the same machine and device that gives the trial's model bit for bit,
+task, trainer budget, seed, and the learning rate the trial trained at): on the same machine and device that gives the trial's model bit for bit,
 and the export checks it (the dev metric must equal the stored one). `--steps N` or `--full-train`
 trains longer instead. The folder holds `petl_config.json` + `weights.safetensors` (Δh, as `save_petl`
 writes them), `head.safetensors` (the task head trained with it), `trial.json` (the study's record),
-`README.md` (a card: task, metric, parameters, and how to load, in snippets that run as written) and,
+`README.md` (a card: task, metric, parameters, learning rate, and how to load, in snippets that run as written) and,
 where the configuration is plain LoRA on attention projections, `peft/` (a folder PEFT loads). It is
 written to a temporary folder and moved into place, so a failed export leaves nothing half-written; an
 existing folder is kept unless `force`. The folder and its files get the modes the user's umask gives.
@@ -27,6 +27,7 @@ from typing import Any, Callable
 import torch
 from safetensors.torch import load_file, save_file
 
+from .analysis.front import lr_text
 from .core.config import PETLConfig
 from .core.errors import PETLError
 from .core.params import percent
@@ -92,6 +93,7 @@ class Exported:
     metric: float  # the exported model's dev metric
     reproduced: bool | None  # equal to the trial's metric (None: trained differently on purpose)
     peft: str  # "written", or why not
+    learning_rate: float  # what it was re-trained at: the trial's rate
 
 
 def export_trial(spec: StudySpec, record: TrialRecord, out: str | Path, *, force: bool = False,
@@ -103,13 +105,15 @@ def export_trial(spec: StudySpec, record: TrialRecord, out: str | Path, *, force
         raise PETLError(f"{out} exists and is not empty; pass --force to replace it")
     spec.model_config()  # an unknown model fails now, naming the study file, not after the data is loaded
     task = get_task(spec.task)
-    train_config = spec.train_config(record.seed if record.seed is not None else spec.seed)
+    train_config = spec.train_config(record.seed if record.seed is not None else spec.seed,
+                                     learning_rate=record.learning_rate)  # None: stored before trials kept it
     if full_train:
         n_train = len(load_cached_task(spec.task, spec.data_source)["train"])
         steps = max(steps or 0, math.ceil(n_train / train_config.batch_size), train_config.max_steps)
     if steps is not None:
         train_config = replace(train_config, max_steps=steps)
-    progress(f"training trial {record.number} ({record.label}) for {train_config.max_steps} steps")
+    progress(f"training trial {record.number} ({record.label}) for {train_config.max_steps} steps at learning rate "
+             f"{lr_text(train_config.learning_rate)}")
     result = train(record.config, task, model=spec.model, data_dir=spec.data_source, train_config=train_config,
                    keep_model=True)
     if result.status != "completed":
@@ -132,15 +136,17 @@ def export_trial(spec: StudySpec, record: TrialRecord, out: str | Path, *, force
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    return Exported(out, record, metric, reproduced, peft_status)
+    return Exported(out, record, metric, reproduced, peft_status, train_config.learning_rate)
 
 
 def write_folder(folder: Path, result: Any, spec: StudySpec, record: TrialRecord, reproduced: bool | None, *,
                  final: Path | None = None) -> str:
     """Write the export into `folder`; `final` is where it will be moved (the card's snippets load from there)."""
     model = result.trained_model
+    learning_rate = result.train_config["learning_rate"]  # what it trained at: the trial's rate
     save_petl(model, folder, overwrite=True, metadata={"study": spec.name, "trial": record.number,
-                                                        "task": spec.task, "base_model": spec.model})
+                                                        "task": spec.task, "base_model": spec.model,
+                                                        "learning_rate": learning_rate})
     heads = [] if get_task(spec.task).kind == "seq2seq" else head_modules(model)  # seq2seq: the LM head is frozen
     head_state = {name: p.detach().contiguous().cpu() for name, p in model.named_parameters()
                   if any(name == h or name.startswith(h + ".") for h in heads)}
@@ -151,6 +157,7 @@ def write_folder(folder: Path, result: Any, spec: StudySpec, record: TrialRecord
                 "trial_metric": record.metric, "exported_metric": result.metrics[spec.main_metric],
                 "evaluated_on": result.evaluated_on, "dev_metrics": result.dev_metrics,
                 "reproduced": reproduced, "metrics": result.metrics, "params": result.params,
+                "learning_rate": learning_rate,
                 "train_config": result.train_config, "petl_config": record.config}
     (folder / TRIAL_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     peft_status = write_peft(folder / PEFT_DIR, model, PETLConfig.from_dict(record.config), heads)
@@ -234,7 +241,7 @@ Exported from study `{doc['study']}`, trial {doc['trial']} ({doc['kind']}), by p
 | {main} ({doc.get('evaluated_on', 'dev')}) | {doc['exported_metric']:.4f} ({check}) |{dev_row}
 | Δh stored parameters | {params['delta_stored']:,} ({percent(params['delta_stored_fraction'])} of the backbone's {params['backbone']:,}) |
 | task head parameters (trained with Δh, in `head.safetensors`; not in the budget) | {params['head']:,} ({percent(params['head'] / params['backbone'])} of the backbone) |
-| trained for | {doc['train_config']['max_steps']} steps of batch {doc['train_config']['batch_size']}, seed {doc['train_config']['seed']} |
+| trained for | {doc['train_config']['max_steps']} steps of batch {doc['train_config']['batch_size']} at learning rate {lr_text(doc['learning_rate'])}, seed {doc['train_config']['seed']} |
 
 Design point (`petl_config.json`): `{json.dumps(doc['petl_config'], sort_keys=True)}`
 

@@ -25,7 +25,7 @@ from petl_search.core.errors import PETLError
 from petl_search.export import export_trial
 from petl_search.analysis.dashboard_data import importances
 from petl_search.analysis.effects import DIMENSIONS, dimension_effects
-from petl_search.analysis.front import best_baseline, best_trial, claims, front, methods
+from petl_search.analysis.front import best_baseline, best_trial, claims, front, lr_text, methods
 from petl_search.search.optuna_bridge.records import TrialRecord, read_records, trained_trial
 from petl_search.search.runner.inline import run_study_inline
 from petl_search.search.optuna_bridge.storage import open_study
@@ -417,10 +417,11 @@ def test_dashboard_renders_in_headless_chromium(study, tmp_path) -> None:
     # the overview: the front, the seed methods and the claims as analysis/front.py gives them
     assert [int(row[0]) for row in drawn["front"]] == [m.number for m in line]
     head = f"{created_head(study):,}"  # beside each point: the task head a fresh model of the study has
-    for row, m in zip(drawn["front"], line):
-        assert row[4] == head and row[5].startswith(f"{m.mean:.4f}") and row[6].startswith(f"{m.dev_mean:.4f}")
+    for row, m in zip(drawn["front"], line):  # and the learning rate it trained at
+        assert row[4] == head and row[5] == lr_text(m.learning_rate) == "1.00e-02"
+        assert row[6].startswith(f"{m.mean:.4f}") and row[7].startswith(f"{m.dev_mean:.4f}")
     baselines = sorted((m for m in points if m.kind == "baseline"), key=lambda m: m.stored_params)
-    assert [(int(row[0]), row[5]) for row in drawn["baselines"]] == [
+    assert [(int(row[0]), row[6]) for row in drawn["baselines"]] == [
         (m.number, f"{m.mean:.4f} ± {m.std:.4f} ({len(m.scores)})") for m in baselines]
     reference = best_baseline(points)
     found = claims(points, reference)

@@ -218,3 +218,19 @@ def test_every_recorded_score_is_shown_beside_the_selected_one() -> None:
     (point,) = methods(runs, "f1")
     assert point.all_scores["accuracy"] == pytest.approx((0.72, 0.69))
     assert "accuracy 0.7200 (dev 0.6900)" in front_table([point], "f1")
+
+
+def test_each_point_shows_the_learning_rate_it_trained_at() -> None:
+    """To 3 significant digits; '-' for a record read without its study's fixed rate (stored before trials
+    recorded theirs), which `fill_learning_rates` gives it."""
+    from petl_search.analysis.front import lr_text
+    from petl_search.search.optuna_bridge.records import fill_learning_rates
+
+    runs = [replace(record(0, 0.80, 10), learning_rate=3.16227766e-4), record(1, 0.85, 20)]
+    table = front_table(front(methods(runs, "accuracy")), "accuracy").splitlines()
+    assert table[0].split()[-3:] == ["lr", "design", "point"]
+    assert "  3.16e-04  " in table[1] and "  -  " in table[2]
+    filled = fill_learning_rates(runs, 1e-3)
+    assert [r.learning_rate for r in filled] == [3.16227766e-4, 1e-3]
+    assert "  1.00e-03  " in front_table(front(methods(filled, "accuracy")), "accuracy").splitlines()[2]
+    assert (lr_text(0.01), lr_text(None)) == ("1.00e-02", "-")

@@ -7,7 +7,8 @@ first screen answers four questions side by side with the front plot:
 3. what beat what: the front's search points against the best baseline, on dev, with a Welch interval;
 4. what to export: the command for the front point within the budget with the best selected score
    (chosen on the search split, never on dev; its dev claim quoted).
-Beside every point, its task head's parameter count (trained and exported with it, not in the budget).
+Beside every point, its task head's parameter count (trained and exported with it, not in the budget) and
+the learning rate it trained at (`lr`).
 The plot: score vs stored parameters (% of the backbone, log axis, 0-parameter points at a place of their
 own on the left) up to a little past the budget; front, dominated, stopped and failed trials drawn
 differently; the seed methods as labelled markers with ± std.
@@ -23,13 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import PETLError
-from ..search.optuna_bridge.records import TrialRecord, counts, read_records
+from ..search.optuna_bridge.records import TrialRecord, counts, fill_learning_rates, read_records
 from ..search.optuna_bridge.storage import open_study
 from ..search.language.study import StudySpec
 from ..training.metrics import floor
 from .dashboard_data import (FrontPlot, Overview, PlotPoint, effect_panels, front_plot, hypervolume_curve,
                              importances, overview, top_importances)
-from .front import Method, head_text, other_scores, study_head_params
+from .front import Method, head_text, lr_text, other_scores, study_head_params
 from .summary import study_references
 
 # group: (legend name, colour, symbol, size)
@@ -42,7 +43,8 @@ STYLE = {"front": ("front: search points", "#1f77b4", "circle", 11),
 
 def _hover(p: PlotPoint, metric: str, on: str) -> str:
     task_head = f" + {p.head_params:,} task head, not in the budget" if p.head_params is not None else ""
-    where = f"{p.percent:.3f}% of the backbone ({p.stored_params:,} stored Δh{task_head})"
+    where = (f"{p.percent:.3f}% of the backbone ({p.stored_params:,} stored Δh{task_head}), "
+             f"lr {lr_text(p.learning_rate)}")
     head = f"#{p.number} {p.kind}: {html.escape(p.label)}<br>{where}"
     if p.seeds == 0:
         return f"{head}<br>{html.escape(p.reason or 'no score')}"
@@ -147,11 +149,17 @@ def _mean(scores: tuple[float, ...], mean: float | None, std: float) -> str:
 
 HEAD_TITLE = ("parameters of the task head (BERT: pooler + classifier) trained and exported with the point; "
               "not in the budget")
+LR_TITLE = "the learning rate the point trained at (part of the design)"
 
 
 def _head(m: Method) -> str:
     """The point's task head parameter count, as a cell."""
     return f"<td class='head'>{head_text(m.head_params)}</td>"
+
+
+def _lr(m: Method) -> str:
+    """The rate the point trained at, as a cell."""
+    return f"<td class='lr'>{lr_text(m.learning_rate)}</td>"
 
 
 def _label(m: Method) -> str:
@@ -164,11 +172,12 @@ def overview_html(view: Overview, metric: str) -> str:
     """The four answers, compactly: front, seed methods, what beat what, what to export."""
     on = html.escape(view.selected_on)
     head = (f"<tr><th>#</th><th>kind</th><th>% backbone</th><th title='{HEAD_TITLE}'>head</th>"
-            f"<th>{html.escape(metric)} {on}</th><th>{html.escape(metric)} dev</th><th>design point</th></tr>")
+            f"<th title='{LR_TITLE}'>lr</th><th>{html.escape(metric)} {on}</th><th>{html.escape(metric)} dev</th>"
+            "<th>design point</th></tr>")
 
     def row(m: Method) -> str:
         return (f"<tr data-trial='{m.number}'><td>{m.number}</td><td>{m.kind}</td>"
-                f"<td>{100 * m.stored_fraction:.3f}%</td>{_head(m)}<td>{_mean(m.scores, m.mean, m.std)}</td>"
+                f"<td>{100 * m.stored_fraction:.3f}%</td>{_head(m)}{_lr(m)}<td>{_mean(m.scores, m.mean, m.std)}</td>"
                 f"<td>{_mean(m.dev, m.dev_mean, m.dev_std)}</td>{_label(m)}</tr>")
 
     parts = [f"<h2>Front <small>(selected on the {on}, mean ± std (seeds); dev beside it)</small></h2>",
@@ -176,7 +185,7 @@ def overview_html(view: Overview, metric: str) -> str:
              "</tbody></table>",
              "<h2>Seed methods <small>(baselines, mean ± std over seeds)</small></h2>",
              f"<table id='summary-baselines'><thead>{head}</thead><tbody>"
-             f"{''.join(row(m) for m in view.baselines) or '<tr><td colspan=7>none</td></tr>'}</tbody></table>",
+             f"{''.join(row(m) for m in view.baselines) or '<tr><td colspan=8>none</td></tr>'}</tbody></table>",
              "<h2>What beat what <small>(front search points vs the best baseline, on dev)</small></h2>"]
     if view.reference is None:
         parts.append("<p id='summary-claims'>No baseline in this study: nothing to compare with.</p>")
@@ -193,16 +202,16 @@ def overview_html(view: Overview, metric: str) -> str:
                 diff = f"{c.comparison.difference:+.4f}{interval}"
             cls = " class='holds'" if c.holds else ""
             rows.append(f"<tr data-trial='{m.number}'{cls}><td>{m.number}</td><td>{100 * m.stored_fraction:.3f}%"
-                        f"</td>{_head(m)}<td>{_mean(m.dev, m.dev_mean, m.dev_std)}</td><td>{diff}</td>"
+                        f"</td>{_head(m)}{_lr(m)}<td>{_mean(m.dev, m.dev_mean, m.dev_std)}</td><td>{diff}</td>"
                         f"<td class='verdict'>{html.escape(c.verdict)}</td></tr>")
         parts.append(
             f"<p>Against <b>{html.escape(ref.label)}</b> (#{ref.number}, the best baseline on the {on}; dev "
             f"{_mean(ref.dev, ref.dev_mean, ref.dev_std)}, {100 * ref.stored_fraction:.3f}%, head "
-            f"{head_text(ref.head_params)}):</p>"
+            f"{head_text(ref.head_params)}, lr {lr_text(ref.learning_rate)}):</p>"
             "<table id='summary-claims'><thead><tr><th>#</th><th>% backbone</th>"
-            f"<th title='{HEAD_TITLE}'>head</th><th>dev (seeds)</th>"
+            f"<th title='{HEAD_TITLE}'>head</th><th title='{LR_TITLE}'>lr</th><th>dev (seeds)</th>"
             "<th>− baseline [95% CI]</th><th>verdict</th></tr></thead><tbody>"
-            + ("".join(rows) or "<tr><td colspan=6>no front search point stores no more</td></tr>")
+            + ("".join(rows) or "<tr><td colspan=7>no front search point stores no more</td></tr>")
             + "</tbody></table>")
     parts.append("<h2>What to export</h2>")
     if view.export is None:
@@ -219,12 +228,14 @@ def front_table_html(view: Overview, metric: str) -> str:
     for m in view.front:
         dev = f"{m.dev_mean:.4f}" if m.dev else "-"
         rows.append(f"<tr><td>{m.number}</td><td>{m.kind}</td><td>{len(m.scores)}</td><td>{m.mean:.4f}</td>"
-                    f"<td>{dev}</td><td>{m.stored_params:,}</td><td>{100 * m.stored_fraction:.3f}%</td>{_head(m)}"
+                    f"<td>{dev}</td><td>{m.stored_params:,}</td><td>{100 * m.stored_fraction:.3f}%</td>"
+                    f"{_head(m)}{_lr(m)}"
                     f"<td>{html.escape(m.label)}</td><td>{html.escape(other_scores(m, metric)) or '-'}</td>"
                     f"<td><code>{html.escape(json.dumps(m.record.config, sort_keys=True))}</code></td></tr>")
     return ("<table id='front-table'><thead><tr><th>trial</th><th>kind</th><th>seeds</th><th>" + html.escape(metric) +
             f" ({html.escape(view.selected_on)}, selected on)</th><th>" + html.escape(metric) +
-            f" (dev)</th><th>stored</th><th>% backbone</th><th title='{HEAD_TITLE}'>head</th><th>design point</th>"
+            f" (dev)</th><th>stored</th><th>% backbone</th><th title='{HEAD_TITLE}'>head</th>"
+            f"<th title='{LR_TITLE}'>lr</th><th>design point</th>"
             "<th>other scores</th><th>config</th>"
             "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
 
@@ -247,6 +258,7 @@ def render(records: list[TrialRecord], spec: StudySpec, study: Any, metric: str)
     """The whole report as one HTML document."""
     from plotly.offline import get_plotlyjs
 
+    records = fill_learning_rates(records, spec.fixed_learning_rate)  # trials stored before they recorded it
     references = study_references(study)
     plot = front_plot(records, metric, spec.budget, references)
     view = overview(records, metric, budget_fraction=spec.budget, study_file=spec.source, study_name=spec.name,

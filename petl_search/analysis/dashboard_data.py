@@ -112,6 +112,7 @@ class PlotPoint:
     dev_std: float = 0.0
     reason: str | None = None  # why an unscored trial has no score
     head_params: int | None = None  # the task head trained with it (not in the budget)
+    learning_rate: float | None = None  # the rate it trained at (None: not recorded)
 
 
 @dataclass(frozen=True)
@@ -161,12 +162,14 @@ def front_plot(records: Sequence[TrialRecord], score: str, budget_fraction: floa
     def drawn(m: Method) -> PlotPoint:
         percent = 100 * m.stored_fraction
         return PlotPoint(m.number, m.kind, m.label, percent, m.stored_params, axis.x(percent), m.mean, m.std,
-                         len(m.scores), m.dev_mean, m.dev_std, head_params=m.head_params)
+                         len(m.scores), m.dev_mean, m.dev_std, head_params=m.head_params,
+                         learning_rate=m.learning_rate)
 
     def stopped(r: TrialRecord) -> PlotPoint:
         percent = 100 * r.stored_fraction
         return PlotPoint(r.number, r.kind, r.label, percent, r.stored_params or 0, axis.x(percent), strip,
-                         reason=r.reason, head_params=r.head_params if r.head_params is not None else study_head)
+                         reason=r.reason, head_params=r.head_params if r.head_params is not None else study_head,
+                         learning_rate=r.learning_rate)
 
     groups = {"front": tuple(sorted((drawn(m) for m in trained["front"]), key=lambda p: p.percent)),
               "dominated": tuple(drawn(m) for m in trained["dominated"]),

@@ -11,8 +11,9 @@ dev score sits beside it and is what a claim quotes:
 
 So a point is selected on numbers the claim does not use (no winner's curse), and one lucky seed is
 not a claim. Nothing here chooses by a dev score: dev is only quoted (tests/test_dev_blind.py). Each point
-also carries its task head's parameter count (trained and exported with it, outside the Δh budget). Also
-here: hypervolume, the front table, and the trial `--best` picks. No torch, no Ray.
+also carries its task head's parameter count (trained and exported with it, outside the Δh budget) and the
+learning rate it trained at (`lr`: part of the design). Also here: hypervolume, the front table, and the
+trial `--best` picks. No torch, no Ray.
 """
 from __future__ import annotations
 
@@ -57,6 +58,11 @@ class Method:
     @property
     def stored_params(self) -> int:
         return self.record.stored_params
+
+    @property
+    def learning_rate(self) -> float | None:
+        """The rate its trials trained at (a point's reseeds train at its rate; a baseline's seeds at one)."""
+        return self.record.learning_rate
 
     @property
     def stored_fraction(self) -> float:
@@ -238,18 +244,19 @@ def study_hypervolume(records: Iterable[TrialRecord], *, budget_fraction: float,
 def front_table(points: Sequence[Method], score: str, *, selected_on: str = "search split") -> str:
     """A plain-text table of points (usually a front), one per line: the selected score (mean ± std over
     its seeds), the dev score beside it, stored parameters, the task head's parameters (trained and
-    exported with the point, not in the budget), the design point and any flag."""
+    exported with the point, not in the budget), the learning rate it trained at, the design point and any
+    flag."""
     selected, on_dev = f"{score} ({selected_on})", f"{score} (dev)"
     wide, dev_wide = max(22, len(selected)), max(18, len(on_dev))  # a long score name widens its column
     header = (f"{'trial':>5}  {'kind':<8}  {'seeds':>5}  {selected:>{wide}}  {on_dev:>{dev_wide}}  "
-              f"{'stored':>10}  {'% backbone':>10}  {'head':>8}  design point")
+              f"{'stored':>10}  {'% backbone':>10}  {'head':>8}  {'lr':>8}  design point")
     lines = [header]
     for m in points:
         dev = f"{m.dev_mean:.4f} ± {m.dev_std:.4f}" if m.dev else "-"
         others = other_scores(m, score)
         lines.append(f"{m.number:>5}  {m.kind:<8}  {len(m.scores):>5}  {f'{m.mean:.4f} ± {m.std:.4f}':>{wide}}  "
                      f"{dev:>{dev_wide}}  {m.stored_params:>10,}  {100 * m.stored_fraction:>9.3f}%  "
-                     f"{head_text(m.head_params):>8}  {m.label}"
+                     f"{head_text(m.head_params):>8}  {lr_text(m.learning_rate):>8}  {m.label}"
                      + (f"  [{others}]" if others else "") + ("".join(f"  [{flag}]" for flag in m.flags)))
     return "\n".join(lines)
 
@@ -257,6 +264,12 @@ def front_table(points: Sequence[Method], score: str, *, selected_on: str = "sea
 def head_text(head_params: int | None) -> str:
     """A head's parameter count as printed beside a point ('-' when its trials recorded none)."""
     return "-" if head_params is None else f"{head_params:,}"
+
+
+def lr_text(rate: float | None) -> str:
+    """A learning rate as printed beside a point, to 3 significant digits ('3.16e-04'); '-' when unknown
+    (a trial stored before trials recorded their rate, read without its study: `fill_learning_rates`)."""
+    return "-" if rate is None else f"{rate:.2e}"
 
 
 def best_trial(records: Iterable[TrialRecord], *, max_params: float | None = None,

@@ -4,7 +4,8 @@ Every number it quotes is on the official dev set, which the search never saw wh
 selects on a search split carved from training); the front is drawn on the search split, where the
 search chose, with dev beside it, and every choice the report makes (the best FFN and attention methods)
 is made there too. Beside every point: its task head's parameters, trained and exported with it but
-outside the budget (on Δh, as the paper's).
+outside the budget (on Δh, as the paper's), and the learning rate it trained at (`lr`; records read from
+a storage whose trials did not record it need `fill_learning_rates` first, else it shows as '-').
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ..search.optuna_bridge.records import DESIGN_KEY, OneShotStage, TrialRecord
 from .comparison import Comparison
 from .effects import Effect, dimension_effects
 from .findings import baseline_comparisons, mam_claims
-from .front import Claim, dev_view, front, head_text, methods, study_head_params
+from .front import Claim, dev_view, front, head_text, lr_text, methods, study_head_params
 
 
 def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, selected_on: str = "search split",
@@ -56,19 +57,21 @@ def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, se
               f"dev over seeds)", ""]
     for mam, found in mam_claims(points):
         dev = f"{mam.dev_mean:.4f} ± {mam.dev_std:.4f}" if mam.dev else "no dev score"
-        lines.append(f"- {mam.label} ({_size(100 * mam.stored_fraction, mam.head_params)}): dev {dev} over "
+        lines.append(f"- {mam.label} ({_size(100 * mam.stored_fraction, mam.head_params)}, lr "
+                     f"{lr_text(mam.learning_rate)}): dev {dev} over "
                      f"{len(mam.dev)} seeds. "
                      f"Front search points with no more parameters: {len(found) or 'none'}")
         lines += [f"  - {_claim(claim)}" for claim in found]
     line = front(points)
     lines += ["", f"## The front ({len(line)} points: {metric} on the {selected_on}, mean over seeds; dev beside it)",
-              "", "| trial | kind | seeds | selected on | dev | % backbone | head | design point |",
-              "|---|---|---|---|---|---|---|---|"]
+              "", "| trial | kind | seeds | selected on | dev | % backbone | head | lr | design point |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for m in line:
         dev = f"{m.dev_mean:.4f} ± {m.dev_std:.4f}" if m.dev else "-"
         flags = "".join(f" **{flag}**" for flag in m.flags)
         lines.append(f"| #{m.number} | {m.kind} | {len(m.scores)} | {m.mean:.4f} ± {m.std:.4f} | {dev} | "
-                     f"{100 * m.stored_fraction:.3f}% | {head_text(m.head_params)} | {m.label}{flags} |")
+                     f"{100 * m.stored_fraction:.3f}% | {head_text(m.head_params)} | {lr_text(m.learning_rate)} | "
+                     f"{m.label}{flags} |")
     if oneshot is not None:
         lines += ["", *_oneshot_lines(records, metric, oneshot)]
     return "\n".join(lines) + "\n"
@@ -82,21 +85,21 @@ def _oneshot_lines(records: Sequence[TrialRecord], metric: str, stage: OneShotSt
              f"weights on {examples} search-split examples, each after {stage.adapt_steps} steps of a task head "
              f"of its own; these {len(stage.inherited)} were trained stand-alone. Inherited and stand-alone "
              f"{metric} are both on the search split (the inherited one on fewer examples); dev is the trial's own.",
-             "", "| trial | design | inherited | stand-alone (search split) | dev | % backbone | head | design point |",
-             "|---|---|---|---|---|---|---|---|"]
+             "", "| trial | design | inherited | stand-alone (search split) | dev | % backbone | head | lr | "
+             "design point |", "|---|---|---|---|---|---|---|---|---|"]
     trained = {r.extra.get(DESIGN_KEY): r for r in records if DESIGN_KEY in r.extra}
     study_head = study_head_params(records)
     for design, inherited in stage.inherited.items():
         r = trained.get(design)
         if r is None:
-            lines.append(f"| - | {design} | {inherited:.4f} | not trained yet | - | - | - | - |")
+            lines.append(f"| - | {design} | {inherited:.4f} | not trained yet | - | - | - | - | - |")
             continue
         alone = f"{r.metric:.4f}" if r.metric is not None else r.state.lower()
         dev = f"{r.dev_scores[metric]:.4f}" if metric in r.dev_scores else "-"
         share = f"{100 * r.stored_fraction:.3f}%" if r.stored_fraction is not None else "-"
         head = r.head_params if r.head_params is not None else study_head
         lines.append(f"| #{r.number} | {design} | {inherited:.4f} | {alone} | {dev} | {share} | {head_text(head)} | "
-                     f"{r.label} |")
+                     f"{lr_text(r.learning_rate)} | {r.label} |")
     lines += ["", "How well the supernet ranks designs in general is measured apart, on designs spread over sizes: "
               "`bench/oneshot_rank.py` (docs/performance.md)."]
     return lines
@@ -112,7 +115,7 @@ def trained_on(records: Sequence[TrialRecord]) -> str:
 
 def _claim(claim: Claim) -> str:
     m, c = claim.point, claim.comparison
-    where = f"#{m.number} ({m.label}, {_size(100 * m.stored_fraction, m.head_params)})"
+    where = f"#{m.number} ({m.label}, {_size(100 * m.stored_fraction, m.head_params)}, lr {lr_text(m.learning_rate)})"
     if c is None:
         return f"{where}: no dev score"
     if len(m.scores) < 2:

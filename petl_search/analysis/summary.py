@@ -1,15 +1,16 @@
 """A study in words: one line per finished trial while it runs, and its state (counts, the front, what
-the front's points claim against the best baseline) for `search` and `status`."""
+the front's points claim against the best baseline) for `search` and `status`. Each point is shown with
+the learning rate it trained at (`lr`)."""
 from __future__ import annotations
 
 import math
 from typing import Any, Mapping
 
 from ..core.params import percent
-from ..search.optuna_bridge.records import TrialRecord, counts
+from ..search.optuna_bridge.records import TrialRecord, counts, fill_learning_rates
 from ..search.optuna_bridge.storage import REFERENCES_KEY
 from ..search.language.study import StudySpec
-from .front import Claim, best_baseline, claims, front, front_table, head_text, methods
+from .front import Claim, best_baseline, claims, front, front_table, head_text, lr_text, methods
 
 
 def selected_on(spec: StudySpec) -> str:
@@ -20,8 +21,9 @@ def progress_line(record: TrialRecord, records: list[TrialRecord], total: int, s
                   elapsed: float) -> str:
     done = sum(v for k, v in counts(records).items() if k in ("completed", "pruned", "failed"))
     search_front = front(methods(records, spec.main_metric), kinds=("search",))
-    outcome = (f"{record.metric:.4f} at {percent(record.stored_fraction)}" if record.metric is not None
-               else f"{record.state.lower()}: {record.reason}")
+    rate = lr_text(fill_learning_rates([record], spec.fixed_learning_rate)[0].learning_rate)
+    outcome = (f"{record.metric:.4f} at {percent(record.stored_fraction)}, lr {rate}" if record.metric is not None
+               else f"{record.state.lower()} (lr {rate}): {record.reason}")
     best = max(search_front, key=lambda m: m.mean, default=None)
     best_text = f"best {best.mean:.4f} at {percent(best.stored_fraction)} (#{best.number})" if best else "no front yet"
     return (f"[{done}/{total}] #{record.number} {record.kind} {record.label}: {outcome} | "
@@ -32,6 +34,7 @@ def summary(records: list[TrialRecord], spec: StudySpec,
             references: Mapping[str, Mapping[str, float] | None] | None = None) -> str:
     """The study's state in words and a table: counts, the front, and its claims against the best baseline."""
     c = counts(records)
+    records = fill_learning_rates(records, spec.fixed_learning_rate)
     score, on = spec.main_metric, selected_on(spec)
     points = methods(records, score, references)
     lines = [f"study {spec.name}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in c.items() if v),
@@ -44,8 +47,8 @@ def summary(records: list[TrialRecord], spec: StudySpec,
         dev = f", dev {reference.dev_mean:.4f} ± {reference.dev_std:.4f}" if reference.dev else ""
         lines.append(f"best baseline on the {on}: {reference.label}, {score} {reference.mean:.4f} over "
                      f"{len(reference.scores)} seeds{dev}, {reference.stored_params:,} stored (head "
-                     f"{head_text(reference.head_params)}). Front search points "
-                     f"with no more parameters, on dev:")
+                     f"{head_text(reference.head_params)}), lr {lr_text(reference.learning_rate)}. Front search "
+                     f"points with no more parameters, on dev:")
         lines += [claim_line(claim) for claim in claims(points, reference)] or ["  none"]
     return "\n".join(lines)
 
@@ -53,7 +56,7 @@ def summary(records: list[TrialRecord], spec: StudySpec,
 def claim_line(claim: Claim) -> str:
     """One front point against a baseline, on the official dev set, with its verdict."""
     m = claim.point
-    size = f"{m.stored_params:,}, head {head_text(m.head_params)}"
+    size = f"{m.stored_params:,}, head {head_text(m.head_params)}, lr {lr_text(m.learning_rate)}"
     if claim.comparison is None:
         return f"  #{m.number} ({size}): no dev score to compare"
     c = claim.comparison

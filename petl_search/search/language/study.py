@@ -16,6 +16,7 @@
     resources: {cpus: 1, gpus: 0}        # per trial
     early_stopping: {grace_evals: 1, reduction_factor: 2}   # MO-ASHA on (score, stored params); null: off
     train: {max_steps: 200, eval_every: 50}                 # any TrainConfig field
+    # train: {learning_rate: {low: 1.0e-4, high: 1.0e-2}}   # a range: each design samples its own rate
     baselines: [lora, {preset: houlsby, seeds: [0, 1]}]     # sizes fitted to the budget unless given
     reseed: {top: 3, seeds: [1, 2]}      # then train the front's best 3 search points with more seeds
     storage: null                        # default: sqlite:///<this folder>/<name>/study.db
@@ -28,6 +29,13 @@ weights on `eval_examples` of the search split (the study's sampler proposes the
 after `adapt_steps` steps of a task head of its own (forward passes only), and trains the front's `top_k`
 designs stand-alone as ordinary search trials (so n_trials is top_k).
 
+`train.learning_rate` is a number (every trial trains at it), or a range `{low, high}` (optionally `log:
+true`; log-uniform, both in (0, 1)): the rate is then a dimension of the design, which the study's sampler
+samples beside the Δh point (`learning_rate_range`; `train_config(seed, learning_rate=...)` takes the trial's
+rate). A learning rate that suits one method breaks another, so the search tunes it per design. Write
+1.0e-4, not 1e-4: YAML reads a number without a dot as text. A one-shot study's supernet trains at one
+rate, so it takes a number.
+
 Everything is checked when the file is read, before Ray or a model starts: unknown keys, wrong types,
 a missing space. What needs the model is checked when a run starts, before Ray (a model name that loads
 nothing, a baseline that cannot fit the budget), and names the file and the key too. This module does not
@@ -37,6 +45,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -69,6 +78,19 @@ DEFAULT_ONESHOT = {"supernet_steps": 1000, "random_designs": 2, "designs": 1000,
 
 class StudyError(PETLError):
     """A study file is invalid; the message names the file, the key and the problem."""
+
+
+@dataclass(frozen=True)
+class LearningRateRange:
+    """`train.learning_rate: {low, high}`: the rates a design may train at, sampled log-uniformly."""
+
+    low: float
+    high: float
+
+    @property
+    def geometric_mean(self) -> float:
+        """The middle of the range on its log scale."""
+        return math.sqrt(self.low * self.high)
 
 
 @dataclass(frozen=True)
@@ -170,9 +192,47 @@ class StudySpec:
         """torch threads per trial: the trainer's `threads` if set, else the trial's CPUs."""
         return self.train.get("threads") or max(1, int(self.cpus))
 
-    def train_config(self, seed: int) -> TrainConfig:
-        """How a trial of this study trains (exports re-train with it, and so reproduce the trial)."""
-        return TrainConfig.from_dict({**self.train, **self.split_fields, "threads": self.threads, "seed": seed})
+    @property
+    def learning_rate_range(self) -> LearningRateRange | None:
+        """The rates each design samples its own from (`train.learning_rate: {low, high}`); None when every
+        trial trains at one fixed rate."""
+        block = self.train.get("learning_rate")
+        return LearningRateRange(float(block["low"]), float(block["high"])) if isinstance(block, Mapping) else None
+
+    @property
+    def fixed_learning_rate(self) -> float | None:
+        """The one rate every trial trains at (the trainer's default when the study names none); None for a
+        study whose designs sample their rates."""
+        if self.learning_rate_range is not None:
+            return None
+        return float(self.train.get("learning_rate", TrainConfig.learning_rate))
+
+    def trial_learning_rate(self, stored: float | None) -> float:
+        """The rate a trial trains at: `stored` (its `learning_rate` attribute), or for a trial stored before
+        trials recorded one, the study's fixed rate (such a study had nothing else)."""
+        if stored is not None:
+            return float(stored)
+        if self.fixed_learning_rate is None:
+            span = self.learning_rate_range
+            raise StudyError(f"{self.source}: train.learning_rate is a range ({span.low:g} to {span.high:g}), so a "
+                             f"trial trains at the rate it sampled: pass it (learning_rate=...)")
+        return self.fixed_learning_rate
+
+    def references_view(self) -> "StudySpec":
+        """The study as `storage.record_references` reads it: that builds a TrainConfig for the search split
+        alone (`train_config(seed)`), and a study whose designs sample their rates has no config without a
+        rate, so this view fixes one (the range's geometric mean; unused). Its fingerprint is another study's:
+        never open a storage with it."""
+        span = self.learning_rate_range
+        if span is None:
+            return self
+        return StudySpec(**{**self.__dict__, "train": {**self.train, "learning_rate": span.geometric_mean}})
+
+    def train_config(self, seed: int, learning_rate: float | None = None) -> TrainConfig:
+        """How a trial of this study trains (exports re-train with it, and so reproduce the trial), at
+        `learning_rate`: the trial's own, required when the study samples rates (`trial_learning_rate`)."""
+        return TrainConfig.from_dict({**self.train, **self.split_fields, "threads": self.threads, "seed": seed,
+                                      "learning_rate": self.trial_learning_rate(learning_rate)})
 
     @property
     def split_fields(self) -> dict[str, Any]:
@@ -237,8 +297,11 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
                              + ("`seed` (or a baseline's seeds)" if key == "seed" else "`search_split` key"))
     search_split = _search_split(source, data.get("search_split", DEFAULT_SEARCH_SPLIT))
     check("budget_aware", isinstance(data.get("budget_aware", True), bool), "true or false")
-    try:  # every field and value checked now, not in a worker later
-        TrainConfig.from_dict({"threads": None, **train})
+    rates = _learning_rate_range(source, train.get("learning_rate"))
+    if rates is not None:  # kept in one spelling, so that `log: true` or not is the same study
+        train = {**train, "learning_rate": {"low": rates.low, "high": rates.high}}
+    try:  # every field and value checked now, not in a worker later (a range: at its low end)
+        TrainConfig.from_dict({"threads": None, **train, **({"learning_rate": rates.low} if rates else {})})
     except PETLConfigError as exc:
         raise StudyError(f"{source}: {exc}") from None
     hub = data.get("hub", False)
@@ -252,6 +315,9 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
         if not Path(data_dir).is_dir():
             raise StudyError(f"{source}: data_dir {data_dir} is not a folder")
     strategy, oneshot = _strategy(source, data)
+    if strategy == "oneshot" and rates is not None:
+        raise StudyError(f"{source}: a one-shot study trains one supernet at one rate: train.learning_rate must be "
+                         f"a number, but got {data['train']['learning_rate']!r}")
     spec = StudySpec(
         name=name, source=source, model=str(data.get("model", DEFAULT_ENCODER)), task=data["task"],
         space_path=str(space_path), space_data=space_data, budget=float(budget), objectives=objectives,
@@ -296,6 +362,36 @@ def _search_split(source: str, block: Any) -> dict[str, Any] | None:
     if not (_int(out["seed"]) and out["seed"] >= 0):
         raise StudyError(f"{source}: search_split.seed must be a non-negative integer, but got {out['seed']!r}")
     return {**out, "size": int(size) if size >= 1 else float(size)}
+
+
+def _learning_rate_range(source: str, value: Any) -> LearningRateRange | None:
+    """train.learning_rate as a range, checked; None for a number or none (TrainConfig checks those)."""
+    if not isinstance(value, Mapping):
+        return None
+    where = f"{source}: train.learning_rate"
+    form = "a number in (0, 1) or a range {low: L, high: H} (log-uniform; log: true may be said)"
+    unknown = sorted(set(value) - {"low", "high", "log"})
+    if unknown:
+        raise StudyError(f"{where} has no key {unknown[0]!r}; it is {form}, but got {value!r}")
+    if "log" in value and value["log"] is not True:
+        raise StudyError(f"{where}.log must be true (a rate is searched on a log scale), but got {value['log']!r}")
+    for key in ("low", "high"):
+        bound = value.get(key)
+        if key not in value or not (_number(bound) and 0 < bound < 1):
+            text = (" (YAML reads a number without a dot as text: write 1.0e-4, not 1e-4)"
+                    if isinstance(bound, str) and _parses_as_float(bound) else "")
+            raise StudyError(f"{where}.{key} must be a number in (0, 1){text}, but got {bound!r}")
+    if not value["low"] < value["high"]:
+        raise StudyError(f"{where}: `low < high` must hold, but got (low={value['low']!r}, high={value['high']!r})")
+    return LearningRateRange(float(value["low"]), float(value["high"]))
+
+
+def _parses_as_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _strategy(source: str, data: Mapping[str, Any]) -> tuple[str, dict[str, Any] | None]:

@@ -18,6 +18,11 @@ model (plan() refuses it: heads that divide no width, layers past its blocks) is
 with plan()'s reason. A point sampled twice is not trained twice and not told twice: the repeat is closed
 as failed (no second observation), and its record points to the first. None of these kinds counts as a
 trial of the study.
+
+A point is a Δh design and the learning rate it trains at. A study with `train.learning_rate: {low, high}`
+has the sampler suggest each search trial's rate beside its Δh point (`learning_rate`, log-uniform), so the
+same design at another rate is another point. Every trial records the rate it trains at (`learning_rate`);
+a reseed trains at its original's, a baseline at `baseline_learning_rate`.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ from ...training.metrics import floor
 from ..language.budget import FittedBaseline, fit_baselines
 from .pareto import pareto_front
 from .records import COUNTED_KINDS, TrialRecord, read_records
+from .samplers import proposal_source
 from .storage import Store
 from ..language.study import StudySpec
 
@@ -45,6 +51,10 @@ MAX_REJECTIONS = 500  # consecutive over-budget/misfit/duplicate proposals befor
 # told as over the budget by a whole backbone: feasible points and those nearly within budget rank above it.
 MISFIT_VIOLATION = 1.0
 WAITING = optuna.trial.TrialState.WAITING
+LEARNING_RATE_PARAM = "learning_rate"  # the sampled parameter of a study whose designs sample their rates
+# What finish() copies from the trainer's record into the trial's attributes (what it lacks is skipped).
+RECORD_KEYS = ("metrics", "dev_metrics", "evaluated_on", "params", "seconds", "steps", "throughput",
+               "peak_memory_mb", "history", "device", "dev_predictions")
 
 
 @dataclass(frozen=True)
@@ -57,9 +67,28 @@ class Candidate:
     preset: str | None = None  # baselines: the preset and its arguments, as data
     preset_args: dict[str, Any] = field(default_factory=dict)
     stored_params: int = 0  # what the scheduler ranks it on, beside its score
+    learning_rate: float | None = None  # the rate it trains at (the proposer always says; None: the study's fixed one)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def point_key(config: PETLConfig, learning_rate: float | None) -> tuple[str, float | None]:
+    """What makes two trials the same point, for repeats: the Δh design and the rate it trains at."""
+    return config.fingerprint(), learning_rate
+
+
+def baseline_learning_rate(spec: StudySpec) -> float:
+    """The rate a baseline trains at: the study's fixed rate; for a study whose designs sample their rates,
+    for now, the geometric mean of the range (its middle on the log scale), untuned. Tuned baselines (the same
+    tuning budget as the search gives a point) are to replace this."""
+    span = spec.learning_rate_range
+    return spec.fixed_learning_rate if span is None else span.geometric_mean
+
+
+def _rate_distribution(spec: StudySpec) -> optuna.distributions.FloatDistribution:
+    span = spec.learning_rate_range
+    return optuna.distributions.FloatDistribution(span.low, span.high, log=True)
 
 
 class Proposer:
@@ -89,11 +118,13 @@ class Proposer:
         self.failures: list[str] = []  # reasons of the latest failures in a row
         self.max_rejections = MAX_REJECTIONS
         self.abort: str | None = None  # set when the study cannot succeed; next() then proposes nothing
-        self.known: dict[str, int] = {}  # config fingerprint -> trial number that trained it
+        self.known: dict[tuple[str, float | None], int] = {}  # point_key -> trial number that trained it
         for r in records:
             if r.kind in COUNTED_KINDS and r.config and r.state in ("COMPLETE", "PRUNED", "FAIL", "RUNNING") \
                     and not r.extra.get("interrupted") and r.seed == spec.seed:
-                self.known.setdefault(PETLConfig.from_dict(r.config).fingerprint(), r.number)
+                # a trial stored before trials recorded their rate trained at the study's fixed one
+                rate = r.learning_rate if r.learning_rate is not None else spec.fixed_learning_rate
+                self.known.setdefault(point_key(PETLConfig.from_dict(r.config), rate), r.number)
 
     @property
     def remaining(self) -> int:
@@ -114,7 +145,8 @@ class Proposer:
             self._drop_queue()
         if self.baselines:
             fitted, seed = self.baselines.pop(0)
-            return self._open_added("baseline", fitted.label, fitted.config, seed, fitted=fitted)
+            return self._open_added("baseline", fitted.label, fitted.config, seed, baseline_learning_rate(self.spec),
+                                    fitted=fitted)
         if self.search_left > 0:
             return self._next_search()
         return self._next_reseed()
@@ -154,38 +186,47 @@ class Proposer:
                 misfit = point
                 self._tell_misfit(trial, point)
                 continue
-            config, counted = point
+            config, counted, rate = point
             trial.set_constraint("budget", counted.stored_fraction - self.spec.budget)
-            attrs = {"petl_config": config.to_dict(), "label": config.describe(),
+            attrs = {"petl_config": config.to_dict(), "label": config.describe(), "learning_rate": rate,
                      "stored_params": counted.stored, "stored_fraction": counted.stored_fraction}
             if counted.stored_fraction > self.spec.budget:
                 self._tell_unrun(trial, attrs, counted.stored, f"stores {percent(counted.stored_fraction)} of "
                                  f"the backbone, over the budget {budget_text(self.spec.budget)}")
                 continue
-            earlier = self.known.get(config.fingerprint())
+            earlier = self.known.get(point_key(config, rate))
             if earlier is not None:
                 self._tell_duplicate(trial, attrs, earlier)
                 continue
             self.search_left -= 1
-            self._describe(trial.number, "search", config.describe(), config, self.spec.seed)
+            self._describe(trial.number, "search", config.describe(), config, self.spec.seed, rate)
+            # asked now, while the sampler still knows the trial (it forgets it once the trial is told)
+            trial.set_user_attr("proposed_by", proposal_source(self.study.sampler, trial.number))
             return Candidate(trial.number, "search", config.describe(), config.to_dict(), self.spec.seed,
-                             stored_params=counted.stored)
+                             stored_params=counted.stored, learning_rate=rate)
         last = f" (the last: {misfit})" if misfit else ""
         raise PETLError(f"{self.spec.source}: the sampler proposed {self.max_rejections} points in a row that were "
                         f"over the budget {budget_text(self.spec.budget)}, already trained or did not fit the "
                         f"model{last}; widen the space, raise `budget` or take out what the model cannot hold")
 
-    def _sample(self, trial: optuna.Trial) -> tuple[PETLConfig, ParamCount] | str:
-        """The point `trial` samples and its count; or, for a point the model cannot hold, plan()'s reason.
+    def _sample(self, trial: optuna.Trial) -> tuple[PETLConfig, ParamCount, float] | str:
+        """The point `trial` samples (its Δh design, its count and the rate it trains at); or, for a point the
+        model cannot hold, plan()'s reason.
 
         plan() checks a point against the model's geometry, which the space file cannot know; budget-aware
         sizes call it while they are sampled, count_params after. Only PETLConfigError is a property of the
-        point: anything else (an unsupported model) would fail every point, and stops the study."""
+        point: anything else (an unsupported model) would fail every point, and stops the study. The rate,
+        when the study samples rates, is one more dimension of the same trial, so the study's sampler models
+        it as any other (a queued trial gets back the rate it had)."""
         try:
             config = self.space.sample(trial, self.model_config, budget=self.sampling_budget)
-            return config, count_params(config, self.model_config)
+            counted = count_params(config, self.model_config)
         except PETLConfigError as exc:
             return str(exc)
+        span = self.spec.learning_rate_range
+        rate = self.spec.fixed_learning_rate if span is None else \
+            trial.suggest_float(LEARNING_RATE_PARAM, span.low, span.high, log=True)
+        return config, counted, rate
 
     def _drop_queue(self) -> None:
         """The study needs no more search trials (n_trials was lowered): close the queued ones unrun."""
@@ -204,15 +245,19 @@ class Proposer:
         from it that it did not know.
         """
         return self._open_added("reseed", original.label, PETLConfig.from_dict(original.config), seed,
+                                self.spec.trial_learning_rate(original.learning_rate),  # the original's rate
                                 extra={"reseed_of": original.number, **({"automatic": True} if automatic else {})})
 
-    def _open_added(self, kind: str, label: str, config: PETLConfig, seed: int, *,
+    def _open_added(self, kind: str, label: str, config: PETLConfig, seed: int, learning_rate: float, *,
                     fitted: FittedBaseline | None = None, extra: Mapping[str, Any] | None = None) -> Candidate:
-        """A running trial created in the storage directly (not by the sampler, not from the queue). A
-        baseline that lies inside the space gets the parameters that sample it (`SearchSpace.replay`), so
-        the sampler learns from it as from its own trials (MAM in the MAM neighbourhood)."""
+        """A running trial created in the storage directly (not by the sampler, not from the queue), trained
+        at `learning_rate`. A baseline that lies inside the space gets the parameters that sample it
+        (`SearchSpace.replay`, and its rate when the study samples rates), so the sampler learns from it as
+        from its own trials (MAM in the MAM neighbourhood)."""
         replayed = (self.space.replay(config, self.model_config, budget=self.sampling_budget) or {}) \
             if kind == "baseline" else {}
+        if replayed and self.spec.learning_rate_range is not None:
+            replayed[LEARNING_RATE_PARAM] = (_rate_distribution(self.spec), learning_rate)
         counted = count_params(config, self.model_config)
         frozen = optuna.trial.create_trial(
             state=optuna.trial.TrialState.RUNNING, params={n: v for n, (_, v) in replayed.items()},
@@ -220,17 +265,19 @@ class Proposer:
         frozen.set_constraint("budget", counted.stored_fraction - self.spec.budget)
         number = self.store.add_trial(frozen)
         preset = {"preset": fitted.preset, "preset_args": dict(fitted.args)} if fitted else {}
-        self._describe(number, kind, label, config, seed, **preset)
-        return Candidate(number, kind, label, config.to_dict(), seed, stored_params=counted.stored, **preset)
+        self._describe(number, kind, label, config, seed, learning_rate, **preset)
+        return Candidate(number, kind, label, config.to_dict(), seed, stored_params=counted.stored,
+                         learning_rate=learning_rate, **preset)
 
-    def _describe(self, number: int, kind: str, label: str, config: PETLConfig, seed: int, **more: Any) -> None:
+    def _describe(self, number: int, kind: str, label: str, config: PETLConfig, seed: int, learning_rate: float,
+                  **more: Any) -> None:
         counted = count_params(config, self.model_config)
         for key, value in {"kind": kind, "label": label, "petl_config": config.to_dict(), "seed": seed,
-                           "stored_params": counted.stored, "stored_fraction": counted.stored_fraction,
-                           "started": time.time(), **more}.items():
+                           "learning_rate": learning_rate, "stored_params": counted.stored,
+                           "stored_fraction": counted.stored_fraction, "started": time.time(), **more}.items():
             self.store.set_trial_attr(number, key, value)
         if kind != "reseed" and seed == self.spec.seed:  # same point, same seed as the search: known
-            self.known.setdefault(config.fingerprint(), number)
+            self.known.setdefault(point_key(config, learning_rate), number)
 
     def _tell_unrun(self, trial: optuna.Trial, attrs: Mapping[str, Any], stored: int, reason: str) -> None:
         for key, value in {**attrs, "kind": "over_budget", "reason": reason}.items():
@@ -270,8 +317,7 @@ class Proposer:
             self.store.set_trial_attr(number, key, value)
 
         if record is not None:
-            for key in ("metrics", "dev_metrics", "evaluated_on", "params", "seconds", "steps", "throughput",
-                        "peak_memory_mb", "history", "device"):
+            for key in RECORD_KEYS:
                 if key in record:
                     attr(key, record[key])
         if stopped_reason is not None or (record or {}).get("status") == "pruned":

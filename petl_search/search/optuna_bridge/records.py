@@ -15,7 +15,7 @@ Neither torch nor Ray is imported.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable
 
 from ...core.errors import PETLError
@@ -61,6 +61,10 @@ class TrialRecord:
     dev_scores: dict[str, float] = field(default_factory=dict)  # the official dev set, once trained (if held out)
     evaluated_on: str = "dev"  # what `metric` and `scores` come from: "search split" or "dev"
     finished_at: float | None = None  # when Optuna was told its outcome (a timestamp; None if not yet)
+    # the rate it trained at; None for a trial stored before trials recorded it, which trained at the study's
+    # fixed rate (`fill_learning_rates`, `StudySpec.trial_learning_rate`)
+    learning_rate: float | None = None
+    proposed_by: str | None = None  # a search trial's proposer: startup | model | fallback | random (samplers.py)
     extra: dict[str, Any] = field(default_factory=dict)  # every other user attribute
 
     @property
@@ -146,8 +150,16 @@ def read_records(study: Any) -> list[TrialRecord]:
             seconds=(attrs.get("seconds") or {}).get("total"), preset=attrs.pop("preset", None),
             preset_args=attrs.pop("preset_args", None) or {}, scores=attrs.pop("metrics", None) or {},
             dev_scores=attrs.pop("dev_metrics", None) or {}, evaluated_on=attrs.pop("evaluated_on", "dev"),
-            finished_at=t.datetime_complete.timestamp() if t.datetime_complete else None, extra=attrs))
+            finished_at=t.datetime_complete.timestamp() if t.datetime_complete else None,
+            learning_rate=attrs.pop("learning_rate", None), proposed_by=attrs.pop("proposed_by", None), extra=attrs))
     return records
+
+
+def fill_learning_rates(records: Iterable[TrialRecord], fixed: float | None) -> list[TrialRecord]:
+    """The records with the rate each trained at: a trial trained before trials recorded their rate trained
+    at the study's `fixed` one (`StudySpec.fixed_learning_rate`; a study that samples rates has no such trial)."""
+    return [replace(r, learning_rate=fixed) if r.learning_rate is None and fixed is not None
+            and r.kind in MEASURED_KINDS else r for r in records]
 
 
 def _name_legacy_pfeiffer(attrs: dict[str, Any]) -> None:

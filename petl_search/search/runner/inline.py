@@ -1,6 +1,7 @@
 """Run a study in this process, one trial after another (no Ray, no early stopping), and train a
 study's point again with other seeds (`reseed`). The same Proposer, storage and trainer as the Ray
 runner: for debugging a study, for benchmarks that compare samplers without scheduling noise, for tests.
+Each trial trains at its candidate's learning rate (a reseed at its original's).
 """
 from __future__ import annotations
 
@@ -29,13 +30,13 @@ def run_study_inline(spec: StudySpec, *, progress: Callable[[str], None] = print
     with DriverLease(store.study):
         reconcile(store)
         upgrade(store, spec, model_config)
-        record_references(store, spec)
+        record_references(store, spec.references_view())
         proposer = Proposer(store, spec, model_config)
         while (candidate := proposer.next()) is not None:
             if candidate == WAIT:  # cannot happen in one process: every trial it opened has finished
                 raise PETLError("the proposer waits for a running trial, but this process runs none")
             result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_source,
-                           train_config=spec.train_config(candidate.seed))
+                           train_config=spec.train_config(candidate.seed, learning_rate=candidate.learning_rate))
             finished = proposer.finish(candidate.number, result.to_dict())
             progress(f"#{finished.number} {finished.kind} {finished.label}: {finished.state.lower()} "
                      f"{finished.metric}")
@@ -75,7 +76,7 @@ def reseed_trial(spec: StudySpec, number: int, seeds: list[int], *,
             progress(f"[{i}/{len(todo)}] trial #{candidate.number}: {original.label} with seed {seed}")
             try:
                 result = train(candidate.petl_config, spec.task, model=spec.model, data_dir=spec.data_source,
-                               train_config=spec.train_config(seed)).to_dict()
+                               train_config=spec.train_config(seed, learning_rate=candidate.learning_rate)).to_dict()
             except KeyboardInterrupt:
                 proposer.finish(candidate.number, None, error="interrupted; run the same command to train it")
                 raise

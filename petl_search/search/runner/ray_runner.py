@@ -49,7 +49,9 @@ def run_candidate(config: dict[str, Any]) -> None:
         return False  # stopping is the scheduler's call: Ray ends this function at the report
 
     try:
-        train_config = TrainConfig.from_dict({**run["train"], "seed": cand["seed"]})
+        # the trial's own rate: run["train"] holds the study's `train` block, a range when designs sample rates
+        rate = {} if cand.get("learning_rate") is None else {"learning_rate": cand["learning_rate"]}
+        train_config = TrainConfig.from_dict({**run["train"], "seed": cand["seed"], **rate})
         result = train(cand["petl_config"], run["task"], model=run["model"], data_dir=run["data_dir"],
                        train_config=train_config, on_eval=on_eval)
         record = result.to_dict()
@@ -149,7 +151,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
         if interrupted:
             progress(f"resuming: trials {interrupted} were interrupted; their points are queued again")
         upgrade(store, spec, model_config)
-        record_references(store, spec)
+        record_references(store, spec.references_view())
         if spec.strategy == "oneshot":  # stages 1-2 in a child process; the queued designs are trained below
             run_oneshot_stages(spec, store, model_config, progress=progress)
         on_finish = on_trial or (lambda record, records: progress(trial_line(record)))
