@@ -342,3 +342,74 @@ def test_a_trial_never_trains_on_a_search_split_example(monkeypatch) -> None:
     assert result.status == "completed" and len(drawn) == result.train_examples == 100 * 16
     assert not set(drawn) & {texts[i] for i in held}
     assert set(drawn) == {texts[i] for i in rest}
+
+
+def test_the_record_keeps_each_dev_prediction_in_dev_row_order_from_the_one_dev_pass() -> None:
+    """With a search split, the record holds one prediction per dev example in the dev set's row order (the
+    model run on each row alone agrees; evaluation makes them in length order), dev_metrics re-scores from
+    them exactly, the record stays JSON, and the dev set is run through the model once: no extra pass."""
+    import json
+
+    from petl_search.training import metrics
+
+    eval_rows = []
+
+    def counting(task):
+        model, tokenizer = tiny_classifier(task)
+        model.register_forward_pre_hook(
+            lambda module, args, kwargs: None if module.training else eval_rows.append(len(kwargs["input_ids"])),
+            with_kwargs=True)
+        return model, tokenizer
+
+    dev = DATA["validation"]
+    cfg = TrainConfig(**{**FAST.__dict__, "search_split": 96, "split_seed": 3})
+    result = train(ps.presets.lora(r=4), "sst2", data=DATA, model_factory=counting, train_config=cfg, keep_model=True)
+    assert result.status == "completed", result.reason
+    assert result.dev_examples == len(result.dev_predictions) == len(dev) == 128
+    assert all(type(p) is int for p in result.dev_predictions) and set(result.dev_predictions) == {0, 1}
+    assert metrics.compute("accuracy", result.dev_predictions, dev["label"]) == result.dev_metrics
+    subset_evaluations = sum(h["on"] == "search split subset" for h in result.history)
+    assert sum(eval_rows) == subset_evaluations * 96 + 96 + len(dev)  # the subsets, the final one, dev once
+
+    model = result.trained_model.eval()
+    with torch.no_grad():
+        alone = [model(**TOKENIZER(text, truncation=True, max_length=cfg.max_length, return_tensors="pt"))
+                 .logits.argmax(-1).item() for text in dev["text_a"]]
+    assert result.dev_predictions == alone
+    by_length = sorted(range(len(dev)), key=lambda i: (len(TOKENIZER(dev["text_a"][i])["input_ids"]), i))
+    assert [alone[i] for i in by_length] != alone  # length order would read differently
+
+    record = result.to_dict()
+    assert json.loads(json.dumps(record)) == record and "dev_indices" not in record
+    assert record["dev_predictions"] == result.dev_predictions
+    plain = run(ps.presets.lora(r=4))  # no search split: dev is the evaluation set, and no dev record is kept
+    assert (plain.dev_metrics, plain.dev_predictions, plain.dev_examples) == ({}, [], 0)
+
+
+def test_regression_dev_predictions_are_rounded_and_rescore_to_dev_metrics_exactly() -> None:
+    from petl_search.training import metrics
+
+    data = DatasetDict({"train": separable(256, 2), "validation": separable(64, 3)}).map(
+        lambda r: {"label": 5.0 * r["label"], "text_b": "a sentence pair"})
+    cfg = TrainConfig(**{**FAST.__dict__, "search_split": 48})
+    result = train(ps.presets.lora(r=2), "stsb", data=data, model_factory=tiny_classifier, train_config=cfg)
+    assert result.status == "completed" and len(result.dev_predictions) == result.dev_examples == 64
+    assert all(type(p) is float and p == float(f"{p:.6g}") for p in result.dev_predictions)
+    assert len(set(result.dev_predictions)) > 32  # values, not classes
+    assert metrics.compute("pearson_spearman", result.dev_predictions, data["validation"]["label"]) == \
+        result.dev_metrics
+
+
+def test_a_dev_subset_is_recorded_with_its_indices_in_the_order_asked() -> None:
+    from petl_search.training.data import EncodedSplit
+    from petl_search.training.trainer import judge_on_dev
+
+    task = get_task("sst2")
+    model = tiny_classifier(task)[0]
+    split = EncodedSplit(DATA["validation"], TOKENIZER, task, FAST)
+    judge = lambda indices: judge_on_dev(model, TOKENIZER, split, indices, task, FAST, torch.device("cpu"),
+                                         lambda: torch.autocast("cpu", enabled=False))
+    whole, subset = judge(list(range(len(split)))), judge([70, 3, 41, 9])
+    assert whole["dev_indices"] is None and whole["dev_examples"] == len(split)
+    assert subset["dev_indices"] == [70, 3, 41, 9] and subset["dev_examples"] == 4
+    assert subset["dev_predictions"] == [whole["dev_predictions"][i] for i in (70, 3, 41, 9)]
