@@ -211,12 +211,33 @@ def test_each_trial_trains_at_the_rate_it_recorded(ran) -> None:
     assert all(r.extra["history"] and r.state == "COMPLETE" for r in trained)
 
 
+def test_a_ray_worker_trains_at_its_candidates_rate(ran, tmp_path, monkeypatch) -> None:
+    """`run_candidate` as a Ray worker runs it, outside Ray: the study's `train` block holds the range, the
+    candidate its rate."""
+    import ray.tune
+
+    import petl_search.search.runner.ray_runner as ray_runner
+
+    spec, records, _ = ran
+    reports = []
+    monkeypatch.setattr(ray.tune, "report", reports.append)
+    spy = TrainSpy(ray_runner.train)
+    monkeypatch.setattr(ray_runner, "train", spy)
+    proposer = Proposer(open_store(spec), spec, load_study(spec.source).model_config())
+    original = next(r for r in records if r.kind == "search")
+    candidate = proposer.open_reseed(original, 9)  # a candidate at a sampled rate, without a sampler's ask
+    ray_runner.run_candidate({"candidate": candidate.to_dict(), "run": ray_runner.run_settings(spec, tmp_path)})
+    proposer.finish(candidate.number, json.loads(reports[-1]["record"]))
+    assert [c.learning_rate for c in spy.configs] == [original.learning_rate] and \
+        json.loads(reports[-1]["record"])["status"] == "completed"
+
+
 def test_a_reseed_trains_at_its_originals_rate(ran, monkeypatch) -> None:
     spec, records, _ = ran
     original = next(r for r in records if r.kind == "search")
     spy = TrainSpy(petl_search.search.runner.inline.train)
     monkeypatch.setattr(petl_search.search.runner.inline, "train", spy)
-    _, again = reseed_trial(spec, original.number, [1], progress=lambda line: None)
+    again = next(r for r in reseed_trial(spec, original.number, [1], progress=lambda line: None) if r.seed == 1)
     assert [c.learning_rate for c in spy.configs] == [original.learning_rate]
     assert (again.kind, again.seed, again.learning_rate) == ("reseed", 1, original.learning_rate)
 

@@ -172,15 +172,21 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
     return records
 
 
+def run_settings(spec: StudySpec, ray_dir: Path) -> dict[str, Any]:
+    """What every worker of the study reads beside its candidate (`run_candidate`'s config["run"]): plain data.
+    `train` is the study's block as written (a range when designs sample rates: each candidate brings its own)."""
+    return {"task": spec.task, "model": spec.model, "data_dir": spec.data_source,
+            "train": {**spec.train, **spec.split_fields, "threads": spec.threads}, "main_metric": spec.main_metric,
+            "ray_dir": str(ray_dir)}
+
+
 def _tune(spec: StudySpec, proposer: Proposer, address: str | None, time_budget_s: float | None) -> None:
     """Ray Tune trains what the proposer hands out, `spec.concurrency` trials at a time."""
     import ray
     from ray import tune
 
     ray_dir = (spec.folder / "ray").resolve()
-    run = {"task": spec.task, "model": spec.model, "data_dir": spec.data_source,
-           "train": {**spec.train, **spec.split_fields, "threads": spec.threads}, "main_metric": spec.main_metric,
-           "ray_dir": str(ray_dir)}
+    run = run_settings(spec, ray_dir)
     own_ray = not ray.is_initialized()
     if own_ray:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no tables; we print progress
