@@ -21,6 +21,7 @@ from petl_search.search.runner.ray_runner import run_study
 from petl_search.search.language.study import parse_study
 
 import setting  # bench/setting.py: the toy setting unless --model/--data-dir
+from result_file import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--lr", type=float, default=0.01, help="learning rate (the toy's; 1e-3 for MiniLM)")
     args = parser.parse_args()
+    settings = dict(vars(args))
     totals = {True: [0.0, 0.0], False: [0.0, 0.0]}
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         setting.resolve(args, workdir, train_examples=2048)
@@ -63,9 +66,19 @@ def main() -> None:
             print(f"seed {seed}: none {row[False][0]:.0f} s, hypervolume {row[False][1]:.4f} | ASHA {row[True][0]:.0f} s, "
                   f"hypervolume {row[True][1]:.4f}, {row[True][2]} of {args.trials} stopped early | "
                   f"time ratio {row[True][0] / row[False][0]:.2f}", flush=True)
+            rows.append({"seed": seed, "none_seconds": row[False][0], "none_hypervolume": row[False][1],
+                         "asha_seconds": row[True][0], "asha_hypervolume": row[True][1],
+                         "asha_stopped_early": row[True][2], "trials": args.trials,
+                         "time_ratio": row[True][0] / row[False][0]})
     print(f"total: ASHA / none wall time {totals[True][0] / totals[False][0]:.2f}; mean hypervolume "
           f"{totals[True][1] / args.seeds:.4f} (ASHA) vs {totals[False][1] / args.seeds:.4f} (none), ratio "
           f"{totals[True][1] / totals[False][1]:.3f}")
+    path = write_result(setting.result_name("early_stopping", args), {
+        "settings": settings, "per_seed": rows,
+        "wall_time_ratio_asha_over_none": totals[True][0] / totals[False][0],
+        "mean_hypervolume_asha": totals[True][1] / args.seeds, "mean_hypervolume_none": totals[False][1] / args.seeds,
+        "hypervolume_ratio_asha_over_none": totals[True][1] / totals[False][1]})
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

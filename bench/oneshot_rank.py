@@ -43,6 +43,7 @@ from petl_search.training.models import load_model_config
 from petl_search.training.trainer import train
 
 import setting  # bench/setting.py: the toy setting unless --model/--data-dir
+from result_file import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,6 +150,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir")
     args = parser.parse_args()
+    settings = dict(vars(args))
+    figures: dict = {"settings": settings}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -163,26 +166,38 @@ def main() -> None:
         alone = [alone_by[d.fingerprint()] for d in designs]
         size_tau = kendalltau(sizes, alone).statistic
         log_sizes = [[math.log(s)] for s in sizes]
+        figures.update(designs=len(designs), stored_min=min(sizes), stored_max=max(sizes), tau_size=size_tau,
+                       standalone_min=min(alone), standalone_max=max(alone), runs=[])
         if args.ceiling:
             again_by = standalone_scores(args, first, designs, workdir / "standalone.json", seed=1)
             ceiling = kendalltau(alone, [again_by[d.fingerprint()] for d in designs])
             print(f"tau(stand-alone seed 0, stand-alone seed 1) = {ceiling.statistic:+.3f} (p {ceiling.pvalue:.3f}): "
                   f"how well one training ranks the designs as another does, the most a ranking can reach against "
                   f"one seed", flush=True)
+            figures.update(tau_seed0_seed1=ceiling.statistic, tau_seed0_seed1_p=ceiling.pvalue)
         runs = [(s, lr, a) for lr in args.supernet_lrs or [args.lr] for s in args.supernet_steps for a in args.adapt_steps]
         for steps, lr, adapt in runs:
             spec = study(args, workdir, steps, lr, adapt)
             score = supernet_scorer(spec, progress=lambda line: print(line, flush=True))
             inherited = [score(d)[spec.main_metric] for d in designs]
             tau = kendalltau(inherited, alone)
+            within = within_bins(inherited, alone, sizes, args.bins)
             print(f"supernet {steps} steps at lr {lr:g}, {adapt} head steps per design: "
                   f"tau(inherited, stand-alone) = {tau.statistic:+.3f} (p {tau.pvalue:.3f}); "
                   f"tau(size, stand-alone) = {size_tau:+.3f}; tau within {args.bins} size bins = "
-                  f"{within_bins(inherited, alone, sizes, args.bins):+.3f}; inherited {min(inherited):.3f}-"
+                  f"{within:+.3f}; inherited {min(inherited):.3f}-"
                   f"{max(inherited):.3f}, stand-alone {min(alone):.3f}-{max(alone):.3f}", flush=True)
-            print(f"  calibrated (leave-one-out): tau(log size + inherited) = "
-                  f"{loo_tau([f + [i] for f, i in zip(log_sizes, inherited)], alone):+.3f}; "
-                  f"tau(log size alone) = {loo_tau(log_sizes, alone):+.3f}", flush=True)
+            calibrated = loo_tau([f + [i] for f, i in zip(log_sizes, inherited)], alone)
+            calibrated_size = loo_tau(log_sizes, alone)
+            print(f"  calibrated (leave-one-out): tau(log size + inherited) = {calibrated:+.3f}; "
+                  f"tau(log size alone) = {calibrated_size:+.3f}", flush=True)
+            figures["runs"].append({
+                "supernet_steps": steps, "supernet_lr": lr, "adapt_steps": adapt, "tau": tau.statistic,
+                "p": tau.pvalue, "tau_within_size_bins": within,
+                "inherited_min": min(inherited), "inherited_max": max(inherited),
+                "calibrated_tau_log_size_and_inherited": calibrated, "calibrated_tau_log_size": calibrated_size})
+    path = write_result(setting.result_name("oneshot_rank", args), figures)
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

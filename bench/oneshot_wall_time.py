@@ -31,7 +31,8 @@ from petl_search.search.optuna_bridge.storage import open_store
 from petl_search.search.language.study import parse_study
 
 import setting  # bench/setting.py: the toy setting unless --model/--data-dir
-from search_wall_time import FRACTIONS, at, curve, print_fractions, reached
+from result_file import write_result
+from search_wall_time import FRACTIONS, at, curve, fraction_rows, print_fractions, reached
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,21 +72,34 @@ def run_arm(spec) -> tuple[list, float, float]:
     return records, start, end - start
 
 
-def stage_seconds(spec, records: list, start: float) -> str:
+def stages(spec, records: list, start: float) -> dict | None:
     """Where the one-shot arm's time went, from its storage: the supernet (up to the first design scored),
-    the designs' scoring, and the stand-alone trainings up to the first and the last finished."""
+    the designs' scoring, and the stand-alone trainings up to the first and the last finished (None when
+    no design was scored)."""
     designs = [t for t in design_study(spec, open_store(spec).storage, create=False).get_trials(deepcopy=False)
                if t.datetime_complete]
     if not designs:
-        return "no design scored"
+        return None
     first = min(t.datetime_start.timestamp() for t in designs)
     last = max(t.datetime_complete.timestamp() for t in designs)
     trained = [r.finished_at for r in records if r.kind == "search" and r.finished_at]
-    alone = (f"first stand-alone trial done at {min(trained) - start:.0f} s, last at {max(trained) - start:.0f} s"
-             if trained else "no stand-alone trial done")
     scored = sum(t.state.name == "COMPLETE" for t in designs)
-    return (f"supernet (and loading) {first - start:.0f} s; {scored} designs scored ({len(designs) - scored} "
-            f"proposals rejected) in {last - first:.0f} s, {(last - first) / max(1, scored):.2f} s a design; {alone}")
+    return {"supernet_seconds": first - start, "designs_scored": scored, "proposals_rejected": len(designs) - scored,
+            "scoring_seconds": last - first, "seconds_per_design": (last - first) / max(1, scored),
+            "first_standalone_done_seconds": min(trained) - start if trained else None,
+            "last_standalone_done_seconds": max(trained) - start if trained else None}
+
+
+def stage_seconds(stage: dict | None) -> str:
+    """`stages`' figures in words."""
+    if stage is None:
+        return "no design scored"
+    alone = (f"first stand-alone trial done at {stage['first_standalone_done_seconds']:.0f} s, last at "
+             f"{stage['last_standalone_done_seconds']:.0f} s" if stage["first_standalone_done_seconds"] is not None
+             else "no stand-alone trial done")
+    return (f"supernet (and loading) {stage['supernet_seconds']:.0f} s; {stage['designs_scored']} designs scored "
+            f"({stage['proposals_rejected']} proposals rejected) in {stage['scoring_seconds']:.0f} s, "
+            f"{stage['seconds_per_design']:.2f} s a design; {alone}")
 
 
 def main() -> None:
@@ -106,6 +120,8 @@ def main() -> None:
     parser.add_argument("--gpus", type=float, default=0.0)
     parser.add_argument("--workdir", help="keep the studies here (a rerun resumes; a finished arm is read back)")
     args = parser.parse_args()
+    settings = dict(vars(args))
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -128,12 +144,23 @@ def main() -> None:
             print(f"seed {seed}: W = {wall:.0f} s, TPE's final dev hypervolume {target:.4f}; one-shot took "
                   f"{one_wall:.0f} s, final {one[-1][1] if one else 0.0:.4f}, reached TPE's final at "
                   f"{'never' if hit is None else f'{hit:.0f} s'} = {ratio:.2f} of W", flush=True)
-            print(f"  one-shot stages: {stage_seconds(one_spec, one_records, one_start)}", flush=True)
+            stage = stages(one_spec, one_records, one_start)
+            print(f"  one-shot stages: {stage_seconds(stage)}", flush=True)
+            rows.append({"seed": seed, "w_seconds": wall, "tpe_final_hypervolume": target, "oneshot_seconds": one_wall,
+                         "oneshot_final_hypervolume": one[-1][1] if one else 0.0, "oneshot_reached_tpe_final_seconds": hit,
+                         "oneshot_reached_over_w": None if hit is None else ratio, "oneshot_stages": stage})
         print_fractions(by_fraction, "the TPE arm's")
         print(f"time one-shot needed to reach TPE's final hypervolume, / W: per seed "
               f"{', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f} (target <= 0.1)")
         # the one-shot stages run in a child process, so the driver that runs Ray should stay small
-        print(f"driver peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB")
+        peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        print(f"driver peak RSS {peak_gib:.2f} GiB")
+    median = statistics.median(ratios)
+    path = write_result(setting.result_name("oneshot_wall_time", args), {
+        "settings": settings, "per_seed": rows, "mean_dev_hypervolume_at_fraction_of_w": fraction_rows(by_fraction),
+        "median_reached_over_w": median if median != float("inf") else None, "target_reached_over_w": 0.1,
+        "driver_peak_rss_gib": peak_gib})
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from petl_search.search.runner.inline import run_study_inline
 from petl_search.search.language.study import parse_study
 
 import setting  # bench/setting.py: the toy setting unless --model/--data-dir
+from result_file import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir", help="keep the studies here and resume them on a rerun (default: a temporary folder)")
     args = parser.parse_args()
+    settings = dict(vars(args))
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,6 +88,16 @@ def main() -> None:
     else:
         print(f"{args.sampler} reaches random search's final hypervolume ({target:.4f}) after {reached} of "
               f"{args.trials} trials: ratio {reached / args.trials:.2f} (target <= 0.5)")
+    path = write_result(setting.result_name("search_efficiency", args), {
+        "settings": settings,
+        "final_hypervolume_per_seed": [{"seed": seed, **{s: cs[seed][-1] for s, cs in curves.items()}}
+                                       for seed in range(args.seeds)],
+        "mean_hypervolume_after_n_trials": [{"n": i + 1, **{s: mean[s][i] for s in mean}} for i in range(args.trials)],
+        "final_hypervolume_ratio": final_ratio, "random_final_hypervolume": target,
+        "trials_to_reach_random_final": reached,
+        "trials_to_reach_random_final_over_trials": None if reached is None else reached / args.trials,
+        "target_trials_over_trials": 0.5})
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from petl_search.search.runner.ray_runner import run_study
 from petl_search.search.language.study import parse_study
 
 import setting  # bench/setting.py: the toy setting unless --model/--data-dir
+from result_file import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--single-threads", type=int, default=1, help="CPUs (threads) of the single worker")
     args = parser.parse_args()
+    settings = dict(vars(args))
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         setting.resolve(args, workdir, train_examples=2048)
@@ -55,6 +57,13 @@ def main() -> None:
     print(f"1 worker x {args.single_threads} thread(s): {one_n} trials in {one_s:.0f} s = {one_rate:.0f} trials/hour")
     print(f"2 workers x 1 thread:    {two_n} trials in {two_s:.0f} s = {two_rate:.0f} trials/hour")
     print(f"ratio 2 workers / 1 worker: {two_rate / one_rate:.2f}")
+    path = write_result(setting.result_name("search_throughput", args), {
+        "settings": settings,
+        "runs": [{"workers": 1, "threads_each": args.single_threads, "trials": one_n, "seconds": one_s,
+                  "trials_per_hour": one_rate},
+                 {"workers": 2, "threads_each": 1, "trials": two_n, "seconds": two_s, "trials_per_hour": two_rate}],
+        "ratio_two_workers_over_one": two_rate / one_rate})
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

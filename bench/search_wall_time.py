@@ -34,6 +34,7 @@ from petl_search.search.language.study import parse_study
 from petl_search.training.models import load_model_config
 
 import setting  # bench/setting.py: the toy setting unless --model/--data-dir
+from result_file import write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 FRACTIONS = (0.1, 0.25, 0.5, 0.75, 1.0)
@@ -77,6 +78,12 @@ def print_fractions(by_fraction: dict[str, dict[float, list[float]]], whose: str
         print(f"{arm:<8} " + " ".join(f"{statistics.mean(values[f]):>7.4f}" for f in FRACTIONS))
 
 
+def fraction_rows(by_fraction: dict[str, dict[float, list[float]]]) -> list[dict[str, float]]:
+    """The table print_fractions prints, for a result file: one row per fraction of W, each arm's mean."""
+    return [{"fraction_of_w": f, **{arm: statistics.mean(values[f]) for arm, values in by_fraction.items()}}
+            for f in FRACTIONS]
+
+
 def run_arm(spec: object, time_budget: float | None) -> tuple[list[TrialRecord], float, float]:
     start = time.time()
     run_study(spec, progress=lambda line: None, on_trial=lambda record, records: None, time_budget_s=time_budget)
@@ -116,14 +123,18 @@ def main() -> None:
     parser.add_argument("--workdir", help="keep the studies here (an interrupted run resumes; a finished arm "
                                           "is not re-run)")
     args = parser.parse_args()
+    settings = dict(vars(args))
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         setting.resolve(args, workdir, train_examples=4096)
         if args.proposals_only:
-            print_over_budget(args, workdir)
+            shares = print_over_budget(args, workdir)
+            path = write_result(setting.result_name(f"search_wall_time_proposals_{args.budget:g}", args),
+                                {"settings": settings, "proposals_over_budget": shares})
+            print(f"result: {path}")
             return
-        ratios, finals = [], {"naive": [], "ours": []}
+        ratios, finals, rows = [], {"naive": [], "ours": []}, []
         by_fraction = {"naive": {f: [] for f in FRACTIONS}, "ours": {f: [] for f in FRACTIONS}}
         for seed in range(args.seeds):
             naive_spec = study(args, workdir, f"naive-{seed}", seed, ours=False, n_trials=args.trials)
@@ -146,17 +157,30 @@ def main() -> None:
             print(f"seed {seed}: W = {wall:.0f} s; naive {len(naive)} trials, final dev hypervolume {target:.4f}; "
                   f"ours {trained} trials ({stopped} stopped early), {at(ours, wall):.4f} at W, reached naive's "
                   f"final at {'never' if hit is None else f'{hit:.0f} s'} = {ratio:.2f} of W", flush=True)
+            rows.append({"seed": seed, "w_seconds": wall, "naive_trials": len(naive), "naive_final_hypervolume": target,
+                         "ours_trials": trained, "ours_stopped_early": stopped, "ours_hypervolume_at_w": at(ours, wall),
+                         "ours_reached_naive_final_seconds": hit, "ours_reached_over_w": None if hit is None else ratio})
         print_fractions(by_fraction, "the naive arm's")
         print(f"time ours needed to reach naive's final hypervolume, / W: per seed "
               f"{', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f} (target <= 0.5)")
         print(f"final hypervolume ours / naive: {statistics.mean(finals['ours']) / statistics.mean(finals['naive']):.3f}")
-        print_over_budget(args, workdir)
+        shares = print_over_budget(args, workdir)
+    median = statistics.median(ratios)
+    path = write_result(setting.result_name("search_wall_time", args), {
+        "settings": settings, "per_seed": rows, "mean_dev_hypervolume_at_fraction_of_w": fraction_rows(by_fraction),
+        "median_reached_over_w": median if median != float("inf") else None, "target_reached_over_w": 0.5,
+        "final_hypervolume_ours_over_naive": statistics.mean(finals["ours"]) / statistics.mean(finals["naive"]),
+        "proposals_over_budget": shares})
+    print(f"result: {path}")
 
 
-def print_over_budget(args: argparse.Namespace, workdir: Path) -> None:
+def print_over_budget(args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    """Print, and return, the share of proposals over the budget with sizes sampled freely and within it."""
     shares = {aware: proposals_over_budget(args, workdir, aware, args.proposals) for aware in (False, True)}
     print(f"\nproposals over the budget {args.budget:g} ({args.proposals} TPE proposals, made-up scores, no "
           f"training): sizes sampled freely {shares[False]:.1%}, within what the budget leaves {shares[True]:.1%}")
+    return {"proposals": args.proposals, "budget": args.budget, "sizes_sampled_freely": shares[False],
+            "within_what_the_budget_leaves": shares[True]}
 
 
 if __name__ == "__main__":

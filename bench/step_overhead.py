@@ -21,6 +21,8 @@ from transformers.utils import logging as hf_logging
 import petl_search as ps
 from petl_search.training.models import DEFAULT_ENCODER, resolve_model
 
+from result_file import write_result  # bench/result_file.py
+
 
 def build_variants(base: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, bool]]:
     """name -> (model, whether the input embeddings need a gradient to make backward reach the backbone)."""
@@ -74,6 +76,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    settings = dict(vars(args))
     hf_logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -106,6 +109,16 @@ def main() -> None:
     # The adapter's FLOPs alone: 2·r·d per token against the FFN's 2·d·d_ff, i.e. r/d_ff of the FFN.
     d, d_ff = base.config.hidden_size, base.config.intermediate_size
     print(f"FLOP floor of the r=512 FFN adapter: +{512 / d_ff:.0%} of every FFN matmul (d={d}, d_ff={d_ff})")
+    path = write_result("step_overhead", {
+        "settings": settings,
+        "variants": [{"variant": name.strip(), "median_step_ms": 1000 * statistics.median(t),
+                      "ratio_to_frozen_backward": ratio(name, baseline)} for name, t in times.items()],
+        "ours_lora_over_peft_lora": ratio("petl-search LoRA r=8 (q,v)", "PEFT LoRA r=8 (q,v)"),
+        "target_ours_lora_over_peft_lora": 1.0,
+        "mam_over_frozen_backward": ratio(mam, baseline), "target_mam_over_frozen_backward": 1.15,
+        "mam_over_frozen_head_only": ratio(mam, "frozen, head only"),
+        "flop_floor_r512_ffn_adapter": 512 / d_ff})
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

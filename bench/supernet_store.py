@@ -22,6 +22,8 @@ from petl_search.search.oneshot.supernet_space import SpaceDesigns
 from petl_search.training.models import head_modules, load_model
 from petl_search.training.tasks import get_task
 
+from result_file import write_result  # bench/result_file.py
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,6 +34,8 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.05)
     parser.add_argument("--draws", type=int, default=30, help="sandwich draws checked against the bounded store")
     args = parser.parse_args()
+    settings = dict(vars(args))
+    rows = []
     net, _ = load_model(args.model, get_task("sst2"), 0)
     space = load_space(ROOT / "search_spaces" / args.space)
     backbone = count_params(PETLConfig(), net.config).backbone
@@ -41,11 +45,17 @@ def main() -> None:
         shared = sum(p.numel() for p in supernet.shared.values())
         print(f"{args.model}, {args.space}, budget {budget}: {len(supernet.shared)} shared tensors, {shared:,} "
               f"parameters = {shared / backbone:.2f} of the backbone ({backbone:,})", flush=True)
+        rows.append({"budget": budget, "shared_tensors": len(supernet.shared), "shared_parameters": shared,
+                     "share_of_backbone": shared / backbone})
     rng = np.random.default_rng(0)
     for _ in range(args.draws):
         for design in (source.largest(rng), source.smallest(rng), source.random(rng)):
             supernet.slices(design)
     print(f"the bounded store holds all {3 * args.draws} sandwich draws checked")
+    name = f"supernet_store_{Path(args.model).name}_{Path(args.space).stem}_{args.budget:g}"
+    path = write_result(name, {"settings": settings, "backbone_parameters": backbone, "stores": rows,
+                               "sandwich_draws_held": 3 * args.draws})
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from petl_search.training import data as trainer_data, tasks as trainer_tasks
 from petl_search.training.config import TrainConfig
 from petl_search.training.trainer import train
 
+from result_file import write_result  # bench/result_file.py
+
 VARIANTS = {
     "frozen backbone (head only)": ps.PETLConfig(),
     "LoRA r=8 (q,v)": ps.presets.lora(r=8),
@@ -34,6 +36,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    settings = dict(vars(args))
     hf_logging.set_verbosity_error()
     cfg = TrainConfig(max_steps=args.steps, eval_every=args.eval_every, threads=args.threads)
     runs: dict[tuple[str, str], list] = {}
@@ -49,6 +52,7 @@ def main() -> None:
     base = statistics.median(r.throughput for r in runs[("frozen backbone (head only)", "warm")])
     print(f"  {'variant':<30} {'trial':<5} {'train ex/s':>10} {'vs frozen':>10} {'outside fwd/bwd':>16}"
           f"  (data, eval, load)")
+    rows = []
     for (name, kind), results in runs.items():
         throughput = statistics.median(r.throughput for r in results)
         outside = statistics.median(1 - r.seconds["compute"] / r.seconds["total"] for r in results)
@@ -57,6 +61,13 @@ def main() -> None:
         print(f"  {name:<30} {kind:<5} {throughput:10.1f} {throughput / base:9.2f}x {100 * outside:15.1f}%  "
               f"({100 * (parts['tokenize'] + parts['data']):.1f}%, {100 * parts['eval']:.1f}%, "
               f"{100 * parts['model_load']:.1f}%)  dev accuracy {results[0].metrics['accuracy']:.3f}")
+        rows.append({"variant": name, "trial": kind, "train_examples_per_s": throughput,
+                     "vs_frozen_warm": throughput / base, "share_outside_forward_backward": outside,
+                     "share_data": parts["tokenize"] + parts["data"], "share_eval": parts["eval"],
+                     "share_model_load": parts["model_load"], "dev_accuracy": results[0].metrics["accuracy"]})
+    path = write_result("trainer_throughput", {"settings": settings, "batch_size": cfg.batch_size,
+                                               "eval_examples": cfg.eval_examples, "variants": rows})
+    print(f"result: {path}")
 
 
 if __name__ == "__main__":
