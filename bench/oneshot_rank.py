@@ -149,6 +149,9 @@ def main() -> None:
     parser.add_argument("--split-max", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--workdir")
+    parser.add_argument("--result", default="oneshot_rank",
+                        help="the result file's name under bench/results/ (default: oneshot_rank; _toy is added "
+                             "in the toy setting)")
     args = parser.parse_args()
     settings = dict(vars(args))
     figures: dict = {"settings": settings}
@@ -196,7 +199,7 @@ def main() -> None:
                 "p": tau.pvalue, "tau_within_size_bins": within,
                 "inherited_min": min(inherited), "inherited_max": max(inherited),
                 "calibrated_tau_log_size_and_inherited": calibrated, "calibrated_tau_log_size": calibrated_size})
-    path = write_result(setting.result_name("oneshot_rank", args), figures)
+    path = write_result(setting.result_name(args.result, args), figures)
     print(f"result: {path}")
 
 
