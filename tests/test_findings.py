@@ -100,7 +100,7 @@ def test_a_reseeded_search_point_is_compared_with_mam_over_seeds() -> None:
     expected = stats.ttest_ind([0.83, 0.835, 0.825], [0.82, 0.83, 0.825], equal_var=False).confidence_interval(0.95)
     assert (claim.comparison.low, claim.comparison.high) == pytest.approx((expected.low, expected.high))
     text = markdown(records + again, "accuracy", "s")
-    assert f"#{a.number} (a, 2.000%) over 3 seeds: dev 0.8300 ± 0.0050; minus MAM: +0.0050" in text
+    assert f"#{a.number} (a, 2.000%, lr -) over 3 seeds: dev 0.8300 ± 0.0050; minus MAM: +0.0050" in text
     assert "within seed noise" in text
 
 

@@ -271,7 +271,7 @@ def test_the_random_start_up_counts_trained_search_trials_only(tmp_path) -> None
     starting, numbers, optuna_counts = [], [], []
     while (candidate := proposer.next()) is not None:
         if candidate.kind == "search":
-            starting.append(sampler._starting[candidate.number])  # decided when the trial was asked for
+            starting.append(sampler.source(candidate.number) != "model")  # decided when the trial was asked for
             numbers.append(candidate.number)
             optuna_counts.append(len(proposer.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,
                                                                           optuna.trial.TrialState.PRUNED))))
@@ -426,21 +426,6 @@ def test_objectives_by_name_and_the_protocols_keys(tmp_path) -> None:
     on_dev = parse_study(study_data(tmp_path, search_split=None, reseed={"top": 2, "seeds": [1, 2]}))
     assert on_dev.train_config(0).search_split is None and on_dev.reseed == {"top": 2, "seeds": [1, 2]}
     assert on_dev.fingerprint() != spec.fingerprint()  # what a stored study means
-
-
-def test_after_a_repeat_the_next_proposal_explores(tmp_path) -> None:
-    """A repeat adds no observation, so TPE would propose it again and again; the next proposal is random."""
-    proposer = make_proposer(tmp_path, n_trials=4, baselines=[], sampler={"name": "tpe", "seed": 0,
-                                                                       "startup_trials": 1})
-    first = proposer.next()
-    proposer.finish(first.number, completed(proposer, first.number, 0.9))
-    sampler = proposer.study.sampler
-    trial = proposer.study.ask()
-    assert not sampler._starting[trial.number]  # past the start-up: the model proposes
-    proposer._tell_duplicate(trial, {}, first.number)
-    explored = proposer.study.ask()
-    assert sampler._starting[explored.number]  # right after the repeat: a random proposal
-    assert not sampler._starting[proposer.study.ask().number]  # and then the model again
 
 
 def test_hub_reads_the_task_from_the_hub_and_excludes_data_dir(tmp_path) -> None:

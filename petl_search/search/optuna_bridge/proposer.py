@@ -302,8 +302,8 @@ class Proposer:
                            "reason": f"same design point as trial {earlier}"}.items():
             trial.set_user_attr(key, value)
         self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        if hasattr(self.study.sampler, "explore_next"):  # else the model proposes the same point again
-            self.study.sampler.explore_next()
+        if hasattr(self.study.sampler, "repeated"):  # counts repeats in a row (samplers.SearchStartup)
+            self.study.sampler.repeated()
 
     def _values(self, named: Mapping[str, float]) -> list[float]:
         """The objective values in the study's order; `metric` is the selected score, whatever its name."""
