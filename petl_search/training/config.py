@@ -12,6 +12,7 @@ from typing import Any, Mapping
 from ..core.errors import PETLConfigError, rule
 from .tasks import get_task
 
+SPLIT_LIKE = (None, "dev")  # what TrainConfig.split_like may be: a random search split, or one like dev
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -37,6 +38,10 @@ class TrainConfig:
     search_split: int | float | None = None
     search_split_max: int | None = None  # a cap on a fractional search split, in examples
     split_seed: int = 0  # which examples the search split holds (a study's, the same for every trial)
+    # What the search split's examples look like. None: a random (stratified) draw from training, as always.
+    # "dev": length-matched, its rows' word counts following the dev set's (training/splits.py length_matched;
+    # the dev texts' lengths are read, never their labels). Needs search_split.
+    split_like: str | None = None
     seed: int = 0
     threads: int | None = None  # CPU threads of this worker (None: leave torch's default)
     bf16: bool = True  # autocast to bfloat16 on GPU
@@ -52,6 +57,11 @@ class TrainConfig:
                 (isinstance(self.search_split, float) and self.search_split >= 1)):
             raise rule("train.search_split", "null, a number of examples >= 1 or a fraction in (0, 1)",
                        self.search_split)
+        if self.split_like not in SPLIT_LIKE:
+            raise rule("train.split_like", f"one of {list(SPLIT_LIKE)}", self.split_like)
+        if self.split_like is not None and not self.search_split:
+            raise rule("train.split_like", "null without a search_split (there is no split to draw)",
+                       self.split_like)
         for name in ("eval_examples", "early_stopping_patience", "max_train_examples", "threads", "search_split_max"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):

@@ -32,7 +32,7 @@ from .data import EncodedSplit, bucketed_batches, collate, content_key, encode
 from .evaluation import evaluate, predict, score
 from .models import DEFAULT_ENCODER, head_modules, load_model, prepare_tokenizer, takes_token_types
 from .seeding import seed_everything
-from .splits import carve, constant_references
+from .splits import constant_references, search_rows
 from .tasks import Task, get_task, load_cached_task
 
 EvalCallback = Callable[[int, dict[str, float]], "bool | None"]
@@ -189,10 +189,10 @@ def prepare_data(splits: Any, tokenizer: Any, task: Task, cfg: TrainConfig, key:
     it holds (None: nothing is cached). Candidates and the supernet (supernet_training.py) use it alike."""
     train_split, dev = splits["train"], None
     if cfg.search_split:  # select on examples carved out of training; the dev set waits for the end
-        labels = train_split["label"] if task.kind != "seq2seq" else range(len(train_split))
-        rest, held = carve(labels, cfg.search_split, cfg.split_seed, stratify=task.kind == "classification",
-                           cap=cfg.search_split_max)
-        carved = _extend(key, cfg.search_split, cfg.search_split_max, cfg.split_seed)
+        rest, held = search_rows(task, splits, cfg)
+        # split_like enters the key only when set: a random split's key (and cached rows) stay what they were
+        carved = _extend(key, cfg.search_split, cfg.search_split_max, cfg.split_seed,
+                         *(("like", cfg.split_like) if cfg.split_like else ()))
         select = encode(train_split.select(held), tokenizer, task, cfg, _extend(carved, "search split"))
         train_split = train_split.select(rest)
         dev = encode(splits["validation"], tokenizer, task, cfg, _extend(key, "validation"))
