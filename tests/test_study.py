@@ -57,7 +57,7 @@ def test_shipped_studies_load() -> None:
     ({"task": "sst3"}, "task must be one of"),
     ({"budget": 1.5}, "budget must be a fraction of the backbone in (0, 1]"),
     ({"budget": "1%"}, "budget must be a fraction"),
-    ({"n_trials": 0}, "n_trials must be a positive integer"),
+    ({"n_trials": -1}, "n_trials must be a non-negative integer"),
     ({"sampler": {"name": "cmaes"}}, "sampler.name must be one of ['tpe', 'nsga2', 'gp', 'random']"),
     ({"sampler": {"name": "tpe", "startup": 3}}, "sampler has no option 'startup'"),
     ({"objectives": ["stored_params", "metric"]}, "objectives must be [SCORE, stored_params] or [SCORE, stored_params, "

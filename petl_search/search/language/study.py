@@ -19,6 +19,9 @@
     # train: {learning_rate: {low: 1.0e-4, high: 1.0e-2}}   # a range: each design samples its own rate
     baselines: [lora, {preset: houlsby, seeds: [0, 1]}]     # sizes fitted to the budget unless given
     reseed: {top: 3, seeds: [1, 2]}      # then train the front's best 3 search points with more seeds
+    sizes: [0.01, 454000]                # claim sizes besides the budget (fractions or stored parameters)
+    tuning: {trainings: 2, scale: {low: 1.0, high: 8.0}}    # each baseline fitted to every size, tuned
+    confirm: {seeds: [100, 101, 102], baselines: all, margin: 0.005, alpha: 0.05}   # judge the picks
     storage: null                        # default: sqlite:///<this folder>/<name>/study.db
     strategy: standalone                 # or oneshot: a weight-sharing supernet ranks the designs first
     oneshot: {supernet_steps: 1000, random_designs: 2, designs: 1000, eval_examples: 256, top_k: 8, adapt_steps: 20}
@@ -35,6 +38,17 @@ samples beside the Δh point (`learning_rate_range`; `train_config(seed, learnin
 rate). A learning rate that suits one method breaks another, so the search tunes it per design. Write
 1.0e-4, not 1e-4: YAML reads a number without a dot as text. A one-shot study's supernet trains at one
 rate, so it takes a number.
+
+A fair contest (docs/statistics.md) adds three keys. `sizes` lists the stored sizes claims are made at,
+besides the budget's. `tuning` gives every baseline the same tuning budget at every claim size: fitted to
+the size (tuning.py), trained `trainings` times at the study's seed, each at its own learning rate from the
+study's range and, for a method with a scale (LoRA, the scaled parallel adapter, MAM), its own s from
+`scale`; the setting with the best search-split score is the method's pick at that size. `confirm` trains
+each pick again (the search's best point within each size and within half of it, and the baselines' picks:
+`all`, or only the `best` one at each size) with fresh seeds, none the study's own: those trainings alone
+judge the picks on dev (paired bootstrap, Holm's correction over the report's claims at `alpha`,
+non-inferiority within `margin`). None of the three changes what a stored trial means, so they may be
+added to a study that ran without them.
 
 Everything is checked when the file is read, before Ray or a model starts: unknown keys, wrong types,
 a missing space. What needs the model is checked when a run starts, before Ray (a model name that loads
@@ -62,11 +76,16 @@ SAMPLERS = ("tpe", "nsga2", "gp", "random")
 COST_OBJECTIVES = {"stored_params": "minimize", "throughput": "maximize"}
 STUDY_KEYS = ("name", "description", "model", "task", "data_dir", "space", "budget", "objectives", "sampler",
               "n_trials", "concurrency", "resources", "early_stopping", "train", "seed", "baselines", "storage",
-              "search_split", "budget_aware", "reseed", "hub", "strategy", "oneshot")
+              "search_split", "budget_aware", "reseed", "hub", "strategy", "oneshot", "sizes", "tuning", "confirm")
 # Keys that define what a stored study means: changing them under an existing storage is refused.
 IDENTITY_KEYS = ("model", "task", "space_data", "budget", "objectives", "train", "seed", "search_split",
                  "budget_aware")
 DEFAULT_SEARCH_SPLIT = {"size": 0.1, "max": 1000, "seed": 0}
+# The scale range a tuned method's s is drawn from when `tuning.scale` is left out: LoRA at s = 1 (alpha = r)
+# to He et al.'s s = 4 for the scaled parallel adapter and MAM, and one step of 2 beyond.
+DEFAULT_TUNING_SCALE = {"low": 1.0, "high": 8.0}
+DEFAULT_CONFIRM = {"baselines": "all", "margin": 0.005, "alpha": 0.05}  # margin: half a point of accuracy
+MIN_CONFIRM_SEEDS = 3  # a claim rests on at least 3 fresh seeds on each side
 STRATEGIES = ("standalone", "oneshot")
 # A one-shot study's stages: supernet steps, random designs per step besides the largest and the smallest,
 # designs scored with inherited weights, search-split examples per score (null: all), designs re-trained.
@@ -136,6 +155,9 @@ class StudySpec:
     reseed: Mapping[str, Any] | None = None  # {top, seeds}: the front's best search points, trained again
     strategy: str = "standalone"  # or "oneshot" (a supernet ranks designs; the top_k are trained stand-alone)
     oneshot: Mapping[str, Any] | None = None  # DEFAULT_ONESHOT's keys, for strategy "oneshot"
+    sizes: tuple[int | float, ...] = ()  # claim sizes besides the budget's (tuning.resolve_sizes reads them)
+    tuning: Mapping[str, Any] | None = None  # {trainings, scale: {low, high}}: baselines tuned at every size
+    confirm: Mapping[str, Any] | None = None  # {seeds, baselines, margin, alpha}: picks judged on fresh seeds
 
     @property
     def directions(self) -> list[str]:
@@ -218,16 +240,6 @@ class StudySpec:
                              f"trial trains at the rate it sampled: pass it (learning_rate=...)")
         return self.fixed_learning_rate
 
-    def references_view(self) -> "StudySpec":
-        """The study as `storage.record_references` reads it: that builds a TrainConfig for the search split
-        alone (`train_config(seed)`), and a study whose designs sample their rates has no config without a
-        rate, so this view fixes one (the range's geometric mean; unused). Its fingerprint is another study's:
-        never open a storage with it."""
-        span = self.learning_rate_range
-        if span is None:
-            return self
-        return StudySpec(**{**self.__dict__, "train": {**self.train, "learning_rate": span.geometric_mean}})
-
     def train_config(self, seed: int, learning_rate: float | None = None) -> TrainConfig:
         """How a trial of this study trains (exports re-train with it, and so reproduce the trial), at
         `learning_rate`: the trial's own, required when the study samples rates (`trial_learning_rate`)."""
@@ -280,8 +292,10 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
     check("budget", _number(budget) and 0 < budget <= 1, "a fraction of the backbone in (0, 1]")
     for key in ("n_trials", "concurrency", "seed"):
         if key in data:
-            check(key, _int(data[key]) and data[key] >= (0 if key == "seed" else 1),
-                  "a non-negative integer" if key == "seed" else "a positive integer")
+            check(key, _int(data[key]) and data[key] >= (0 if key in ("seed", "n_trials") else 1),
+                  "a non-negative integer" if key in ("seed", "n_trials") else "a positive integer")
+    if data.get("n_trials") == 0 and not data.get("baselines"):  # a study of baselines alone may search nothing
+        raise StudyError(f"{source}: n_trials may be 0 only in a study with baselines (it trains nothing else)")
     objectives = _objectives(source, data.get("objectives", ["metric", "stored_params"]), data["task"])
 
     space_path = _relative(source, data["space"])
@@ -326,7 +340,11 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
         baselines=_baselines(source, data.get("baselines") or []), storage="", data_dir=data_dir, hub=hub,
         description=str(data.get("description", "")), search_split=search_split,
         budget_aware=data.get("budget_aware", True), reseed=_reseed(source, data.get("reseed")),
-        strategy=strategy, oneshot=oneshot)
+        strategy=strategy, oneshot=oneshot, sizes=_sizes(source, data.get("sizes"), float(budget)),
+        tuning=_tuning(source, data.get("tuning"), rates, data.get("baselines") or []),
+        confirm=_confirm(source, data.get("confirm"), int(data.get("seed", 0)), search_split))
+    if strategy == "oneshot" and (spec.tuning or spec.confirm):
+        raise StudyError(f"{source}: tuning and confirm are for stand-alone studies; a one-shot study has neither")
     storage = data.get("storage") or f"sqlite:///{spec.folder / 'study.db'}"
     check("storage", isinstance(storage, str) and "://" in storage, "an SQLAlchemy URL such as "
           "sqlite:///path/study.db or postgresql://user@host/db")
@@ -436,6 +454,83 @@ def _reseed(source: str, block: Any) -> dict[str, Any] | None:
     if not (isinstance(seeds, list) and seeds and all(_int(x) and x >= 0 for x in seeds) and len(set(seeds)) == len(seeds)):
         raise StudyError(f"{source}: reseed.seeds must be a list of distinct non-negative integers, but got {seeds!r}")
     return {"top": block["top"], "seeds": list(seeds)}
+
+
+def _sizes(source: str, value: Any, budget: float) -> tuple[int | float, ...]:
+    """The claim sizes as written (stored parameters, or fractions of the backbone): their counts need the
+    model, so tuning.resolve_sizes finishes the check when a run starts."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise StudyError(f"{source}: sizes must be a list of stored sizes (integers: stored parameters; fractions "
+                         f"of the backbone in (0, 1)), but got {value!r}")
+    for i, size in enumerate(value):
+        if not ((_int(size) and size >= 1) or (isinstance(size, float) and 0 < size < 1)):
+            raise StudyError(f"{source}: sizes[{i}] must be a number of stored parameters (an integer >= 1) or a "
+                             f"fraction of the backbone in (0, 1), but got {size!r}")
+        if isinstance(size, float) and size > budget:
+            raise StudyError(f"{source}: sizes[{i}] must be within the budget {budget!r} (the search claims "
+                             f"nothing above it), but got {size!r}")
+    return tuple(value)
+
+
+def _tuning(source: str, block: Any, rates: LearningRateRange | None, baselines: Any) -> dict[str, Any] | None:
+    """{trainings, scale: {low, high}}, checked: it needs a learning-rate range (what it tunes) and
+    baselines (what it tunes), which train at the study's seed (fresh seeds are `confirm`'s)."""
+    if block is None:
+        return None
+    if not isinstance(block, Mapping) or set(block) - {"trainings", "scale"} or "trainings" not in block:
+        raise StudyError(f"{source}: tuning must be {{trainings: K, scale: {{low, high}}}} (scale optional), but "
+                         f"got {block!r}")
+    if not (_int(block["trainings"]) and block["trainings"] >= 1):
+        raise StudyError(f"{source}: tuning.trainings must be a positive integer (trainings per baseline and "
+                         f"size), but got {block['trainings']!r}")
+    if rates is None:
+        raise StudyError(f"{source}: tuning chooses each baseline's learning rate from the study's range: set "
+                         f"train.learning_rate to {{low, high}}")
+    if not baselines:
+        raise StudyError(f"{source}: tuning tunes the study's baselines, but it has none")
+    if any(isinstance(b, Mapping) and "seeds" in b for b in baselines):
+        raise StudyError(f"{source}: with tuning, baselines train at the study's seed and `confirm` gives the fresh "
+                         f"seeds that judge them: remove the baselines' seeds")
+    scale = block.get("scale", DEFAULT_TUNING_SCALE)
+    ok = isinstance(scale, Mapping) and set(scale) == {"low", "high"} and all(
+        _number(scale[k]) and scale[k] > 0 for k in ("low", "high")) and scale["low"] <= scale["high"]
+    if not ok:
+        raise StudyError(f"{source}: tuning.scale must be {{low, high}} with 0 < low <= high (searched on a log "
+                         f"scale), but got {scale!r}")
+    return {"trainings": block["trainings"], "scale": {"low": float(scale["low"]), "high": float(scale["high"])}}
+
+
+def _confirm(source: str, block: Any, study_seed: int, search_split: Any) -> dict[str, Any] | None:
+    """{seeds, baselines, margin, alpha}, checked: at least MIN_CONFIRM_SEEDS fresh seeds (the study's own
+    chose the picks), and a search split (picks made on dev would be judged on the set that chose them)."""
+    if block is None:
+        return None
+    keys = {"seeds", *DEFAULT_CONFIRM}
+    if not isinstance(block, Mapping) or set(block) - keys or "seeds" not in block:
+        raise StudyError(f"{source}: confirm must be {{seeds: [...], baselines: all|best, margin: M, alpha: A}} "
+                         f"(all but seeds optional), but got {block!r}")
+    out = {**DEFAULT_CONFIRM, **block}
+    seeds = out["seeds"]
+    if not (isinstance(seeds, list) and len(seeds) >= MIN_CONFIRM_SEEDS and all(_int(s) and s >= 0 for s in seeds)
+            and len(set(seeds)) == len(seeds)):
+        raise StudyError(f"{source}: confirm.seeds must be at least {MIN_CONFIRM_SEEDS} distinct non-negative "
+                         f"integers, but got {seeds!r}")
+    if study_seed in seeds:
+        raise StudyError(f"{source}: confirm.seeds must not hold the study's seed {study_seed}: it chose the picks, "
+                         f"so it never judges them")
+    if search_split is None:
+        raise StudyError(f"{source}: confirm judges on dev what was chosen on the search split; search_split must "
+                         f"not be null")
+    if out["baselines"] not in ("all", "best"):
+        raise StudyError(f"{source}: confirm.baselines must be 'all' or 'best', but got {out['baselines']!r}")
+    if not (_number(out["margin"]) and out["margin"] >= 0):
+        raise StudyError(f"{source}: confirm.margin must be a score difference >= 0, but got {out['margin']!r}")
+    if not (_number(out["alpha"]) and 0 < out["alpha"] < 1):
+        raise StudyError(f"{source}: confirm.alpha must be in (0, 1), but got {out['alpha']!r}")
+    return {"seeds": list(seeds), "baselines": out["baselines"], "margin": float(out["margin"]),
+            "alpha": float(out["alpha"])}
 
 
 def _number(value: Any) -> bool:

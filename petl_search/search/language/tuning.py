@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 from scipy.stats import qmc
 
+from ...core.config import PETLConfig
 from ...core.errors import PETLError
 from ...core.params import budget_text, count_params, percent
 from ...core.presets import PRESETS, SIZE_ARGUMENT
@@ -212,6 +213,7 @@ class TuningGroup:
     target: int  # the claimed size, in stored parameters
     stored: int  # what the fitted point stores: at most `target`, unless the baseline fixed its size
     points: tuple[dict[str, float], ...]  # {learning_rate, s?}: s is a preset argument, the rate TrainConfig's
+    method: str = ""  # the baseline as the study names it (its label before fitting): what claims call it
 
 
 def tuning_groups(spec_baselines: Sequence[Baseline], sizes: Iterable[int], k: int, lr_range: Sequence[float],
@@ -228,7 +230,7 @@ def tuning_groups(spec_baselines: Sequence[Baseline], sizes: Iterable[int], k: i
             label = f"{fitted.label} @ {target:,}"
             points = tuning_points(k, lr_range, scale_range, tuned, seed, label, scale_name=scale or "s")
             groups.append(TuningGroup(label, fitted, target, count_params(fitted.config, model_config).stored,
-                                      tuple(points)))
+                                      tuple(points), baseline.label))
     return groups
 
 
@@ -253,3 +255,51 @@ def pick(records_of_group: Iterable[Any]) -> Any:
                         f"{[r.number for r in records]}): nothing to pick")
     return min(scored, key=lambda r: (-r.metric, math.inf if r.learning_rate is None else r.learning_rate,
                                       r.number))
+
+
+def backbone_size(model_config: Any) -> int:
+    """The backbone's parameter count, what fractions of the backbone are fractions of."""
+    return count_params(PETLConfig(), model_config).backbone
+
+
+def claim_sizes(spec: Any, model_config: Any) -> list[int]:
+    """A study's claim sizes in stored parameters: the budget's and its `sizes` (`resolve_sizes`)."""
+    return resolve_sizes(list(spec.sizes), spec.budget, backbone_size(model_config), where=f"{spec.source}: sizes")
+
+
+@dataclass(frozen=True)
+class TuningTraining:
+    """One training of a tuning group: the method fitted to the group's size, at one setting."""
+
+    group: TuningGroup
+    index: int  # which of the group's settings (a resumed study recognises a finished one by it)
+    fitted: FittedBaseline  # the group's point with the setting's scale, if it tunes one
+    learning_rate: float
+
+    @property
+    def method(self) -> str:
+        """The method the group tunes: the baseline as the study names it (its label without fitted sizes)."""
+        return self.group.method
+
+
+def study_tuning(spec: Any, model_config: Any) -> list[TuningTraining]:
+    """Every training a study's `tuning` asks for: each baseline fitted to each claim size, at each of its
+    `trainings` settings, in the baselines' order, then by size, then by setting."""
+    if not spec.tuning:
+        return []
+    rates = spec.learning_rate_range
+    scale = spec.tuning["scale"]
+    groups = tuning_groups(spec.baselines, claim_sizes(spec, model_config), spec.tuning["trainings"],
+                           (rates.low, rates.high), (scale["low"], scale["high"]), spec.seed, model_config,
+                           where=f"{spec.source}: baselines")
+    out = []
+    for group in groups:
+        for index, point in enumerate(group.points):
+            settings = {k: v for k, v in point.items() if k != "learning_rate"}
+            fitted = group.fitted
+            if settings:  # the scale joins the preset's arguments: what the trial is built and labelled with
+                args = {**fitted.args, **settings}
+                fitted = FittedBaseline(fitted.preset, args, build_baseline(fitted.preset, args, model_config,
+                                                                            f"{spec.source}: baselines"))
+            out.append(TuningTraining(group, index, fitted, point["learning_rate"]))
+    return out

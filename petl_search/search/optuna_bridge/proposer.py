@@ -19,6 +19,16 @@ with plan()'s reason. A point sampled twice is not trained twice and not told tw
 as failed (no second observation), and its record points to the first. None of these kinds counts as a
 trial of the study.
 
+A study with `tuning` trains each baseline at every claim size, `trainings` times, each at its own setting
+(language/tuning.py), instead of once at the budget. A study with `confirm` ends with a confirmation stage,
+once everything else has finished: each pick its claims are about (optuna_bridge/confirm.py) is trained again
+with each fresh seed, as a `confirm` trial (like a reseed: off fronts, out of the count, invisible to the
+sampler); only those trainings judge the picks on dev.
+
+The point with no Δh at all (the frozen backbone: only the task head trains) is no design of Δh: it is told to
+the sampler as infeasible, never trained (kind `empty`). Left as a point, it sat at 0 stored parameters on
+every front and TPE proposed it again and again (50 repeats in one held-out study).
+
 A point is a Δh design and the learning rate it trains at. A study with `train.learning_rate: {low, high}`
 has the sampler suggest each search trial's rate beside its Δh point (`learning_rate`, log-uniform), so the
 same design at another rate is another point. Every trial records the rate it trains at (`learning_rate`);
@@ -37,12 +47,15 @@ from ...core.errors import PETLConfigError, PETLError
 from ...core.params import ParamCount, budget_text, count_params, percent
 from ...training.metrics import floor
 from ..language.budget import FittedBaseline, fit_baselines
+from ..language.tuning import claim_sizes, study_tuning
+from .confirm import picks, pending
 from .pareto import pareto_front
 from .records import COUNTED_KINDS, TrialRecord, read_records
 from .samplers import proposal_source
 from .storage import Store
 from ..language.study import StudySpec
 
+EMPTY_REASON = "no Δh: the frozen backbone alone (only the task head trains) is not a design of the space"
 WAIT = "wait"  # next(): nothing to hand out until running trials finish (the reseeds wait for the front)
 SAME_FAILURE_LIMIT = 3  # identical failures in a row, before any success, that stop the study (a setup error)
 MAX_REJECTIONS = 500  # consecutive over-budget/misfit/duplicate proposals before the space is declared exhausted
@@ -71,6 +84,44 @@ class Candidate:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class PlannedBaseline:
+    """A baseline training still to do: the fitted point, its seed and rate, and what its trial records
+    besides (a tuned one: its method, group, setting and target size)."""
+
+    fitted: FittedBaseline
+    seed: int
+    learning_rate: float
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def planned_baselines(spec: StudySpec, model_config: Any, done: list[TrialRecord]) -> list[PlannedBaseline]:
+    """The baseline trainings `spec` asks for that `done` does not hold: each baseline at the budget with
+    each of its seeds, or, with `tuning`, each tuning training (tuning.study_tuning)."""
+    finished = {(r.label, r.seed) for r in done if r.kind == "baseline"}
+    if spec.tuning:
+        tuned = {(r.extra.get("tuning_group"), r.extra.get("tuning_index")) for r in done if r.kind == "baseline"}
+        return [PlannedBaseline(t.fitted, spec.seed, t.learning_rate,
+                                {"tuning_method": t.method, "tuning_group": t.group.label,
+                                 "tuning_index": t.index, "target_size": t.group.target})
+                for t in study_tuning(spec, model_config) if (t.group.label, t.index) not in tuned]
+    out = []
+    for baseline, fitted in zip(spec.baselines, fit_baselines(spec, model_config)):
+        out += [PlannedBaseline(fitted, s, baseline_learning_rate(spec)) for s in baseline.seeds
+                if (fitted.label, s) not in finished]
+    return out
+
+
+def confirm_bound(spec: StudySpec, sizes: list[int]) -> int:
+    """At most how many confirm trainings a study runs: per claim size, the search's picks within it and
+    within half of it, and the baselines' (each method's, or the best one's), each with every confirm seed."""
+    if not spec.confirm:
+        return 0
+    searched = 2 if spec.n_trials else 0
+    baselines = 0 if not spec.baselines else 1 if spec.confirm["baselines"] == "best" else len(spec.baselines)
+    return len(sizes) * (searched + baselines) * len(spec.confirm["seeds"])
 
 
 def point_key(config: PETLConfig, learning_rate: float | None) -> tuple[str, float | None]:
@@ -110,10 +161,13 @@ class Proposer:
         self.reseeds_left = max(0, (spec.reseed or {}).get("top", 0) * len(self.reseed_seeds) - sum(
             bool(r.kind == "reseed" and r.extra.get("automatic") and r.state in ("COMPLETE", "PRUNED", "FAIL")
                  and not r.extra.get("interrupted")) for r in records))
-        finished_baselines = {(r.label, r.seed) for r in done if r.kind == "baseline"}
-        self.baselines: list[tuple[FittedBaseline, int]] = []
-        for baseline, fitted in zip(spec.baselines, fit_baselines(spec, model_config)):
-            self.baselines += [(fitted, s) for s in baseline.seeds if (fitted.label, s) not in finished_baselines]
+        self.baselines = planned_baselines(spec, model_config, done)
+        self.sizes = claim_sizes(spec, model_config)
+        self.confirm_left = max(0, confirm_bound(spec, self.sizes) - sum(
+            r.kind == "confirm" and r.state in ("COMPLETE", "PRUNED") for r in records))
+        if self.confirm_left and not (self.search_left or self.baselines or self.reseeds_left) and not any(
+                r.state in ("RUNNING", "WAITING") for r in records):  # the picks are known: count exactly
+            self.confirm_left = len(self._confirmations_pending(records))
         self.any_success = any(r.state == "COMPLETE" and r.kind in COUNTED_KINDS for r in records)
         self.failures: list[str] = []  # reasons of the latest failures in a row
         self.max_rejections = MAX_REJECTIONS
@@ -128,7 +182,8 @@ class Proposer:
 
     @property
     def remaining(self) -> int:
-        return self.search_left + len(self.baselines) + self.reseeds_left
+        """Trainings still to hand out; confirmations are counted at their most (confirm_bound)."""
+        return self.search_left + len(self.baselines) + self.reseeds_left + self.confirm_left
 
     def queued(self) -> list[int]:
         """Numbers of the trials waiting in the queue (search points to run again)."""
@@ -144,20 +199,50 @@ class Proposer:
                 return self._next_search()
             self._drop_queue()
         if self.baselines:
-            fitted, seed = self.baselines.pop(0)
-            return self._open_added("baseline", fitted.label, fitted.config, seed, baseline_learning_rate(self.spec),
-                                    fitted=fitted)
+            planned = self.baselines.pop(0)
+            return self._open_added("baseline", planned.fitted.label, planned.fitted.config, planned.seed,
+                                    planned.learning_rate, fitted=planned.fitted, extra=planned.extra)
         if self.search_left > 0:
             return self._next_search()
-        return self._next_reseed()
+        reseed = self._next_reseed()
+        return reseed if reseed is not None else self._next_confirm()
+
+    def _others_running(self, kinds: tuple[str, ...]) -> bool:
+        # the storage's own states: this driver's trials are running whatever a reader makes of its lease
+        unfinished = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING, WAITING))
+        return any(t.user_attrs.get("kind", "search") in kinds for t in unfinished)
+
+    def _confirmations_pending(self, records: list[TrialRecord]) -> list[tuple[int, int]]:
+        """(trial number, seed) of the picks' confirm trainings not yet done or running."""
+        budget_size = self.sizes[-1]  # resolve_sizes: the budget's size is the largest
+        chosen = picks(records, self.sizes, budget_size, baselines=self.spec.confirm["baselines"])
+        return pending(records, chosen, self.spec.confirm["seeds"])
+
+    def _next_confirm(self) -> Candidate | str | None:
+        """The next fresh-seed training of a pick (confirm.py), once every trial that could change the picks
+        has finished; picks already confirmed with a seed, or being confirmed, are not trained again."""
+        if self.confirm_left <= 0:
+            return None
+        if self._others_running(COUNTED_KINDS + ("reseed",)):
+            return WAIT
+        records = read_records(self.study)
+        todo = self._confirmations_pending(records)
+        if not todo:
+            self.confirm_left = 0
+            return None
+        number, seed = todo[0]
+        self.confirm_left -= 1
+        original = next(r for r in records if r.number == number)
+        preset = {"preset": original.preset, "preset_args": dict(original.preset_args)} if original.preset else {}
+        return self._open_added("confirm", original.label, PETLConfig.from_dict(original.config), seed,
+                                self.spec.trial_learning_rate(original.learning_rate), extra={"confirm_of": number},
+                                preset=preset)
 
     def _next_reseed(self) -> Candidate | str | None:
         """The next seed of one of the front's `top` best search points (by the selected score)."""
         if self.reseeds_left <= 0:
             return None
-        # the storage's own states: this driver's trials are running whatever a reader makes of its lease
-        unfinished = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING, WAITING))
-        if any(t.user_attrs.get("kind") in COUNTED_KINDS for t in unfinished):
+        if self._others_running(COUNTED_KINDS):
             return WAIT
         records = read_records(self.study)
         todo = [(point, seed) for point in self.reseed_targets(records) for seed in self.reseed_seeds
@@ -187,6 +272,9 @@ class Proposer:
                 self._tell_misfit(trial, point)
                 continue
             config, counted, rate = point
+            if counted.stored == 0:
+                self._tell_misfit(trial, EMPTY_REASON, kind="empty")
+                continue
             trial.set_constraint("budget", counted.stored_fraction - self.spec.budget)
             attrs = {"petl_config": config.to_dict(), "label": config.describe(), "learning_rate": rate,
                      "stored_params": counted.stored, "stored_fraction": counted.stored_fraction}
@@ -249,7 +337,8 @@ class Proposer:
                                 extra={"reseed_of": original.number, **({"automatic": True} if automatic else {})})
 
     def _open_added(self, kind: str, label: str, config: PETLConfig, seed: int, learning_rate: float, *,
-                    fitted: FittedBaseline | None = None, extra: Mapping[str, Any] | None = None) -> Candidate:
+                    fitted: FittedBaseline | None = None, extra: Mapping[str, Any] | None = None,
+                    preset: Mapping[str, Any] | None = None) -> Candidate:
         """A running trial created in the storage directly (not by the sampler, not from the queue), trained
         at `learning_rate`. A baseline that lies inside the space gets the parameters that sample it
         (`SearchSpace.replay`, and its rate when the study samples rates), so the sampler learns from it as
@@ -264,7 +353,9 @@ class Proposer:
             distributions={n: d for n, (d, _) in replayed.items()}, user_attrs=dict(extra or {}))
         frozen.set_constraint("budget", counted.stored_fraction - self.spec.budget)
         number = self.store.add_trial(frozen)
-        preset = {"preset": fitted.preset, "preset_args": dict(fitted.args)} if fitted else {}
+        if fitted:
+            preset = {"preset": fitted.preset, "preset_args": dict(fitted.args)}
+        preset = dict(preset or {})
         self._describe(number, kind, label, config, seed, learning_rate, **preset)
         return Candidate(number, kind, label, config.to_dict(), seed, stored_params=counted.stored,
                          learning_rate=learning_rate, **preset)
@@ -276,7 +367,7 @@ class Proposer:
                            "learning_rate": learning_rate, "stored_params": counted.stored,
                            "stored_fraction": counted.stored_fraction, "started": time.time(), **more}.items():
             self.store.set_trial_attr(number, key, value)
-        if kind != "reseed" and seed == self.spec.seed:  # same point, same seed as the search: known
+        if kind in COUNTED_KINDS and seed == self.spec.seed:  # same point, same seed as the search: known
             self.known.setdefault(point_key(config, learning_rate), number)
 
     def _tell_unrun(self, trial: optuna.Trial, attrs: Mapping[str, Any], stored: int, reason: str) -> None:
@@ -285,14 +376,15 @@ class Proposer:
         self.study.tell(trial, self._values({"metric": self.metric_floor, "stored_params": stored,
                                              "throughput": 0.0}))
 
-    def _tell_misfit(self, trial: optuna.Trial, reason: str) -> None:
-        """A point the model cannot hold, told as infeasible with the worst values a point within the budget
-        can have (the score's floor, the budget's size): only the constraint says why, so that the sampler
-        learns to avoid the point without learning a size or score it never had."""
+    def _tell_misfit(self, trial: optuna.Trial, reason: str, *, kind: str = "misfit") -> None:
+        """A point the model cannot hold (or, kind "empty", the point without Δh), told as infeasible with the
+        worst values a point within the budget can have (the score's floor, the budget's size): only the
+        constraint says why, so that the sampler learns to avoid the point without learning a size or score
+        it never had."""
         trial.set_constraint("budget", MISFIT_VIOLATION)
         limit = round(self.spec.budget * count_params(PETLConfig(), self.model_config).backbone)
-        trial.set_user_attr("kind", "misfit")
-        trial.set_user_attr("reason", f"does not fit the model: {reason}")
+        trial.set_user_attr("kind", kind)
+        trial.set_user_attr("reason", f"does not fit the model: {reason}" if kind == "misfit" else reason)
         self.study.tell(trial, self._values({"metric": self.metric_floor, "stored_params": limit, "throughput": 0.0}))
 
     def _tell_duplicate(self, trial: optuna.Trial, attrs: Mapping[str, Any], earlier: int) -> None:

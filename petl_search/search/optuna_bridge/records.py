@@ -7,8 +7,12 @@ A record's `kind` says where it came from:
     misfit       proposed by the sampler, refused by the model's geometry (heads that do not divide a
                  width, layers past its blocks): never trained; told to the sampler as infeasible
     duplicate    proposed again: the earlier trial's result was reused (never trained twice)
+    empty        proposed by the sampler with no Δh at all (the frozen backbone): not a design, never trained;
+                 told to the sampler as infeasible
     reseed       a trained point trained again with another seed (`petl-search reseed`): evidence about
                  seed noise, so it has a metric but is never a point of a front
+    confirm      a pick of the study's claims trained again with a fresh seed (`confirm:`): only these judge
+                 the picks on dev; like a reseed, never a point of a front
 
 The search (resume, the proposer) and the analysis (fronts, reports, dashboards) read the same records.
 Neither torch nor Ray is imported.
@@ -22,7 +26,7 @@ from ...core.errors import PETLError
 from .lease import LEASE_KEY, lease_alive
 
 COUNTED_KINDS = ("search", "baseline")  # the points of a study: what the sampler and the baselines trained
-MEASURED_KINDS = COUNTED_KINDS + ("reseed",)  # everything trained, so everything with a metric
+MEASURED_KINDS = COUNTED_KINDS + ("reseed", "confirm")  # everything trained, so everything with a metric
 BASELINES_KEY = "baselines"  # study attribute: {label: {"preset", "args"}}, written by storage.upgrade
 DESIGN_KEY = "oneshot_design"  # a one-shot study's queued trial: the design (search/oneshot/pipeline.py) it trains
 
@@ -89,6 +93,8 @@ def interruption_reason(kind: str | None, seed: int | None = None, *, automatic:
     (the study's search for an automatic one); anything else was killed before it was handed out."""
     if kind in COUNTED_KINDS:
         return "interrupted; its point was queued again"
+    if kind == "confirm":
+        return f"interrupted while confirming with seed {seed}; resuming the study trains it again"
     if kind == "reseed":
         again = "resuming the study (`petl-search search`)" if automatic else "`petl-search reseed` with that seed"
         return f"interrupted while training seed {seed} again; {again} trains it again"
@@ -98,18 +104,19 @@ def interruption_reason(kind: str | None, seed: int | None = None, *, automatic:
 def counts(records: Iterable[TrialRecord]) -> dict[str, int]:
     """How many trials of each outcome: completed, pruned, failed, running, interrupted (running when their
     driver died), queued (waiting to run again), over_budget, misfit, duplicate, dropped (queued, then not
-    needed), reseed."""
+    needed), reseed, empty (the point without Δh, never trained), confirm (fresh-seed trainings of picks)."""
     out = {"completed": 0, "pruned": 0, "failed": 0, "running": 0, "interrupted": 0, "queued": 0,
-           "over_budget": 0, "misfit": 0, "duplicate": 0, "dropped": 0, "reseed": 0}
+           "over_budget": 0, "misfit": 0, "duplicate": 0, "dropped": 0, "reseed": 0,
+           "empty": 0, "confirm": 0}
     for r in records:
         if r.state == "INTERRUPTED":  # whatever its kind: a proposal killed half-made is listed as one too
             out["interrupted"] += 1
-        elif r.kind in ("over_budget", "misfit", "duplicate", "dropped"):
+        elif r.kind in ("over_budget", "misfit", "duplicate", "dropped", "empty"):
             out[r.kind] += 1
         elif r.extra.get("interrupted"):
             continue  # re-queued; its rerun is a separate trial
-        elif r.kind == "reseed":
-            out["reseed"] += r.state == "COMPLETE"
+        elif r.kind in ("reseed", "confirm"):
+            out[r.kind] += r.state == "COMPLETE"
         elif r.state == "COMPLETE":
             out["completed"] += 1
         elif r.state == "PRUNED":
@@ -185,6 +192,8 @@ def trained_trial(records: Iterable[TrialRecord], number: int, *, verb: str = "e
                 "misfit": f"did not fit the model and was never trained ({chosen.reason})",
                 "duplicate": f"repeated trial {chosen.extra.get('duplicate_of')}: use that one",
                 "reseed": f"re-trained trial {chosen.extra.get('reseed_of')} with another seed: use that one",
+                "confirm": f"re-trained trial {chosen.extra.get('confirm_of')} with a fresh seed: use that one",
+                "empty": "had no Δh and was never trained",
                 }.get(chosen.kind, f"did not complete ({chosen.state.lower()}: {chosen.reason})")
         raise PETLError(f"trial {number} {what}; only completed search or baseline trials can be {verb}")
     return chosen

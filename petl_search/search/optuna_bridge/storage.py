@@ -31,6 +31,7 @@ import optuna
 from ...core.errors import PETLError
 from ...core.version import checked_major, major
 
+from ...training.config import TrainConfig
 from ...training.splits import constant_references
 from ...training.tasks import get_task, load_cached_task
 from ..language.budget import fit_baselines
@@ -153,11 +154,18 @@ def upgrade(store: Store, spec: StudySpec, model_config: Any) -> int:
 
 
 REFERENCES_KEY = "constant_scores"  # study attribute: what a constant answer scores, per evaluation set
+DEV_LABELS_KEY = "dev_labels"  # study attribute: the dev set's labels, in row order (what claims score against)
 
 
 def record_references(store: Store, spec: StudySpec) -> None:
     """Keep, with the study, what a model that ignores its input scores on the search split and on dev
-    (the training data's majority class, or its mean): fronts flag points at or below it."""
+    (the training data's majority class, or its mean): fronts flag points at or below it; and the dev
+    labels, which the report's claims score the recorded dev predictions against, so that a report needs
+    the storage alone. Only the split's fields matter here, so no learning rate is needed."""
     splits = load_cached_task(spec.task, spec.data_source)
-    store.study.set_user_attr(REFERENCES_KEY, constant_references(get_task(spec.task), splits,
-                                                                  spec.train_config(spec.seed)))
+    task = get_task(spec.task)
+    store.study.set_user_attr(REFERENCES_KEY, constant_references(task, splits,
+                                                                  TrainConfig.from_dict(spec.split_fields)))
+    if task.kind != "seq2seq":
+        store.study.set_user_attr(DEV_LABELS_KEY, [label.item() if hasattr(label, "item") else label
+                                                   for label in splits["validation"]["label"]])

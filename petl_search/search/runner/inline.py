@@ -30,7 +30,7 @@ def run_study_inline(spec: StudySpec, *, progress: Callable[[str], None] = print
     with DriverLease(store.study):
         reconcile(store)
         upgrade(store, spec, model_config)
-        record_references(store, spec.references_view())
+        record_references(store, spec)
         proposer = Proposer(store, spec, model_config)
         while (candidate := proposer.next()) is not None:
             if candidate == WAIT:  # cannot happen in one process: every trial it opened has finished

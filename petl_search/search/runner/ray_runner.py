@@ -151,7 +151,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
         if interrupted:
             progress(f"resuming: trials {interrupted} were interrupted; their points are queued again")
         upgrade(store, spec, model_config)
-        record_references(store, spec.references_view())
+        record_references(store, spec)
         if spec.strategy == "oneshot":  # stages 1-2 in a child process; the queued designs are trained below
             run_oneshot_stages(spec, store, model_config, progress=progress)
         on_finish = on_trial or (lambda record, records: progress(trial_line(record)))

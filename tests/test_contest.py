@@ -1,0 +1,165 @@
+"""A fair contest inside one study: baselines tuned at every claim size (`tuning`), picks confirmed with fresh
+seeds (`confirm`), the point without Δh kept out of the search; and the study keys that ask for them."""
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from petl_search.core.config import PETLConfig
+from petl_search.core.params import count_params
+from petl_search.search.language.study import StudyError, parse_study
+from petl_search.search.language.tuning import backbone_size, claim_sizes
+from petl_search.search.optuna_bridge.confirm import picks
+from petl_search.search.optuna_bridge.proposer import EMPTY_REASON, MISFIT_VIOLATION, WAIT, Proposer
+from petl_search.search.optuna_bridge.records import counts, read_records
+from petl_search.search.optuna_bridge.storage import open_store
+
+from conftest import TINY_CONFIGS
+from test_study import study_data
+
+RATES = {"low": 1.0e-4, "high": 1.0e-2}
+
+
+def fair_data(tmp_path, **overrides) -> dict:
+    data = study_data(tmp_path, budget=0.04, sizes=[0.02], n_trials=4, baselines=["lora", "houlsby"],
+                      train={"max_steps": 10, "learning_rate": RATES}, tuning={"trainings": 2},
+                      confirm={"seeds": [10, 11, 12]})
+    data.update(overrides)
+    return data
+
+
+def fair_proposer(tmp_path, **overrides) -> Proposer:
+    spec = parse_study(fair_data(tmp_path, **overrides))
+    return Proposer(open_store(spec), spec, TINY_CONFIGS["bert"]())
+
+
+def record(proposer: Proposer, number: int, metric: float, dev: list[int]) -> dict:
+    """A worker's record of a study with a search split: the score there, dev's predictions beside it."""
+    trial = proposer.study.get_trials(deepcopy=False)[number]
+    return {"status": "completed", "main_metric": "accuracy", "metrics": {"accuracy": metric},
+            "evaluated_on": "search split", "dev_metrics": {"accuracy": sum(dev) / len(dev)},
+            "dev_predictions": dev, "params": {"delta_stored": trial.user_attrs["stored_params"]},
+            "throughput": 10.0, "steps": 10}
+
+
+def score_of(candidate) -> float:
+    """A score that differs between points and settings, so that every pick is a definite one."""
+    return 0.5 + (candidate.stored_params % 97) / 1000 + (candidate.learning_rate or 0)
+
+
+def test_study_keys_for_a_fair_contest_are_checked(tmp_path) -> None:
+    spec = parse_study(fair_data(tmp_path))
+    assert spec.tuning == {"trainings": 2, "scale": {"low": 1.0, "high": 8.0}}
+    assert spec.confirm == {"seeds": [10, 11, 12], "baselines": "all", "margin": 0.005, "alpha": 0.05}
+    assert spec.sizes == (0.02,)
+    plain = parse_study(study_data(tmp_path))
+    assert plain.fingerprint() == parse_study({**study_data(tmp_path), "sizes": [0.01]}).fingerprint()  # not identity
+    bad = [({"tuning": {"trainings": 2}, "train": {"max_steps": 10}}, "learning_rate to {low, high}"),
+           ({"tuning": {"trainings": 0}}, "tuning.trainings must be a positive integer"),
+           ({"tuning": {"trainings": 2, "scale": {"low": 4.0, "high": 1.0}}}, "tuning.scale"),
+           ({"baselines": [{"preset": "lora", "seeds": [0, 1]}]}, "remove the baselines' seeds"),
+           ({"confirm": {"seeds": [10, 11]}}, "at least 3"),
+           ({"confirm": {"seeds": [0, 10, 11]}}, "must not hold the study's seed 0"),
+           ({"confirm": {"seeds": [10, 11, 12], "baselines": "some"}}, "'all' or 'best'"),
+           ({"search_split": None}, "search_split must not be null"),
+           ({"sizes": [0.05]}, "within the budget"), ({"sizes": [0]}, "sizes[0]"),
+           ({"n_trials": 0, "baselines": [], "tuning": None}, "n_trials may be 0 only")]
+    for overrides, message in bad:
+        with pytest.raises(StudyError, match=message.replace("(", r"\(").replace(")", r"\)")
+                           .replace("[", r"\[").replace("]", r"\]").replace("{", r"\{").replace("}", r"\}")):
+            parse_study(fair_data(tmp_path, **overrides))
+    assert parse_study(fair_data(tmp_path, n_trials=0)).n_trials == 0  # the tuned arm of a contest
+
+
+def drive(proposer: Proposer) -> list:
+    """Run the proposer to its end as a driver with one worker would; return every candidate in order."""
+    seen = []
+    while (candidate := proposer.next()) is not None:
+        assert candidate != WAIT  # one at a time: nothing else is running
+        seen.append(candidate)
+        dev = [1, 0, 1, 1] if candidate.seed % 2 else [1, 1, 0, 1]
+        proposer.finish(candidate.number, record(proposer, candidate.number, score_of(candidate), dev))
+    return seen
+
+
+def test_tuned_baselines_at_every_size_then_fresh_seed_confirmations(tmp_path) -> None:
+    proposer = fair_proposer(tmp_path)
+    model_config = TINY_CONFIGS["bert"]()
+    sizes = claim_sizes(proposer.spec, model_config)
+    assert sizes == sorted(sizes) and len(sizes) == 2 and sizes[-1] <= 0.04 * backbone_size(model_config)
+    seen = drive(proposer)
+    baselines = [c for c in seen if c.kind == "baseline"]
+    records = {r.number: r for r in read_records(proposer.study)}
+    # 2 methods x 2 sizes x 2 settings, each fitted to within its size, at the study's seed
+    assert len(baselines) == 8 and {c.seed for c in baselines} == {0}
+    for c in baselines:
+        extra = records[c.number].extra
+        assert extra["tuning_method"] in ("lora", "houlsby") and extra["target_size"] in sizes
+        assert c.stored_params <= extra["target_size"]
+        assert RATES["low"] <= c.learning_rate <= RATES["high"]
+        # LoRA's scale is tuned beside its rate (an argument of the preset); Houlsby's adapter has none
+        assert ("s" in c.preset_args) == (c.preset == "lora")
+    for method in ("lora", "houlsby"):
+        for size in sizes:
+            settings = {(c.learning_rate, c.preset_args.get("s")) for c in baselines
+                        if records[c.number].extra["tuning_method"] == method
+                        and records[c.number].extra["target_size"] == size}
+            assert len(settings) == 2  # two different settings, not one trained twice
+    assert sum(c.kind == "search" for c in seen) == 4
+    confirms = [c for c in seen if c.kind == "confirm"]
+    assert seen[-len(confirms):] == confirms  # the last stage: after the search and the baselines
+    final = read_records(proposer.study)
+    chosen = {p.number for p in picks(final, sizes, sizes[-1])}
+    confirmed = {}
+    for c in confirms:
+        original = records[records[c.number].extra["confirm_of"]]
+        assert original.number in chosen and c.learning_rate == original.learning_rate
+        assert c.petl_config == original.config and c.preset == original.preset
+        confirmed.setdefault(original.number, []).append(c.seed)
+    assert confirmed.keys() == chosen and all(sorted(s) == [10, 11, 12] for s in confirmed.values())
+    assert counts(final)["confirm"] == len(confirms)
+    kept = [r for r in final if r.kind == "confirm"]
+    assert all(r.extra["dev_predictions"] and r.dev_scores for r in kept)  # what the claims are judged with
+    again = Proposer(open_store(proposer.spec), proposer.spec, model_config)
+    assert again.remaining == 0 and again.next() is None  # resumed: nothing left, counted exactly
+
+
+def test_confirmations_wait_for_the_picks_and_an_interrupted_one_is_trained_again(tmp_path) -> None:
+    proposer = fair_proposer(tmp_path, n_trials=1, baselines=["lora"], sizes=[],
+                             confirm={"seeds": [10, 11, 12], "baselines": "best"})
+    first = proposer.next()
+    while first.kind != "search":
+        proposer.finish(first.number, record(proposer, first.number, score_of(first), [1, 0]))
+        first = proposer.next()
+    assert proposer.next() == WAIT  # the search trial still runs: the picks are not known yet
+    proposer.finish(first.number, record(proposer, first.number, 0.9, [1, 1]))
+    one = proposer.next()
+    assert one.kind == "confirm"
+    spec = proposer.spec
+    del proposer  # the driver dies with `one` running
+    store = open_store(spec)
+    from petl_search.search.optuna_bridge.storage import reconcile
+    assert reconcile(store) == [one.number]
+    resumed = Proposer(store, spec, TINY_CONFIGS["bert"]())
+    redo = resumed.next()
+    assert (redo.kind, redo.seed, redo.petl_config) == ("confirm", one.seed, one.petl_config)
+
+
+def test_the_point_without_delta_h_is_never_trained(tmp_path) -> None:
+    """The frozen backbone alone has 0 stored parameters: told to the sampler as infeasible, then the
+    sampler proposes again."""
+    proposer = fair_proposer(tmp_path, baselines=[], tuning=None, confirm=None, n_trials=2)
+    model_config = TINY_CONFIGS["bert"]()
+    params = proposer.space.replay(PETLConfig(), model_config, budget=proposer.sampling_budget)
+    assert params is not None  # the unified space holds it
+    rate = {"learning_rate": 1.0e-3}
+    proposer.study.enqueue_trial({**{n: v for n, (_, v) in params.items()}, **rate})
+    proposer.search_left = 2
+    candidate = proposer.next()
+    assert count_params(PETLConfig.from_dict(candidate.petl_config), model_config).stored > 0
+    empty = [r for r in read_records(proposer.study) if r.kind == "empty"]
+    assert len(empty) == 1 and empty[0].reason == EMPTY_REASON
+    trial = proposer.study.get_trials(deepcopy=False)[empty[0].number]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert trial.constraints["budget"] == MISFIT_VIOLATION
+    assert counts(read_records(proposer.study))["empty"] == 1
