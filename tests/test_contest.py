@@ -163,3 +163,37 @@ def test_the_point_without_delta_h_is_never_trained(tmp_path) -> None:
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.constraints["budget"] == MISFIT_VIOLATION
     assert counts(read_records(proposer.study))["empty"] == 1
+
+
+def contest_data(tmp_path) -> dict:
+    base = {k: v for k, v in fair_data(tmp_path).items() if k not in ("name", "storage", "n_trials", "baselines",
+                                                                      "tuning", "sampler")}
+    return {"name": "duel", "base": base, "reference": "tuned", "arms": {
+        "search": {"seeds": [0, 1], "n_trials": 8, "sampler": {"name": "tpe", "startup_trials": 3}},
+        "random": {"seeds": [0, 1], "n_trials": 8, "sampler": {"name": "random"}},
+        "tuned": {"n_trials": 0, "baselines": ["lora", "houlsby"], "tuning": {"trainings": 2}}}}
+
+
+def test_a_contest_is_studies_with_equal_trainings(tmp_path) -> None:
+    from petl_search.search.language.contest import parse_contest
+
+    source = str(tmp_path / "duel.yaml")
+    contest = parse_contest(contest_data(tmp_path), source=source)
+    assert [a.name for a in contest.arms] == ["search", "random", "tuned"] and contest.reference == "tuned"
+    assert [s.name for s in contest.arm("search").studies] == ["duel_search_s0", "duel_search_s1"]
+    assert {a.trainings for a in contest.arms} == {8}  # 2 methods x 2 sizes x 2 settings = 8 search trials
+    study = contest.arm("random").studies[1]
+    assert study.seed == 1 and study.storage == f"sqlite:///{tmp_path / 'duel' / 'random_s1' / 'study.db'}"
+    assert study.confirm["seeds"] == [10, 11, 12] and study.sampler["name"] == "random"
+    unequal = contest_data(tmp_path)
+    unequal["arms"]["random"]["n_trials"] = 9
+    with pytest.raises(StudyError, match="same number of trainings.*'random': 9"):
+        parse_contest(unequal, source=source)
+    named = contest_data(tmp_path)
+    named["arms"]["search"]["seed"] = 3
+    with pytest.raises(StudyError, match="seed is set by the contest"):
+        parse_contest(named, source=source)
+    bad = contest_data(tmp_path)
+    bad["arms"]["tuned"]["tuning"] = {"trainings": 0}
+    with pytest.raises(StudyError, match=r"arms.tuned \(study seed 0\).*tuning.trainings"):
+        parse_contest(bad, source=source)

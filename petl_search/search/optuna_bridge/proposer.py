@@ -50,7 +50,7 @@ from ..language.budget import FittedBaseline, fit_baselines
 from ..language.tuning import claim_sizes, study_tuning
 from .confirm import picks, pending
 from .pareto import pareto_front
-from .records import COUNTED_KINDS, TrialRecord, read_records
+from .records import CLAIM_SIZES_KEY, COUNTED_KINDS, TrialRecord, read_records
 from .samplers import proposal_source
 from .storage import Store
 from ..language.study import StudySpec
@@ -163,6 +163,8 @@ class Proposer:
                  and not r.extra.get("interrupted")) for r in records))
         self.baselines = planned_baselines(spec, model_config, done)
         self.sizes = claim_sizes(spec, model_config)
+        if spec.tuning or spec.confirm:  # reports read the sizes the claims are about without the model
+            self.study.set_user_attr(CLAIM_SIZES_KEY, self.sizes)
         self.confirm_left = max(0, confirm_bound(spec, self.sizes) - sum(
             r.kind == "confirm" and r.state in ("COMPLETE", "PRUNED") for r in records))
         if self.confirm_left and not (self.search_left or self.baselines or self.reseeds_left) and not any(

@@ -28,6 +28,7 @@ from .lease import LEASE_KEY, lease_alive
 COUNTED_KINDS = ("search", "baseline")  # the points of a study: what the sampler and the baselines trained
 MEASURED_KINDS = COUNTED_KINDS + ("reseed", "confirm")  # everything trained, so everything with a metric
 BASELINES_KEY = "baselines"  # study attribute: {label: {"preset", "args"}}, written by storage.upgrade
+CLAIM_SIZES_KEY = "claim_sizes"  # study attribute: a study's claim sizes in stored parameters (budget's last)
 DESIGN_KEY = "oneshot_design"  # a one-shot study's queued trial: the design (search/oneshot/pipeline.py) it trains
 
 
