@@ -60,7 +60,7 @@ def test_a_proposal_that_is_not_a_repeat_breaks_the_row(tmp_path) -> None:
 
 
 def record(number: int, kind: str, state: str, proposed_by: str | None) -> TrialRecord:
-    return TrialRecord(number, state, kind, "x", 0.5, 10, 0.01, extra={"proposed_by": proposed_by} if proposed_by else {})
+    return TrialRecord(number, state, kind, "x", 0.5, 10, 0.01, proposed_by=proposed_by)
 
 
 def test_shares_count_trained_search_points_by_proposer() -> None:

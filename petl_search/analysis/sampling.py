@@ -46,5 +46,5 @@ def proposal_shares(records: Iterable) -> ProposalShares:
     counts: Counter[str] = Counter()
     for r in records:
         if r.kind == "search" and r.state in ("COMPLETE", "PRUNED"):
-            counts[getattr(r, "proposed_by", None) or r.extra.get("proposed_by") or "not recorded"] += 1
+            counts[r.proposed_by or "not recorded"] += 1
     return ProposalShares(dict(counts))
