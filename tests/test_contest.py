@@ -197,3 +197,15 @@ def test_a_contest_is_studies_with_equal_trainings(tmp_path) -> None:
     bad["arms"]["tuned"]["tuning"] = {"trainings": 0}
     with pytest.raises(StudyError, match=r"arms.tuned \(study seed 0\).*tuning.trainings"):
         parse_contest(bad, source=source)
+
+
+def test_a_search_split_like_dev_is_a_study_key(tmp_path) -> None:
+    plain = parse_study(study_data(tmp_path))
+    like = parse_study(study_data(tmp_path, search_split={"size": 0.1, "max": 1000, "like": "dev"}))
+    assert "split_like" not in plain.split_fields  # studies stored before keep their meaning and fingerprint
+    assert like.split_fields["split_like"] == "dev" and like.train_config(0).split_like == "dev"
+    assert like.fingerprint() != plain.fingerprint()
+    with pytest.raises(StudyError, match="search_split.like must be 'dev'"):
+        parse_study(study_data(tmp_path, search_split={"size": 0.1, "like": "train"}))
+    with pytest.raises(StudyError, match="train.split_like is set by the study"):
+        parse_study(study_data(tmp_path, train={"split_like": "dev"}))

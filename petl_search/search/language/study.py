@@ -9,6 +9,7 @@
     budget: 0.01                         # stored Δh parameters <= 1% of the backbone
     objectives: [accuracy, stored_params]  # any score the task records (`metric`: its main one), + throughput
     search_split: {size: 0.1, max: 1000, seed: 0}   # select on these training examples, not on dev
+    # search_split: {size: 1000, like: dev}           # ... drawn so that their lengths follow dev's
     budget_aware: true                   # sample sizes within what the budget leaves
     sampler: {name: tpe, seed: 0}        # tpe | nsga2 | gp | random
     n_trials: 12                         # trained search candidates (baselines come on top)
@@ -251,8 +252,9 @@ class StudySpec:
         """The search split as TrainConfig fields (what every worker, export and reseed trains with)."""
         if not self.search_split:
             return {}
+        like = {"split_like": self.search_split["like"]} if self.search_split.get("like") else {}
         return {"search_split": self.search_split["size"], "search_split_max": self.search_split.get("max"),
-                "split_seed": self.search_split.get("seed", 0)}
+                "split_seed": self.search_split.get("seed", 0), **like}
 
 
 def load_study(path: str | Path) -> StudySpec:
@@ -305,7 +307,7 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
     early = _early_stopping(source, data.get("early_stopping"))
     train = data.get("train") or {}
     check("train", isinstance(train, Mapping), "a mapping of TrainConfig fields")
-    for key in ("seed", "search_split", "search_split_max", "split_seed"):
+    for key in ("seed", "search_split", "search_split_max", "split_seed", "split_like"):
         if key in train:
             raise StudyError(f"{source}: train.{key} is set by the study: use its "
                              + ("`seed` (or a baseline's seeds)" if key == "seed" else "`search_split` key"))
@@ -367,9 +369,13 @@ def _objectives(source: str, names: Any, task: str) -> tuple[str, ...]:
 def _search_split(source: str, block: Any) -> dict[str, Any] | None:
     if block is None:  # select on the official dev set (what the report then says)
         return None
-    if not isinstance(block, Mapping) or set(block) - {"size", "max", "seed"} or "size" not in block:
-        raise StudyError(f"{source}: search_split must be null or {{size, max, seed}} (size: examples, or a "
-                         f"fraction of the training data with max capping it), but got {block!r}")
+    if not isinstance(block, Mapping) or set(block) - {"size", "max", "seed", "like"} or "size" not in block:
+        raise StudyError(f"{source}: search_split must be null or {{size, max, seed, like}} (size: examples, or a "
+                         f"fraction of the training data with max capping it; like: dev for examples whose "
+                         f"lengths follow the dev set's), but got {block!r}")
+    if "like" in block and block["like"] != "dev":
+        raise StudyError(f"{source}: search_split.like must be 'dev' (a split whose examples' lengths follow the dev "
+                         f"set's) or left out (a random split), but got {block['like']!r}")
     out = {"max": None, "seed": 0, **block}
     size = out["size"]
     if not (_number(size) and size > 0 and (size < 1 or float(size).is_integer())):
