@@ -46,7 +46,15 @@ def test_a_study_built_in_code_keeps_its_results_beside_its_storage(tmp_path) ->
 
 
 def test_shipped_studies_load() -> None:
+    from petl_search.search.language.contest import load_contest
+
     for path in sorted((ROOT / "studies").glob("*.yaml")):
+        if "arms" in yaml.safe_load(path.read_text()):  # a contest: studies as its arms (language/contest.py)
+            contest = load_contest(path)
+            for arm in contest.arms:
+                for spec in arm.studies:
+                    assert spec.storage == f"sqlite:///{contest.folder / f'{arm.name}_s{spec.seed}' / 'study.db'}"
+            continue
         spec = load_study(path)
         assert spec.storage == f"sqlite:///{(ROOT / 'studies' / spec.name / 'study.db')}"
         assert spec.space().sites
@@ -64,7 +72,7 @@ def test_shipped_studies_load() -> None:
                                                  "throughput], SCORE one of ['accuracy'] or 'metric'"),
     ({"objectives": ["f1", "stored_params"]}, "SCORE one of ['accuracy'] or 'metric' (task 'sst2'), but got ['f1'"),
     ({"search_split": {"size": 0}}, "search_split.size must be a number of examples >= 1 or a fraction in (0, 1)"),
-    ({"search_split": {"fraction": 0.1}}, "search_split must be null or {size, max, seed}"),
+    ({"search_split": {"fraction": 0.1}}, "search_split must be null or {size, max, seed, like}"),
     ({"train": {"search_split": 100}}, "train.search_split is set by the study: use its `search_split` key"),
     ({"reseed": {"top": 0, "seeds": [1]}}, "reseed.top must be a positive integer"),
     ({"reseed": {"top": 2, "seeds": [1, 1]}}, "reseed.seeds must be a list of distinct non-negative integers"),
