@@ -166,11 +166,13 @@ class StudySpec:
 
     @property
     def folder(self) -> Path:
-        """Where the study's results live (the SQLite file by default, Ray's trial logs): beside the study
-        file; for a study built in code, beside its SQLite file (not wherever the process happens to run)."""
-        if self.source != "<dict>":
-            return Path(self.source).resolve().parent / self.name
-        return self.sqlite_path.parent if self.sqlite_path else Path(self.name)
+        """Where the study's results live (the SQLite file by default, Ray's trial logs): the folder of its
+        SQLite file when it has one (a contest's arm studies keep everything in the contest's folder); else
+        <the study file's folder>/<name>, or for a study built in code, <name> (the first is the default
+        storage's folder too, so a study with the default storage is where it always was)."""
+        if self.sqlite_path:
+            return self.sqlite_path.parent
+        return Path(self.source).resolve().parent / self.name if self.source != "<dict>" else Path(self.name)
 
     @property
     def sqlite_path(self) -> Path | None:
