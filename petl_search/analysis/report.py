@@ -14,17 +14,26 @@ from collections import Counter
 from typing import Mapping, Sequence
 
 from ..search.optuna_bridge.records import DESIGN_KEY, OneShotStage, TrialRecord
+from .claims import ClaimRow, StudyClaims
 from .comparison import Comparison
 from .effects import Effect, dimension_effects
 from .findings import baseline_comparisons, mam_claims
 from .front import Claim, dev_view, front, head_text, lr_text, methods, study_head_params
+from .inference import correction_header
+
+# What a section that reads the selecting seed's dev scores says in its heading when the study also has
+# claims judged on fresh seeds alone: those claims are the report's findings, these sections explore.
+EXPLORATORY = "exploratory: the selecting seed counts"
 
 
 def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, selected_on: str = "search split",
              references: Mapping[str, Mapping[str, float] | None] | None = None,
-             oneshot: OneShotStage | None = None) -> str:
-    """The report: controlled comparisons, search-trial effects, MAM against the front, the front, and for a
-    one-shot study the supernet's choice against the same designs trained stand-alone."""
+             oneshot: OneShotStage | None = None, claims: StudyClaims | None = None) -> str:
+    """The report: (with `claims`, from a study with confirm trials) the claims judged on fresh seeds, then
+    controlled comparisons, search-trial effects, MAM against the front, the front, and for a one-shot
+    study the supernet's choice against the same designs trained stand-alone. With claims, the sections
+    that read the dev scores of the seed that selected the points say in their headings that they explore."""
+    explore = f"; {EXPLORATORY}" if claims is not None else ""
     on_dev = dev_view(records, metric)
     points = methods(records, metric, references)
     head = study_head_params(records)
@@ -37,7 +46,8 @@ def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, se
              f"and exports a task head (\"head\": BERT's pooler + classifier, or the model's own), not counted in "
              f"the budget, as in the paper: {head_text(head)} parameters"
              + (f" ({_head_share(records, head)} of the backbone)." if head is not None else "."), "",
-             "## Controlled comparisons (seed methods, same size, dev)", ""]
+             *(claims_section(claims, metric) if claims is not None else []),
+             f"## Controlled comparisons (seed methods, same size, dev{explore})", ""]
     pairs = baseline_comparisons(records, metric)
     lines += ["| question | A | B | A: mean ± std (n) | B: mean ± std (n) | A − B [95% CI] | answer |",
               "|---|---|---|---|---|---|---|"] if pairs else \
@@ -48,13 +58,13 @@ def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, se
                      f"{c.a.mean:.4f} ± {c.a.std:.4f} ({len(c.a.scores)}) | {c.b.mean:.4f} ± {c.b.std:.4f} "
                      f"({len(c.b.scores)}) | {c.difference:+.4f} {_interval(c)} | {c.verdict} |")
     lines += ["", "## All trained points by design dimension, within budget bands (dev; observational: the "
-              "sampler chose the search points)", "",
+              f"sampler chose the search points{explore})", "",
               "| dimension | budget band | value | n | mean ± std |", "|---|---|---|---|---|"]
     for dimension in ("insertion", "representation", "composition", "heads", "size", "scale"):
         for e in dimension_effects(on_dev, dimension):
             lines.append(_effect_row(e))
     lines += ["", f"## MAM against the search front (front points selected on the {selected_on}, judged on "
-              f"dev over seeds)", ""]
+              f"dev over seeds{explore})", ""]
     for mam, found in mam_claims(points):
         dev = f"{mam.dev_mean:.4f} ± {mam.dev_std:.4f}" if mam.dev else "no dev score"
         lines.append(f"- {mam.label} ({_size(100 * mam.stored_fraction, mam.head_params)}, lr "
@@ -75,6 +85,41 @@ def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, se
     if oneshot is not None:
         lines += ["", *_oneshot_lines(records, metric, oneshot)]
     return "\n".join(lines) + "\n"
+
+
+def claims_section(claims: StudyClaims, metric: str) -> list[str]:
+    """The study's claims on fresh seeds: how many were judged (Holm), the table, then ρ and the proposals."""
+    judged = claims.judged
+    lines = ["## Claims (fresh seeds only)", "",
+             f"{correction_header(judged, claims.alpha)}. Each pick (chosen on the search split) is judged only by "
+             f"its confirm trainings, paired seed by seed over the seeds both sides have; the seed that picked it "
+             f"never counts. {metric} on dev; A − B with its 95% paired-bootstrap interval (over dev examples and "
+             f"seeds; unadjusted), p before and after Holm's correction; the verdict reads the adjusted p."
+             + (f" {len(claims.rows) - len(judged)} more not judged (reason beside each)."
+                if len(judged) < len(claims.rows) else ""), ""]
+    lines += claims_table(claims.rows) if claims.rows else \
+        ["None: the study's picks give no claim (no baseline pick at any claim size)."]
+    lines += ["", f"- {claims.ranks.sentence}.", f"- Proposals: {claims.shares.sentence()}.", ""]
+    return lines
+
+
+def claims_table(rows: Sequence[ClaimRow]) -> list[str]:
+    """One Markdown row per claim: question, both sides (label, stored size, lr), seeds, A − B [95% CI], p,
+    Holm-adjusted p and verdict (or why it was not judged)."""
+    lines = ["| question | A | B | seeds | A − B [95% CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        a, b = (side.text if side is not None else "-" for side in (row.a, row.b))
+        seeds = ", ".join(map(str, row.seeds)) or "-"
+        if row.claim is None:
+            lines.append(f"| {row.question} | {a} | {b} | {seeds} | - | - | - | {row.verdict_text} |")
+            continue
+        result = row.claim.result
+        low, high = result.interval(0.95)
+        adjusted = f"{row.verdict.p_adjusted:.4g}" if row.verdict is not None else "-"
+        kind = "" if row.kind == "superiority" else f" (margin {row.margin:g})"
+        lines.append(f"| {row.question}{kind} | {a} | {b} | {seeds} | {result.observed:+.4f} [{low:+.4f}, {high:+.4f}] "
+                     f"| {row.claim.p_value:.4g} | {adjusted} | {row.verdict_text} |")
+    return lines
 
 
 def _oneshot_lines(records: Sequence[TrialRecord], metric: str, stage: OneShotStage) -> list[str]:
