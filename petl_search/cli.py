@@ -8,6 +8,8 @@
     petl-search status STUDY.yaml [--storage URL]
     petl-search dashboard STUDY.yaml [--out FILE.html] [--serve [--port P]]
     petl-search report STUDY.yaml [--out FILE.md]
+    petl-search contest CONTEST.yaml [--arms A [A ...]] [--time-budget SECONDS] [--address ADDR] [--out FILE.md]
+    petl-search contest CONTEST.yaml --report-only [--out FILE.md]
     petl-search reseed STUDY.yaml --trial N --seeds S [S ...]
     petl-search export STUDY.yaml (--trial N | --best [--max-params F]) --out DIR [--force] [--steps N | --full-train]
     petl-search data glue [TASK ...] --out DIR [--force]   GLUE from the Hub, as the TSV folder --data-dir reads
@@ -279,6 +281,7 @@ def cmd_reseed(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
+    from .analysis.claims import has_confirmations, study_claims
     from .analysis.report import markdown
     from .analysis.summary import selected_on, study_references
     from .search.oneshot.pipeline import oneshot_stage
@@ -291,13 +294,45 @@ def cmd_report(args: argparse.Namespace) -> None:
     records = fill_learning_rates(read_records(store.study), spec.fixed_learning_rate)
     if not any(r.scored for r in records):
         raise PETLError(f"study {spec.name!r} has no completed trials yet: nothing to report")
+    # a study with confirm trials is judged on them alone (Holm over its claims); the rest is exploratory
+    claims = study_claims(records, store.study.user_attrs, spec.main_metric, spec.confirm) \
+        if has_confirmations(records) else None
     text = markdown(records, spec.main_metric, spec.name, selected_on=selected_on(spec),
-                    references=study_references(store.study), oneshot=oneshot_stage(spec, store))
+                    references=study_references(store.study), oneshot=oneshot_stage(spec, store), claims=claims)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
         print(f"wrote {args.out}", file=sys.stderr)
     print(text)
+
+
+def cmd_contest(args: argparse.Namespace) -> None:
+    """Run (or resume) a contest's arms, then write its report; with --report-only, only the report."""
+    from .analysis.contest_report import contest_markdown
+    from .search.language.contest import load_contest
+
+    path = Path(args.contest)
+    if not path.is_file():
+        raise PETLError(f"contest file {path} not found")
+    contest = load_contest(path)
+    if args.report_only and (args.arms or args.time_budget is not None or args.address):
+        raise PETLError("--report-only trains nothing: drop --arms, --time-budget and --address, or drop "
+                        "--report-only to run the contest")
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise PETLError(f"--time-budget must be a number of seconds > 0, but got {args.time_budget}")
+    if not args.report_only:
+        from .search.runner.contest import run_contest
+
+        try:
+            run_contest(contest, only=args.arms, address=args.address, time_budget_s=args.time_budget,
+                        progress=lambda line: print(line, flush=True))
+        except KeyboardInterrupt:
+            raise PETLError(f"interrupted; finished trials are saved in each arm's storage under {contest.folder}: "
+                            f"run the same command to resume") from None
+    out = Path(args.out) if args.out else contest.folder / "report.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(contest_markdown(contest))
+    print(f"contest {contest.name}: report written to {out}")
 
 
 def cmd_data_glue(args: argparse.Namespace) -> None:
@@ -392,6 +427,14 @@ def build_parser() -> argparse.ArgumentParser:
     _study_arguments(r)
     r.add_argument("--out", help="also write the Markdown here (e.g. docs/<name>.md)")
     r.set_defaults(func=cmd_report)
+    co = sub.add_parser("contest", help="run (or resume) a contest's arms and write its report (Markdown)")
+    co.add_argument("contest", help="a contest YAML file (search/language/contest.py)")
+    co.add_argument("--arms", nargs="+", help="run only these arms (default: every arm, in the file's order)")
+    co.add_argument("--time-budget", type=float, help="stop after this many seconds; the same command goes on")
+    co.add_argument("--address", help="join a running Ray cluster (default: start Ray on this machine)")
+    co.add_argument("--report-only", action="store_true", help="write the report from the storages, train nothing")
+    co.add_argument("--out", help="the report's file (default: <contest folder>/report.md)")
+    co.set_defaults(func=cmd_contest)
     data = sub.add_parser("data", help="get task data for offline use (`data glue`: GLUE from the Hub, as TSV files)")
     sources = data.add_subparsers(dest="source", required=True)
     g = sources.add_parser("glue", help="download GLUE tasks from the Hub and write the folder --data-dir reads",

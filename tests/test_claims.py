@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 import pytest
+import yaml
 
 from petl_search.analysis.claims import (ClaimRow, PickSide, compare_picks, judge_rows, pick_sides, rank_agreement,
                                          study_claims)
@@ -21,7 +22,7 @@ from petl_search.search.optuna_bridge.records import CLAIM_SIZES_KEY, read_recor
 from petl_search.search.optuna_bridge.storage import DEV_LABELS_KEY
 
 from conftest import TINY_CONFIGS
-from test_contest import fair_proposer, record as worker_record, score_of
+from test_contest import fair_data, fair_proposer, record as worker_record, score_of
 
 LABELS = [i % 2 for i in range(40)]
 SEEDS = [10, 11, 12, 13]
@@ -240,3 +241,15 @@ def test_a_study_without_labels_or_sizes_claims_nothing_it_cannot_judge(study) -
     assert unlabelled.rows and not unlabelled.judged
     assert not claims_of(records, {}).rows  # no claim sizes stored: no picks to claim about
     assert isinstance(unlabelled.rows[0], ClaimRow)
+
+
+def test_petl_search_report_judges_a_study_with_confirm_trials(study, fast_dir, capsys) -> None:
+    from petl_search.cli import main
+
+    proposer, _, _ = study
+    path = fast_dir / "t.yaml"
+    path.write_text(yaml.safe_dump(fair_data(fast_dir, n_trials=3, confirm={"seeds": SEEDS})))
+    assert main(["report", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "## Claims (fresh seeds only)" in text and "8 claims, Holm-corrected at 5%" in text
+    assert "## Controlled comparisons (seed methods, same size, dev; exploratory: the selecting seed counts)" in text
