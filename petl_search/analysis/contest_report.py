@@ -29,7 +29,7 @@ from ..search.optuna_bridge.confirm import SEARCH, pending, picks
 from ..search.optuna_bridge.records import (CLAIM_SIZES_KEY, COUNTED_KINDS, TrialRecord, counts,
                                             fill_learning_rates, read_records)
 from ..search.optuna_bridge.storage import DEV_LABELS_KEY, open_study
-from .claims import N_BOOT, ClaimRow, PickSide, compare_picks, judge_rows, pick_sides, rank_agreement
+from .claims import N_BOOT, ClaimRow, PickSide, RankAgreement, compare_picks, judge_rows, pick_sides, rank_agreement
 from .front import lr_text
 from .inference import correction_header
 from .report import claims_table
@@ -234,6 +234,8 @@ def _half_sizes(claims: ContestClaims, arm: str, reference: str) -> str:
     beats = {(seed, size): row for seed, size, row in claims.of(arm, reference, "superiority")}
     halves = {(seed, size): row for seed, size, row in claims.of(arm, reference, "non-inferiority")}
     behind = [key for key, row in beats.items() if not row.holds]
+    if not beats:
+        return "no claim yet"
     if not behind:
         return "nowhere"
     parts = []
@@ -274,13 +276,15 @@ def contest_markdown(contest: ContestSpec, *, n_boot: int = N_BOOT) -> str:
               "| arm | seed | study | status | trainings | completed | confirm trials | Spearman ρ (split vs dev) | "
               "model share |", "|---|---|---|---|---|---|---|---|---|"]
     lines += [_state_row(s) for s in everyone]
-    lines += ["", "## Picks", "", "| arm | seed | size | pick of | trial | label | stored | lr | confirm seeds |",
-              "|---|---|---|---|---|---|---|---|---|"]
-    for state in everyone:
-        for (size, group), side in sorted(_sides(state, labels).items()):
-            r = side.record
-            lines.append(f"| {state.arm} | {state.spec.seed} | {size:,} | {group} | #{r.number} | {r.label} | "
-                         f"{r.stored_params:,} | {lr_text(r.learning_rate)} | {', '.join(map(str, sorted(side.predictions))) or '-'} |")
+    picked = [(state, key, side) for state in everyone for key, side in sorted(_sides(state, labels).items())]
+    lines += ["", "## Picks", ""]
+    lines += ["| arm | seed | size | pick of | trial | label | stored | lr | confirm seeds |",
+              "|---|---|---|---|---|---|---|---|---|"] if picked else \
+        ["None yet: picks are read from finished studies."]
+    for state, (size, group), side in picked:
+        r, seeds = side.record, ", ".join(map(str, sorted(side.predictions))) or "-"
+        lines.append(f"| {state.arm} | {state.spec.seed} | {size:,} | {group} | #{r.number} | {r.label} | "
+                     f"{r.stored_params:,} | {lr_text(r.learning_rate)} | {seeds} |")
     return "\n".join(lines) + "\n"
 
 
@@ -291,6 +295,10 @@ def _state_row(state: StudyState) -> str:
     ranks = rank_agreement(list(state.records), state.spec.main_metric)
     share = proposal_shares(state.records).model_share
     return (f"| {state.arm} | {state.spec.seed} | {state.spec.name} | {state.status} | {state.spent} of "
-            f"{trainings(state.spec)} | {c['completed']} | {c['confirm']} | {ranks.text} (n={ranks.n}) | "
+            f"{trainings(state.spec)} | {c['completed']} | {c['confirm']} | {_rho(ranks)} | "
             f"{'-' if share is None else f'{share:.0%}'} |")
 
+
+def _rho(ranks: RankAgreement) -> str:
+    """ρ with its count of points, or why there is none."""
+    return f"{ranks.rho:+.3f} (n={ranks.n})" if ranks.reason is None else f"n/a: {ranks.reason}"

@@ -106,7 +106,8 @@ def claims_section(claims: StudyClaims, metric: str) -> list[str]:
 def claims_table(rows: Sequence[ClaimRow]) -> list[str]:
     """One Markdown row per claim: question, both sides (label, stored size, lr), seeds, A − B [95% CI], p,
     Holm-adjusted p and verdict (or why it was not judged)."""
-    lines = ["| question | A | B | seeds | A − B [95% CI] | p | Holm p | verdict |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| question | A | B | seeds | A − B [95% CI] | p | Holm p | verdict |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         a, b = (side.text if side is not None else "-" for side in (row.a, row.b))
         seeds = ", ".join(map(str, row.seeds)) or "-"
