@@ -176,8 +176,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     from .search.optuna_bridge.storage import open_study
 
     spec = _study(args)  # a typo in the study fails here, in one line, before Ray starts
-    total = spec.n_trials + sum(len(b.seeds) for b in spec.baselines) + \
-        (spec.reseed["top"] * len(spec.reseed["seeds"]) if spec.reseed else 0)
+    total = spec.trainings + (spec.reseed["top"] * len(spec.reseed["seeds"]) if spec.reseed else 0)
     start = time.time()
 
     def say(line: str) -> None:

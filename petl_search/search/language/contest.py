@@ -70,13 +70,8 @@ class ContestSpec:
 
 
 def trainings(spec: StudySpec) -> int:
-    """A study's trainings before confirmation: its search trials plus its baselines' (each baseline's
-    seeds, or with tuning its trainings at the budget and at every size)."""
-    tuning = spec.tuning
-    if tuning:  # the budget's size and each of `sizes` (the runner checks, with the model, that none coincide)
-        per_baseline = tuning["trainings"] * (1 + len(spec.sizes))
-        return spec.n_trials + per_baseline * len(spec.baselines)
-    return spec.n_trials + sum(len(b.seeds) for b in spec.baselines)
+    """A study's trainings before confirmation (StudySpec.trainings)."""
+    return spec.trainings
 
 
 def load_contest(path: str | Path) -> ContestSpec:

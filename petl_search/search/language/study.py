@@ -161,6 +161,16 @@ class StudySpec:
     confirm: Mapping[str, Any] | None = None  # {seeds, baselines, margin, alpha}: picks judged on fresh seeds
 
     @property
+    def trainings(self) -> int:
+        """Trainings the study spends choosing its points: its search trials plus its baselines' (each
+        baseline's seeds, or with `tuning` its trainings at the budget and at each of `sizes`; a size that
+        coincides with another once counted on the model still counts here). Reseeds and confirmations
+        come on top."""
+        if self.tuning:
+            return self.n_trials + self.tuning["trainings"] * (1 + len(self.sizes)) * len(self.baselines)
+        return self.n_trials + sum(len(b.seeds) for b in self.baselines)
+
+    @property
     def directions(self) -> list[str]:
         return [COST_OBJECTIVES.get(o, "maximize") for o in self.objectives]
 
