@@ -209,3 +209,13 @@ def test_a_search_split_like_dev_is_a_study_key(tmp_path) -> None:
         parse_study(study_data(tmp_path, search_split={"size": 0.1, "like": "train"}))
     with pytest.raises(StudyError, match="train.split_like is set by the study"):
         parse_study(study_data(tmp_path, train={"split_like": "dev"}))
+
+
+def test_the_progress_counter_counts_reseeds_as_its_total_does(tmp_path) -> None:
+    from petl_search.analysis.summary import progress_line
+    from petl_search.search.optuna_bridge.records import TrialRecord
+
+    spec = parse_study(study_data(tmp_path))
+    records = [TrialRecord(i, "COMPLETE", kind, "lora(r=2)", 0.8, 100, 0.01, seed=seed, learning_rate=1e-3)
+               for i, (kind, seed) in enumerate([("search", 0), ("baseline", 0), ("reseed", 1)])]
+    assert progress_line(records[2], records, 5, spec, 60.0).startswith("[3/5] #2 reseed")

@@ -19,7 +19,8 @@ def selected_on(spec: StudySpec) -> str:
 
 def progress_line(record: TrialRecord, records: list[TrialRecord], total: int, spec: StudySpec,
                   elapsed: float) -> str:
-    done = sum(v for k, v in counts(records).items() if k in ("completed", "pruned", "failed"))
+    # reseeds count as the total does (cmd_search); a failed reseed is tried again, so it is not done
+    done = sum(v for k, v in counts(records).items() if k in ("completed", "pruned", "failed", "reseed"))
     search_front = front(methods(records, spec.main_metric), kinds=("search",))
     rate = lr_text(fill_learning_rates([record], spec.fixed_learning_rate)[0].learning_rate)
     outcome = (f"{record.metric:.4f} at {percent(record.stored_fraction)}, lr {rate}" if record.metric is not None
