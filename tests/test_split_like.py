@@ -14,6 +14,7 @@ from datasets import Dataset, DatasetDict
 import petl_search as ps
 from petl_search.training import data as data_module
 from petl_search.training.config import TrainConfig
+from petl_search.training.metrics import constant_scores
 from petl_search.training.splits import (bin_of, carve, constant_references, length_bins, length_matched,
                                          search_rows, word_counts)
 from petl_search.training.tasks import get_task
@@ -136,7 +137,7 @@ def test_the_trainer_and_the_constant_references_carve_the_same_rows_and_cache_t
     prepared = prepare_data(DATA, object(), SST2, cfg, ("synthetic",))  # texts are tokenised lazily: no tokenizer
     assert prepared.select.texts == texts(held) and prepared.train.texts == texts(rest)
     labels = DATA["train"]["label"]
-    assert constant_references(SST2, DATA, cfg)["search split"] == ps.training.metrics.constant_scores(
+    assert constant_references(SST2, DATA, cfg)["search split"] == constant_scores(
         "accuracy", [labels[i] for i in rest], [labels[i] for i in held])
     # the same key, split parameters and seed without split_like: the cache must not hand back the rows above
     plain = TrainConfig(search_split=150, split_seed=2)
