@@ -145,24 +145,33 @@ def test_confirmations_wait_for_the_picks_and_an_interrupted_one_is_trained_agai
     assert (redo.kind, redo.seed, redo.petl_config) == ("confirm", one.seed, one.petl_config)
 
 
-def test_the_point_without_delta_h_is_never_trained(tmp_path) -> None:
-    """The frozen backbone alone has 0 stored parameters: told to the sampler as infeasible, then the
-    sampler proposes again."""
+def test_the_sampler_s_point_without_delta_h_is_never_trained(tmp_path, monkeypatch) -> None:
+    """The frozen backbone alone has 0 stored parameters: proposed by the sampler, it is told as infeasible
+    and the sampler proposes again; queued by a user, it is trained as asked."""
     proposer = fair_proposer(tmp_path, baselines=[], tuning=None, confirm=None, n_trials=2)
     model_config = TINY_CONFIGS["bert"]()
-    params = proposer.space.replay(PETLConfig(), model_config, budget=proposer.sampling_budget)
-    assert params is not None  # the unified space holds it
-    rate = {"learning_rate": 1.0e-3}
-    proposer.study.enqueue_trial({**{n: v for n, (_, v) in params.items()}, **rate})
-    proposer.search_left = 2
+    space_class = type(proposer.space)
+    sample, calls = space_class.sample, []
+
+    def empty_first(self, trial, *args, **kwargs):  # the sampler's first proposal is the empty point
+        calls.append(trial.number)
+        point = sample(self, trial, *args, **kwargs)
+        return PETLConfig() if len(calls) == 1 else point
+
+    monkeypatch.setattr(space_class, "sample", empty_first)
     candidate = proposer.next()
     assert count_params(PETLConfig.from_dict(candidate.petl_config), model_config).stored > 0
     empty = [r for r in read_records(proposer.study) if r.kind == "empty"]
-    assert len(empty) == 1 and empty[0].reason == EMPTY_REASON
+    assert len(empty) == 1 and empty[0].reason == EMPTY_REASON and empty[0].number == calls[0]
     trial = proposer.study.get_trials(deepcopy=False)[empty[0].number]
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert trial.constraints["budget"] == MISFIT_VIOLATION
     assert counts(read_records(proposer.study))["empty"] == 1
+    monkeypatch.setattr(space_class, "sample", sample)
+    params = proposer.space.replay(PETLConfig(), model_config, budget=proposer.sampling_budget)
+    proposer.study.enqueue_trial({**{n: v for n, (_, v) in params.items()}, "learning_rate": 1.0e-3})
+    queued = proposer.next()
+    assert queued.kind == "search" and queued.stored_params == 0  # asked for by name: trained
 
 
 def contest_data(tmp_path) -> dict:

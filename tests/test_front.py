@@ -182,7 +182,8 @@ def test_counts_leave_out_interrupted_trials() -> None:
     # a reseed is another seed of #0, not a trial; a proposal killed half-made is interrupted, as `status`
     # lists it among the interrupted ones
     assert counts(records) == {"completed": 1, "pruned": 1, "failed": 1, "running": 1, "interrupted": 2,
-                               "queued": 1, "over_budget": 1, "misfit": 0, "duplicate": 1, "dropped": 1, "reseed": 1}
+                               "queued": 1, "over_budget": 1, "misfit": 0, "duplicate": 1, "dropped": 1, "reseed": 1,
+                               "empty": 0, "confirm": 0}
 
 
 @pytest.mark.parametrize("seed", range(10))

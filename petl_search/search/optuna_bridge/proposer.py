@@ -25,9 +25,10 @@ once everything else has finished: each pick its claims are about (optuna_bridge
 with each fresh seed, as a `confirm` trial (like a reseed: off fronts, out of the count, invisible to the
 sampler); only those trainings judge the picks on dev.
 
-The point with no Δh at all (the frozen backbone: only the task head trains) is no design of Δh: it is told to
-the sampler as infeasible, never trained (kind `empty`). Left as a point, it sat at 0 stored parameters on
-every front and TPE proposed it again and again (50 repeats in one held-out study).
+The point with no Δh at all (the frozen backbone: only the task head trains) is no design of Δh: when the
+sampler proposes it, it is told as infeasible, never trained (kind `empty`). Left as a point, it sat at 0
+stored parameters on every front and TPE proposed it again and again (50 repeats in one held-out study). A
+user who wants it as a reference queues it (`study.enqueue_trial`), and a queued point is trained as asked.
 
 A point is a Δh design and the learning rate it trains at. A study with `train.learning_rate: {low, high}`
 has the sampler suggest each search trial's rate beside its Δh point (`learning_rate`, log-uniform), so the
@@ -267,6 +268,7 @@ class Proposer:
         """The sampler's next point (a queued one first: `ask()` takes the queue before sampling)."""
         misfit = None  # the latest reason a point did not fit the model, for the error below
         for _ in range(self.max_rejections):
+            queued = bool(self.queued())  # ask() takes the oldest queued trial first: a point asked for by name
             trial = self.study.ask()
             point = self._sample(trial)
             if isinstance(point, str):
@@ -274,7 +276,7 @@ class Proposer:
                 self._tell_misfit(trial, point)
                 continue
             config, counted, rate = point
-            if counted.stored == 0:
+            if counted.stored == 0 and not queued:  # queued (by a user, or again after an interruption): trained
                 self._tell_misfit(trial, EMPTY_REASON, kind="empty")
                 continue
             trial.set_constraint("budget", counted.stored_fraction - self.spec.budget)
