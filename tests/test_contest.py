@@ -228,3 +228,16 @@ def test_the_progress_counter_counts_reseeds_as_its_total_does(tmp_path) -> None
     records = [TrialRecord(i, "COMPLETE", kind, "lora(r=2)", 0.8, 100, 0.01, seed=seed, learning_rate=1e-3)
                for i, (kind, seed) in enumerate([("search", 0), ("baseline", 0), ("reseed", 1)])]
     assert progress_line(records[2], records, 5, spec, 60.0).startswith("[3/5] #2 reseed")
+
+
+def test_a_tuned_method_at_two_rates_is_two_points_not_two_seeds() -> None:
+    from petl_search.analysis.front import methods
+    from petl_search.search.optuna_bridge.records import TrialRecord
+
+    def baseline(number, rate, seed, metric):
+        return TrialRecord(number, "COMPLETE", "baseline", "houlsby(r=24)", metric, 226080, 0.00995, seed=seed,
+                           learning_rate=rate, preset="houlsby", preset_args={"r": 24})
+
+    points = methods([baseline(0, 6e-3, 0, 0.85), baseline(1, 6e-4, 0, 0.80), baseline(2, 6e-3, 1, 0.84)],
+                     "accuracy")
+    assert sorted((m.number, m.scores) for m in points) == [(0, (0.85, 0.84)), (1, (0.80,))]

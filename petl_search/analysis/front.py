@@ -105,7 +105,7 @@ def study_head_params(records: Iterable[TrialRecord]) -> int | None:
 
 def methods(records: Iterable[TrialRecord], score: str,
             references: Mapping[str, Mapping[str, float] | None] | None = None) -> list[Method]:
-    """Every trained point over its seeds: baselines grouped by label, each point with its reseeds.
+    """Every trained point over its seeds: baselines grouped by label and rate, each point with its reseeds.
     `references` (what a constant answer scores per set, stored by the study) flag points at or below it.
     A point's head count is its trials' own, else the study's (`study_head_params`)."""
     records = list(records)
@@ -117,7 +117,8 @@ def methods(records: Iterable[TrialRecord], score: str,
     groups: dict[str, list[TrialRecord]] = {}
     for r in records:
         if r.scored:
-            key = f"baseline:{r.label}" if r.kind == "baseline" else f"search:{r.number}"
+            # a baseline's seeds at one rate are one point; a tuned baseline at another rate is another
+            key = f"baseline:{r.label}@{r.learning_rate}" if r.kind == "baseline" else f"search:{r.number}"
             groups.setdefault(key, []).append(r)
     out = []
     for key, group in groups.items():
