@@ -241,3 +241,12 @@ def test_a_tuned_method_at_two_rates_is_two_points_not_two_seeds() -> None:
     points = methods([baseline(0, 6e-3, 0, 0.85), baseline(1, 6e-4, 0, 0.80), baseline(2, 6e-3, 1, 0.84)],
                      "accuracy")
     assert sorted((m.number, m.scores) for m in points) == [(0, (0.85, 0.84)), (1, (0.80,))]
+
+
+def test_a_trial_line_names_the_seed_the_rate_and_what_it_confirms() -> None:
+    from petl_search.search.optuna_bridge.records import TrialRecord
+    from petl_search.search.runner.ray_runner import trial_line
+
+    line = trial_line(TrialRecord(7, "COMPLETE", "confirm", "houlsby(r=24)", 0.845, 226080, 0.00995, seed=101,
+                                  learning_rate=0.00604, extra={"confirm_of": 1}))
+    assert line == "#7 confirm of #1 houlsby(r=24) (seed 101, lr 0.00604): 0.8450 at 0.995%"

@@ -128,7 +128,9 @@ def trial_line(record: TrialRecord) -> str:
     """One finished trial in words (the CLI prints a richer line with the front so far)."""
     outcome = (f"{record.metric:.4f} at {percent(record.stored_fraction)}" if record.metric is not None
                else f"{record.state.lower()}: {record.reason}")
-    return f"#{record.number} {record.kind} {record.label}: {outcome}"
+    rate = "" if record.learning_rate is None else f", lr {record.learning_rate:.3g}"
+    again = next((f" of #{record.extra[k]}" for k in ("confirm_of", "reseed_of") if k in record.extra), "")
+    return f"#{record.number} {record.kind}{again} {record.label} (seed {record.seed}{rate}): {outcome}"
 
 
 def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable[[str], None] = print,
