@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .space import read_yaml
-from .study import StudyError, StudySpec, parse_study
+from .study import StudyError, StudySpec, check_top_keys, parse_study
 
 CONTEST_KEYS = ("name", "description", "base", "arms", "reference", "margin", "alpha")
 DEFAULT_MARGIN = 0.005  # issue 20: "no worse by more than 0.5 points"
@@ -80,14 +80,7 @@ def load_contest(path: str | Path) -> ContestSpec:
 
 
 def parse_contest(data: Any, *, source: str) -> ContestSpec:
-    if not isinstance(data, Mapping):
-        raise StudyError(f"{source}: a contest is a mapping with keys {list(CONTEST_KEYS)}")
-    unknown = sorted(set(data) - set(CONTEST_KEYS))
-    if unknown:
-        raise StudyError(f"{source}: unknown key {unknown[0]!r}; allowed: {list(CONTEST_KEYS)}")
-    for key in ("name", "base", "arms", "reference"):
-        if key not in data:
-            raise StudyError(f"{source}: the key {key!r} is required")
+    check_top_keys(source, data, "contest", CONTEST_KEYS, ("name", "base", "arms", "reference"))
     name, base, arms = data["name"], data["base"], data["arms"]
     if not (isinstance(name, str) and name.replace("-", "").replace("_", "").isalnum()):
         raise StudyError(f"{source}: name must be letters, digits, '-' and '_', but got {name!r}")

@@ -282,15 +282,20 @@ def load_study(path: str | Path) -> StudySpec:
     return parse_study(read_yaml(path, StudyError, "study file"), source=str(path))
 
 
-def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
+def check_top_keys(source: str, data: Any, what: str, keys: tuple[str, ...], required: tuple[str, ...]) -> None:
+    """A file's top level (a study's, a contest's): a mapping of known keys with the required ones."""
     if not isinstance(data, Mapping):
-        raise StudyError(f"{source}: a study is a mapping with keys {list(STUDY_KEYS)}")
-    unknown = sorted(set(data) - set(STUDY_KEYS))
+        raise StudyError(f"{source}: a {what} is a mapping with keys {list(keys)}")
+    unknown = sorted(set(data) - set(keys))
     if unknown:
-        raise StudyError(f"{source}: unknown key {unknown[0]!r}; allowed: {sorted(STUDY_KEYS)}")
-    for key in ("name", "task", "space", "budget"):
+        raise StudyError(f"{source}: unknown key {unknown[0]!r}; allowed: {sorted(keys)}")
+    for key in required:
         if key not in data:
             raise StudyError(f"{source}: the key {key!r} is required")
+
+
+def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
+    check_top_keys(source, data, "study", STUDY_KEYS, ("name", "task", "space", "budget"))
     if data["task"] not in TASKS:
         raise StudyError(f"{source}: task must be one of {sorted(TASKS)}, but got {data['task']!r}")
 
