@@ -12,6 +12,11 @@ class PETLError(ValueError):
     """Base class of every error petl-search raises for bad user input."""
 
 
+class Interrupted(PETLError):
+    """The user stopped a long run (Ctrl-C) before it finished: what finished is saved. The CLI exits 130,
+    as shells expect of a process ended by SIGINT, not 0 (a script must not take it for a finished run)."""
+
+
 class PETLConfigError(PETLError):
     """A point of the design space (or a preset argument) is invalid."""
 
