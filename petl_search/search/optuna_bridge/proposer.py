@@ -9,7 +9,8 @@ only the sampler's `ask()` takes queued trials, so they keep their role), then t
 directly in the storage: they take nothing from the queue and nothing from the sampler), then the
 sampler's new points, then (when the study asks for it with `reseed:`) the front's best search points
 trained again with other seeds, once every search trial has finished: a search point's claim to beat
-a baseline is judged over seeds, as the baseline's is.
+a baseline is judged over seeds, as the baseline's is. Only points with a Δh that score above a constant
+answer get them (`worth_reseeding`): a queued frozen backbone and a collapsed point claim nothing.
 
 Points over the budget are rejected analytically and never trained: they are told to Optuna as complete,
 with the metric's floor and their true size, and a positive `budget` constraint, so the sampler learns
@@ -53,7 +54,7 @@ from .confirm import picks, pending
 from .pareto import pareto_front
 from .records import CLAIM_SIZES_KEY, COUNTED_KINDS, TrialRecord, read_records
 from .samplers import proposal_source
-from .storage import Store
+from .storage import REFERENCES_KEY, Store
 from ..language.study import StudySpec
 
 EMPTY_REASON = "no Δh: the frozen backbone alone (only the task head trains) is not a design of the space"
@@ -123,6 +124,22 @@ def confirm_bound(spec: StudySpec, sizes: list[int]) -> int:
     searched = 2 if spec.n_trials else 0
     baselines = 0 if not spec.baselines else 1 if spec.confirm["baselines"] == "best" else len(spec.baselines)
     return len(sizes) * (searched + baselines) * len(spec.confirm["seeds"])
+
+
+def constant_scores(references: Mapping[str, Mapping[str, float] | None] | None, score: str) -> dict[str, float]:
+    """What a constant answer scores in `score` on each evaluation set ("search split", "dev"), from the
+    study's REFERENCES_KEY attribute (storage.record_references); a set without it is left out."""
+    return {where: float(scores[score]) for where, scores in (references or {}).items() if scores and score in scores}
+
+
+def worth_reseeding(record: TrialRecord, constant: Mapping[str, float]) -> bool:
+    """Whether a search point's claim is worth more seeds: it has a Δh (a queued frozen backbone stores 0
+    parameters and so sits on every front, where it took the reseeds of the real points on RTE and MRPC),
+    and it scores above a constant answer on the set it was selected on (what front.py flags as useless)."""
+    if not record.stored_params:
+        return False
+    floor_here = constant.get(record.evaluated_on)
+    return floor_here is None or record.metric > floor_here
 
 
 def point_key(config: PETLConfig, learning_rate: float | None) -> tuple[str, float | None]:
@@ -248,7 +265,8 @@ class Proposer:
         if self._others_running(COUNTED_KINDS):
             return WAIT
         records = read_records(self.study)
-        todo = [(point, seed) for point in self.reseed_targets(records) for seed in self.reseed_seeds
+        constant = constant_scores(self.study.user_attrs.get(REFERENCES_KEY), self.spec.main_metric)
+        todo = [(point, seed) for point in self.reseed_targets(records, constant) for seed in self.reseed_seeds
                 if seed not in {point.seed} | {r.seed for r in records if r.kind == "reseed" and
                                                r.extra.get("reseed_of") == point.number and r.state != "FAIL"}]
         if not todo:
@@ -258,9 +276,11 @@ class Proposer:
         self.reseeds_left -= 1
         return self.open_reseed(point, seed, automatic=True)
 
-    def reseed_targets(self, records: list[TrialRecord]) -> list[TrialRecord]:
-        """The `top` search points of the front (stored parameters vs the selected score) with the best scores."""
-        pool = [r for r in records if r.scored and r.kind == "search"]
+    def reseed_targets(self, records: list[TrialRecord],
+                       constant: Mapping[str, float] | None = None) -> list[TrialRecord]:
+        """The `top` search points of the front (stored parameters vs the selected score) with the best scores,
+        among those worth a seed (`worth_reseeding`; `constant`: see `constant_scores`)."""
+        pool = [r for r in records if r.scored and r.kind == "search" and worth_reseeding(r, constant or {})]
         front = [pool[i] for i in pareto_front([(r.metric, -r.stored_params) for r in pool])]
         return sorted(front, key=lambda r: (-r.metric, r.stored_params))[:(self.spec.reseed or {}).get("top", 0)]
 
