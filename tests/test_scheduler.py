@@ -81,17 +81,27 @@ def test_mo_asha_keeps_a_small_slow_point_that_metric_only_asha_stops() -> None:
     assert asha.on_trial_result(None, small, {SCORE: 0.70, "training_iteration": 1}) == TrialScheduler.STOP
 
 
-def test_mo_asha_never_stops_a_baseline_or_a_reseed_but_ranks_them() -> None:
+def test_mo_asha_never_stops_a_baseline_a_reseed_or_a_confirmation_but_ranks_them() -> None:
     from petl_search.search.runner.schedulers import MOASHA
+
+    def verdict(kind: str) -> str:
+        """A point dominated by both earlier points of its rung: last of 3, outside the top ⌈3/2⌉."""
+        scheduler = MOASHA(metric=SCORE, max_t=4, grace_period=1, reduction_factor=2)
+        scheduler.on_trial_result(None, trial(0, 10), {SCORE: 0.9, "training_iteration": 1})
+        scheduler.on_trial_result(None, trial(1, 10), {SCORE: 0.8, "training_iteration": 1})
+        return scheduler.on_trial_result(None, trial(2, 20, kind), {SCORE: 0.5, "training_iteration": 1})
+
+    assert verdict("search") == TrialScheduler.STOP
+    assert [verdict(kind) for kind in ("baseline", "reseed", "confirm")] == [TrialScheduler.CONTINUE] * 3
 
     scheduler = MOASHA(metric=SCORE, max_t=4, grace_period=1, reduction_factor=2)
     scheduler.on_trial_result(None, trial(0, 10), {SCORE: 0.9, "training_iteration": 1})
-    for number, kind in ((1, "baseline"), (2, "reseed")):  # both dominated by trial 0
+    for number, kind in ((1, "baseline"), (2, "reseed"), (3, "confirm")):  # all dominated by trial 0
         assert scheduler.on_trial_result(None, trial(number, 20, kind), {SCORE: 0.5, "training_iteration": 1}) \
-            == TrialScheduler.CONTINUE
-    assert set(scheduler.rungs[1]) == {"0", "1", "2"} and scheduler.stopped == []
+            == TrialScheduler.CONTINUE, kind
+    assert set(scheduler.rungs[1]) == {"0", "1", "2", "3"} and scheduler.stopped == []
     # their results count: a search point below them is ranked behind them too, and stopped
-    assert scheduler.on_trial_result(None, trial(3, 20), {SCORE: 0.45, "training_iteration": 1}) == TrialScheduler.STOP
+    assert scheduler.on_trial_result(None, trial(4, 20), {SCORE: 0.45, "training_iteration": 1}) == TrialScheduler.STOP
 
 
 def test_the_rungs_and_the_rank_rule() -> None:

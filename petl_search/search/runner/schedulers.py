@@ -9,9 +9,10 @@ by its non-domination rank, then by its crowding distance (a lonely point widens
 continues when it is in the top ⌈n/η⌉ of the n points, itself included, as ASHA continues the top 1/η;
 the first trial at a rung always continues.
 
-Baselines and reseeds are never stopped: they are the references the front is judged against and the
-seeds that judge it, and are compared with search points only once fully trained. Their results at a
-rung are recorded, since they are real points of the trade-off.
+Baselines, reseeds and confirmations are never stopped: they are the references the front is judged
+against and the seeds that judge it (a confirmation is a pick trained again with a fresh seed; stopped,
+it would leave its pick judged on fewer seeds), and are compared with search points only once fully
+trained. Their results at a rung are recorded, since they are real points of the trade-off.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from ..optuna_bridge.pareto import crowding_distances, nondominated_ranks
 
-EXEMPT_KINDS = ("baseline", "reseed")
+EXEMPT_KINDS = ("baseline", "reseed", "confirm")  # the kinds never stopped early (see above)
 
 
 def milestones(max_t: int, grace_period: int, reduction_factor: float) -> list[int]:
