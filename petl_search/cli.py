@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .core.config import PETLConfig
-from .core.errors import PETLError
+from .core.errors import Interrupted, PETLError
 from .core.params import count_params
 from .core.presets import PRESETS, preset
 from .training.models import DEFAULT_ENCODER, load_model_config
@@ -188,8 +188,8 @@ def cmd_search(args: argparse.Namespace) -> None:
     try:
         records = run_study(spec, address=args.address, progress=say, on_trial=on_trial)
     except KeyboardInterrupt:
-        raise PETLError(f"interrupted; finished trials are saved in {spec.storage}: run the same command to "
-                        f"resume") from None
+        raise Interrupted(f"interrupted; finished trials are saved in {spec.storage}: run the same command to "
+                          f"resume") from None
     say(summary(records, spec, study_references(open_study(spec, create=False))))
 
 
@@ -233,8 +233,24 @@ def _quiet_datasets() -> None:
     datasets_logging.disable_progress_bar()
 
 
+def _best_record(records: list, spec: Any, study: Any, max_params: float | None) -> Any:
+    """`export --best`: the point `best_point` names (as status, the report and the dashboard do) within
+    max_params (the study's budget by default); its first trial stands for it."""
+    from .analysis.front import best_point, methods
+    from .analysis.summary import selected_on, study_references
+    from .search.optuna_bridge.records import fill_learning_rates
+
+    points = methods(fill_learning_rates(records, spec.fixed_learning_rate), spec.main_metric,
+                     study_references(study))
+    pick = best_point(points, max_fraction=spec.budget if max_params is None else max_params,
+                      score=spec.main_metric, on=selected_on(spec))
+    if pick.point is None:
+        raise PETLError(f"--best: nothing to export: {pick.why}")
+    print(f"--best: #{pick.point.number} {pick.point.label}: {pick.why}", file=sys.stderr)
+    return pick.point.record
+
+
 def cmd_export(args: argparse.Namespace) -> None:
-    from .analysis.front import best_trial
     from .export import export_trial
     from .search.optuna_bridge.records import read_records, trained_trial
     from .search.optuna_bridge.storage import open_study
@@ -248,9 +264,10 @@ def cmd_export(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.exists() and any(out.iterdir()) and not args.force:  # before any training
         raise PETLError(f"{out} exists and is not empty; pass --force to replace it")
-    records = read_records(open_study(spec, create=False))
+    study = open_study(spec, create=False)
+    records = read_records(study)
     record = trained_trial(records, args.trial) if args.trial is not None else \
-        best_trial(records, max_params=args.max_params)
+        _best_record(records, spec, study, args.max_params)
     done = export_trial(spec, record, out, force=args.force, steps=args.steps, full_train=args.full_train,
                         progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps({"folder": str(done.folder), "trial": record.number, "design_point": record.label,
@@ -271,8 +288,8 @@ def cmd_reseed(args: argparse.Namespace) -> None:
         records = reseed_trial(spec, args.trial, args.seeds,
                                progress=lambda line: print(line, file=sys.stderr, flush=True))
     except KeyboardInterrupt:
-        raise PETLError(f"interrupted; finished seeds are saved in {spec.storage}: run the same command to "
-                        f"train the rest") from None
+        raise Interrupted(f"interrupted; finished seeds are saved in {spec.storage}: run the same command to "
+                          f"train the rest") from None
     scores = [r.metric for r in records]
     std = statistics.stdev(scores) if len(scores) > 1 else 0.0
     print(f"trial {args.trial} ({records[0].label}): {spec.main_metric} {statistics.mean(scores):.4f} ± {std:.4f} "
@@ -297,7 +314,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     claims = study_claims(records, store.study.user_attrs, spec.main_metric, spec.confirm) \
         if has_confirmations(records) else None
     text = markdown(records, spec.main_metric, spec.name, selected_on=selected_on(spec),
-                    references=study_references(store.study), oneshot=oneshot_stage(spec, store), claims=claims)
+                    references=study_references(store.study), oneshot=oneshot_stage(spec, store), claims=claims,
+                    budget_fraction=spec.budget, study_file=spec.source)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)
@@ -326,8 +344,8 @@ def cmd_contest(args: argparse.Namespace) -> None:
             run_contest(contest, only=args.arms, address=args.address, time_budget_s=args.time_budget,
                         progress=lambda line: print(line, flush=True))
         except KeyboardInterrupt:
-            raise PETLError(f"interrupted; finished trials are saved in each arm's storage under {contest.folder}: "
-                            f"run the same command to resume") from None
+            raise Interrupted(f"interrupted; finished trials are saved in each arm's storage under "
+                              f"{contest.folder}: run the same command to resume") from None
     out = Path(args.out) if args.out else contest.folder / "report.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(contest_markdown(contest))
@@ -345,8 +363,8 @@ def cmd_data_glue(args: argparse.Namespace) -> None:
     try:
         done = fetch_glue(args.tasks, out, force=args.force, progress=True, on_file=say)
     except KeyboardInterrupt:
-        raise PETLError(f"interrupted; every file written is complete and listed in {out / CHECKSUMS}: name the "
-                        f"tasks still missing (or pass --force) to go on") from None
+        raise Interrupted(f"interrupted; every file written is complete and listed in {out / CHECKSUMS}: name "
+                          f"the tasks still missing (or pass --force) to go on") from None
     print(f"wrote {len(done)} files and {out / CHECKSUMS}; use them with `--data-dir {out}`, `data_dir: {out}` in a "
           f"study, or {GLUE_DIR_ENV}={out}")
 
@@ -410,8 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", help="re-train a study's trial and write it as a loadable folder")
     _study_arguments(e)
     e.add_argument("--trial", type=int, help="the trial number to export")
-    e.add_argument("--best", action="store_true", help="the best completed trial (fewest parameters on ties)")
-    e.add_argument("--max-params", type=float, help="with --best: at most this fraction of the backbone")
+    e.add_argument("--best", action="store_true", help="the point the dashboard and status recommend: the best mean "
+                   "over seeds on the set the search selects on (fewest parameters on ties), above a constant answer")
+    e.add_argument("--max-params", type=float, help="with --best: at most this fraction of the backbone (default: "
+                   "the study's budget)")
     e.add_argument("--out", required=True, help="the folder to write")
     e.add_argument("--force", action="store_true", help="replace the folder if it exists")
     e.add_argument("--steps", type=int, help="train this many steps instead of the trial's")
@@ -453,6 +473,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
+    except Interrupted as exc:  # Ctrl-C: what finished is saved; 130 as shells expect after SIGINT
+        print(f"petl-search: {exc}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("petl-search: interrupted", file=sys.stderr)
+        return 130
     except PETLError as exc:
         print(f"petl-search: error: {exc}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ import pytest
 from petl_search.analysis.dashboard_data import effect_panels, front_plot, overview
 from petl_search.analysis.effects import dimension_effects
 from petl_search.analysis.findings import mam_claims
-from petl_search.analysis.front import best_baseline, best_trial, claims, dev_view, front, methods
+from petl_search.analysis.front import best_baseline, best_point, claims, dev_view, front, methods
 from petl_search.analysis.report import markdown
 from petl_search.search.optuna_bridge.proposer import Proposer
 from petl_search.search.optuna_bridge.records import TrialRecord
@@ -87,8 +87,9 @@ def choices(records: list[TrialRecord]) -> dict:
         "best baseline": reference.number,
         "claims": [(c.point.number, c.against.number) for c in claims(points, reference)],
         "reseeds": [r.number for r in Proposer.reseed_targets(reseeder, records)],
-        "export --best": best_trial(records).number,
-        "export --best --max-params": best_trial(records, max_params=0.004).number,
+        "export --best": best_point(points, max_fraction=0.05, score="accuracy", on="search split").point.number,
+        "export --best --max-params": best_point(points, max_fraction=0.004, score="accuracy",
+                                                 on="search split").point.number,
         "mam claims": [(m.number, [c.point.number for c in found]) for m, found in mam_claims(points)],
         "report: compared": compared,
         "report: front rows": re.findall(r"^\| #(\d+) ", front_section, re.M),

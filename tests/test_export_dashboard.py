@@ -25,7 +25,7 @@ from petl_search.core.errors import PETLError
 from petl_search.export import export_trial
 from petl_search.analysis.dashboard_data import importances
 from petl_search.analysis.effects import DIMENSIONS, dimension_effects
-from petl_search.analysis.front import best_baseline, best_trial, claims, front, lr_text, methods
+from petl_search.analysis.front import best_baseline, best_point, claims, front, lr_text, methods
 from petl_search.search.optuna_bridge.records import TrialRecord, read_records, trained_trial
 from petl_search.search.runner.inline import run_study_inline
 from petl_search.search.optuna_bridge.storage import open_study
@@ -221,13 +221,14 @@ def test_a_trial_that_was_not_trained_to_the_end_is_refused_with_its_reason() ->
     assert trained_trial(records, 1).number == 1
     with pytest.raises(PETLError, match="trial 999 is not in the study"):
         trained_trial(records, 999)
-    assert best_trial(records).number == 1  # the best metric, whatever its kind among trained points
-    assert best_trial(records, max_params=0.0015).number == 0
-    with pytest.raises(PETLError, match=r"no completed trial stores at most 0.0000001% of the backbone \(the "
-                                        r"smallest, trial 0, stores 0.1%\)"):
-        best_trial(records, max_params=1e-9)
-    with pytest.raises(PETLError, match="no completed trials"):
-        best_trial([r for r in records if not r.scored])
+    points = methods(records, "accuracy")
+    best = best_point(points, max_fraction=1.0, score="accuracy", on="dev")
+    assert best.point.number == 1  # the best metric, whatever its kind among trained points
+    assert best_point(points, max_fraction=0.0015, score="accuracy", on="dev").point.number == 0
+    assert best_point(points, max_fraction=1e-9, score="accuracy", on="dev").why == (
+        "no completed trial stores at most 0.0000001% of the backbone (the smallest, trial 0, stores 0.1%)")
+    assert best_point(methods([r for r in records if not r.scored], "accuracy"), max_fraction=1.0, score="accuracy",
+                      on="dev").why == "the study has no completed trials yet"
 
 
 def test_bad_export_requests_are_refused_before_training(study, tmp_path, capsys) -> None:

@@ -180,13 +180,15 @@ def overview_html(view: Overview, metric: str) -> str:
                 f"<td>{100 * m.stored_fraction:.3f}%</td>{_head(m)}{_lr(m)}<td>{_mean(m.scores, m.mean, m.std)}</td>"
                 f"<td>{_mean(m.dev, m.dev_mean, m.dev_std)}</td>{_label(m)}</tr>")
 
-    parts = [f"<h2>Front <small>(selected on the {on}, mean ± std (seeds); dev beside it)</small></h2>",
-             f"<table id='summary-front'><thead>{head}</thead><tbody>{''.join(row(m) for m in view.front)}"
-             "</tbody></table>",
-             "<h2>Seed methods <small>(baselines, mean ± std over seeds)</small></h2>",
-             f"<table id='summary-baselines'><thead>{head}</thead><tbody>"
-             f"{''.join(row(m) for m in view.baselines) or '<tr><td colspan=8>none</td></tr>'}</tbody></table>",
-             "<h2>What beat what <small>(front search points vs the best baseline, on dev)</small></h2>"]
+    parts = [f"<p id='nothing-learnt' class='warning'><b>{html.escape(view.nothing_learnt)}</b></p>"]  \
+        if view.nothing_learnt else []
+    parts += [f"<h2>Front <small>(selected on the {on}, mean ± std (seeds); dev beside it)</small></h2>",
+              f"<table id='summary-front'><thead>{head}</thead><tbody>{''.join(row(m) for m in view.front)}"
+              "</tbody></table>",
+              "<h2>Seed methods <small>(baselines, mean ± std over seeds)</small></h2>",
+              f"<table id='summary-baselines'><thead>{head}</thead><tbody>"
+              f"{''.join(row(m) for m in view.baselines) or '<tr><td colspan=8>none</td></tr>'}</tbody></table>",
+              "<h2>What beat what <small>(front search points vs the best baseline, on dev)</small></h2>"]
     if view.reference is None:
         parts.append("<p id='summary-claims'>No baseline in this study: nothing to compare with.</p>")
     else:
@@ -215,7 +217,7 @@ def overview_html(view: Overview, metric: str) -> str:
             + "</tbody></table>")
     parts.append("<h2>What to export</h2>")
     if view.export is None:
-        parts.append("<p id='summary-export'>Nothing within the budget to export yet.</p>")
+        parts.append(f"<p id='summary-export'>Nothing to recommend: {html.escape(view.no_export or '')}.</p>")
     else:
         e = view.export
         parts.append(f"<p id='summary-export' data-trial='{e.number}'>#{e.number} {html.escape(e.label)}: "
@@ -284,7 +286,7 @@ td,th{{border:1px solid #ccc;padding:4px 6px;vertical-align:top}} code{{font-siz
 #overview table{{font-size:12px;width:100%}} #overview td,#overview th{{padding:2px 4px;white-space:nowrap}}
 #overview td.label{{max-width:14em;overflow:hidden;text-overflow:ellipsis}} #overview p{{margin:.25em 0;font-size:13px}}
 #overview td.verdict{{white-space:normal}} #overview tr.holds td{{background:#e8f5e9}}
-#overview code{{font-size:12px;background:#f4f4f4;padding:1px 3px}}
+#overview code{{font-size:12px;background:#f4f4f4;padding:1px 3px}} .warning{{background:#fff3e0;padding:.4em}}
 .flag{{color:#d62728;cursor:help}} p.note{{font-size:13px;color:#555;margin:1em 0 0}} p.drawn{{font-size:12px;color:#555;margin:0}}</style>
 <script type="text/javascript">{get_plotlyjs()}</script></head>
 <body><h1>{html.escape(spec.name)}</h1>

@@ -14,7 +14,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from ..search.optuna_bridge.records import TrialRecord, counts
 from .effects import DIMENSIONS, Effect, dimension_effects
-from .front import Claim, Method, best_baseline, claims, front, methods, study_head_params, study_hypervolume
+from .front import (Claim, Method, best_baseline, best_point, claims, front, methods, nothing_learned,
+                    study_head_params, study_hypervolume)
 
 ZERO_LABEL = "0 (frozen)"  # where points with no stored Δh sit on the log axis, left of the smallest
 
@@ -202,36 +203,40 @@ class Overview:
     claims: tuple[Claim, ...]  # the front's search points no larger than the reference, judged on dev
     export_claim: Claim | None  # the exported point's claim against the reference: quoted, not what chose it
     export: ExportChoice | None
+    no_export: str | None = None  # why nothing is recommended, when nothing is
+    nothing_learnt: str | None = None  # said first when no trained point beats a constant answer
 
 
 def overview(records: Sequence[TrialRecord], score: str, *, budget_fraction: float, study_file: str,
              study_name: str, references: Mapping[str, Mapping[str, float] | None] | None = None) -> Overview:
-    """What the top of the dashboard answers. What to export: of the front's points within the budget, those
-    trained with several seeds (reseeded search points, baselines) if any, the one with the best selected
-    score, mean over its seeds (fewest parameters on ties): chosen on the set the search chose on, never
-    on dev; its dev score and its claim against the best baseline, if it has one, are quoted."""
+    """What the top of the dashboard answers. What to export: `best_point` within the budget, chosen on the
+    set the search chose on, never on dev; its dev score and its claim against the best baseline, if it has
+    one, are quoted."""
     points = methods(records, score, references)
     line = tuple(front(points))
     reference = best_baseline(points)
     found = tuple(claims(points, reference)) if reference is not None else ()
-    within = [m for m in line if m.stored_fraction <= budget_fraction]
-    seeded = [m for m in within if len(m.scores) > 1]  # a mean over seeds before one seed's (maybe lucky) score
-    chosen = max(seeded or within, key=lambda m: (m.mean, -m.stored_params), default=None)
+    on = selected_on(records)
+    pick = best_point(points, max_fraction=budget_fraction, score=score, on=on)
+    chosen = pick.point
     claim = next((c for c in found if chosen is not None and c.point.number == chosen.number), None)
     export = None
     if chosen is not None:
-        on = selected_on(records)
-        why = (f"the best {score} on the {on} ({chosen.mean:.4f} over {_seeds(len(chosen.scores))}) among the "
-               f"front's points within the budget{' trained with several seeds' if seeded else ''}")
+        why = pick.why
         if claim is not None and claim.comparison is not None:
             why += (f"; on dev {claim.comparison.difference:+.4f} against {claim.against.label} over "
                     f"{_seeds(len(chosen.dev))}: {claim.verdict}")
         elif chosen.dev and on != "dev":
             why += f"; dev {chosen.dev_mean:.4f} over {_seeds(len(chosen.dev))}"
-        export = ExportChoice(chosen.number, chosen.label, why, f"petl-search export {study_file} --trial "
-                              f"{chosen.number} --out exports/{study_name}-trial{chosen.number}")
+        export = ExportChoice(chosen.number, chosen.label, why, export_command(study_file, study_name, chosen.number))
     baselines = tuple(sorted((m for m in points if m.kind == "baseline"), key=lambda m: m.stored_params))
-    return Overview(selected_on(records), line, baselines, reference, found, claim, export)
+    return Overview(on, line, baselines, reference, found, claim, export, pick.why if export is None else None,
+                    nothing_learned(points, score))
+
+
+def export_command(study_file: str, study_name: str, number: int) -> str:
+    """The command that exports trial `number`, as the dashboard, report and status print it."""
+    return f"petl-search export {study_file} --trial {number} --out exports/{study_name}-trial{number}"
 
 
 def _seeds(n: int) -> str:

@@ -12,8 +12,9 @@ dev score sits beside it and is what a claim quotes:
 So a point is selected on numbers the claim does not use (no winner's curse), and one lucky seed is
 not a claim. Nothing here chooses by a dev score: dev is only quoted (tests/test_dev_blind.py). Each point
 also carries its task head's parameter count (trained and exported with it, outside the Δh budget) and the
-learning rate it trained at (`lr`: part of the design). Also here: hypervolume, the front table, and the
-trial `--best` picks. No torch, no Ray.
+learning rate it trained at (`lr`: part of the design). A point at or below what a constant answer scores
+claims nothing. Also here: hypervolume, the front table, and `best_point`, the one answer to "what should I
+export" that `export --best`, `status`, the report and the dashboard all give. No torch, no Ray.
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
-from ..core.errors import PETLError
 from ..core.params import percent
 from ..search.optuna_bridge.pareto import hypervolume_2d, pareto_front
 from ..search.optuna_bridge.records import TrialRecord
@@ -42,6 +42,9 @@ class Method:
     # every score the runs recorded, mean over seeds: {name: (on the selected set, on dev or None)}
     all_scores: Mapping[str, tuple[float, float | None]] = field(default_factory=dict)
     head_params: int | None = None  # the task head trained with it (not in the budget), as its trials recorded
+    # the sets ("search split", "dev") on which its mean is at or below what a constant answer scores there,
+    # with that constant: such a point learnt nothing usable, claims nothing and is never recommended
+    chance: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def number(self) -> int:
@@ -150,15 +153,17 @@ def other_scores(method: Method, score: str) -> str:
 
 
 def _flagged(method: Method, score: str, references: Mapping[str, Mapping[str, float] | None]) -> Method:
-    flags = []
+    chance = {}
     selected = references.get(method.record.evaluated_on) or {}
     if score in selected and method.mean <= selected[score]:
-        flags.append(f"at or below a constant answer ({selected[score]:.4f}) on the {method.record.evaluated_on}")
+        chance[method.record.evaluated_on] = selected[score]
     dev = references.get("dev") or {}
     if score in dev and method.dev_mean is not None and method.dev_mean <= dev[score] \
             and method.record.evaluated_on != "dev":
-        flags.append(f"at or below a constant answer ({dev[score]:.4f}) on dev")
-    return dataclasses.replace(method, flags=tuple(flags))
+        chance["dev"] = dev[score]
+    flags = tuple(f"at or below a constant answer ({value:.4f}) on {'dev' if on == 'dev' else 'the ' + on}"
+                  for on, value in chance.items())
+    return dataclasses.replace(method, flags=flags, chance=chance)
 
 
 def dev_view(records: Iterable[TrialRecord], score: str) -> list[TrialRecord]:
@@ -193,8 +198,18 @@ class Claim:
 
     @property
     def holds(self) -> bool:
-        """Reseeded, and its dev mean at least the baseline's."""
-        return len(self.point.scores) > 1 and self.comparison is not None and self.comparison.difference >= 0
+        """Reseeded, both sides above a constant answer on dev, and its dev mean at least the baseline's."""
+        return (len(self.point.scores) > 1 and self.comparison is not None and self.chance_note is None
+                and self.comparison.difference >= 0)
+
+    @property
+    def chance_note(self) -> str | None:
+        """Why no claim is made when a side learnt nothing: beating (or trailing) a point at or below a
+        constant answer on dev says nothing about either design."""
+        for side, who in ((self.against, f"the baseline {self.against.label}"), (self.point, f"#{self.point.number}")):
+            if "dev" in side.chance:
+                return f"no claim: {who} does not beat a constant answer on dev ({side.chance['dev']:.4f})"
+        return None
 
     @property
     def verdict(self) -> str:
@@ -203,7 +218,12 @@ class Claim:
         c = self.comparison
         if c is None:
             return "no dev score to compare"
+        if self.chance_note is not None:
+            return self.chance_note
         if len(self.point.scores) < 2:
+            # under every one of the baseline's seeds: its seed spread says a second seed would not lift it there
+            if len(c.b.scores) > 1 and c.a.mean < min(c.b.scores):
+                return f"below it: its one seed scores under every seed of the baseline ({len(c.b.scores)})"
             return "needs reseeds to claim anything (one seed)"
         if not self.holds:
             return "below it"
@@ -273,15 +293,57 @@ def lr_text(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:.2e}"
 
 
-def best_trial(records: Iterable[TrialRecord], *, max_params: float | None = None,
-               verb: str = "exported") -> TrialRecord:
-    """The completed trial with the best selected score (fewest parameters on ties) within max_params."""
-    scored = [r for r in records if r.scored]
-    if not scored:
-        raise PETLError(f"the study has no completed trials yet: nothing can be {verb}")
-    pool = [r for r in scored if max_params is None or r.stored_fraction <= max_params]
-    if not pool:
-        smallest = min(scored, key=lambda r: r.stored_fraction)
-        raise PETLError(f"no completed trial stores at most {percent(max_params)} of the backbone (the smallest, "
-                        f"trial {smallest.number}, stores {percent(smallest.stored_fraction)})")
-    return max(pool, key=lambda r: (r.metric, -r.stored_params, -r.number))
+@dataclass(frozen=True)
+class Pick:
+    """The answer to "what should I export": a point, or none, and why, in words."""
+
+    point: Method | None
+    why: str
+
+
+TRY_INSTEAD = ("train longer (train.max_steps), give the learning rate a range (train.learning_rate: {low, high}) "
+               "or another value, or enlarge the search split")
+
+
+def best_point(points: Iterable[Method], *, max_fraction: float, score: str, on: str) -> Pick:
+    """The one rule behind `export --best`, `status`, the report and the dashboard. Of the front's points
+    (search and baselines, each at its mean over seeds) storing at most `max_fraction` of the backbone and
+    scoring above a constant answer on the set the search selects on (`on`), those trained with several
+    seeds if any (a mean over seeds before one seed's, maybe lucky, score), the one with the best mean
+    `score` there; fewest parameters, then the earliest, on ties. Dev never chooses; it can only veto: a pick at or below a constant answer
+    on dev is not recommended (taking the next one instead would be choosing on dev)."""
+    trained = [m for m in points if m.kind in ("search", "baseline")]
+    if not trained:
+        return Pick(None, "the study has no completed trials yet")
+    within = [m for m in front(trained) if m.stored_fraction <= max_fraction]
+    if not within:
+        smallest = min(trained, key=lambda m: m.stored_fraction)
+        return Pick(None, f"no completed trial stores at most {percent(max_fraction)} of the backbone (the smallest, "
+                          f"trial {smallest.number}, stores {percent(smallest.stored_fraction)})")
+    learned = [m for m in within if m.record.evaluated_on not in m.chance]
+    if not learned:
+        constant = within[0].chance[within[0].record.evaluated_on]
+        return Pick(None, f"nothing beat a constant answer: no front point within {percent(max_fraction)} scores "
+                          f"above what a constant answer scores on the {on} ({score} {constant:.4f}); {TRY_INSTEAD}")
+    seeded = [m for m in learned if len(m.scores) > 1]
+    chosen = max(seeded or learned, key=lambda m: (m.mean, -m.stored_params, -m.number))
+    if "dev" in chosen.chance:
+        return Pick(None, f"#{chosen.number} {chosen.label}, the best on the {on}, does not beat a constant answer "
+                          f"on dev ({score} {chosen.dev_mean:.4f} against {chosen.chance['dev']:.4f}): nothing to "
+                          f"recommend; {TRY_INSTEAD}")
+    seeds = f"{len(chosen.scores)} seed{'s' if len(chosen.scores) != 1 else ''}"
+    return Pick(chosen, f"the best {score} on the {on} ({chosen.mean:.4f} over {seeds}) among the front's points "
+                        f"within {percent(max_fraction)}{' trained with several seeds' if seeded else ''}")
+
+
+def nothing_learned(points: Iterable[Method], score: str) -> str | None:
+    """What a study says first when none of its trained points beats a constant answer on dev (or, without
+    dev scores, on the set it selects on): it learnt nothing, and what to try. None when something learnt."""
+    trained = [m for m in points if m.kind in ("search", "baseline")]
+    if not trained or not all(m.chance for m in trained):
+        return None
+    where = "dev" if all("dev" in m.chance for m in trained) else "the set it was judged on"
+    constant = next(iter(trained[0].chance.values()))
+    return (f"Nothing beat a constant answer: no trained point scores above what a constant answer scores on "
+            f"{where} ({score} {constant:.4f}), so nothing learnt: no claim is made and nothing is recommended; "
+            f"{TRY_INSTEAD}.")

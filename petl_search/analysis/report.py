@@ -18,7 +18,9 @@ from .claims import ClaimRow, StudyClaims
 from .comparison import Comparison
 from .effects import Effect, dimension_effects
 from .findings import baseline_comparisons, mam_claims
-from .front import Claim, dev_view, front, head_text, lr_text, methods, study_head_params
+from .dashboard_data import export_command
+from .front import (Claim, Method, best_point, dev_view, front, head_text, lr_text, methods, nothing_learned,
+                    study_head_params)
 from .inference import correction_header
 
 # What a section that reads the selecting seed's dev scores says in its heading when the study also has
@@ -28,16 +30,20 @@ EXPLORATORY = "exploratory: the selecting seed counts"
 
 def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, selected_on: str = "search split",
              references: Mapping[str, Mapping[str, float] | None] | None = None,
-             oneshot: OneShotStage | None = None, claims: StudyClaims | None = None) -> str:
+             oneshot: OneShotStage | None = None, claims: StudyClaims | None = None,
+             budget_fraction: float | None = None, study_file: str = "STUDY.yaml") -> str:
     """The report: (with `claims`, from a study with confirm trials) the claims judged on fresh seeds, then
     controlled comparisons, search-trial effects, MAM against the front, the front, and for a one-shot
     study the supernet's choice against the same designs trained stand-alone. With claims, the sections
-    that read the dev scores of the seed that selected the points say in their headings that they explore."""
+    that read the dev scores of the seed that selected the points say in their headings that they explore.
+    With `budget_fraction`, what to export (`best_point`, as status and the dashboard say) comes first; when
+    nothing beat a constant answer, the report says so before anything else."""
     explore = f"; {EXPLORATORY}" if claims is not None else ""
     on_dev = dev_view(records, metric)
     points = methods(records, metric, references)
     head = study_head_params(records)
-    lines = [f"# {study_name}: what the data says", "",
+    learnt = nothing_learned(points, metric)
+    lines = [f"# {study_name}: what the data says", "", *([f"**{learnt}**", ""] if learnt else []),
              f"Score: {metric}. The search selected on the {selected_on}; every number below is on the official "
              f"dev set unless it says otherwise, and every choice below is made on the {selected_on}. Seeds per "
              f"baseline as run; 95% Welch intervals for the difference of means (A − B). Trained on "
@@ -46,6 +52,7 @@ def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, se
              f"and exports a task head (\"head\": BERT's pooler + classifier, or the model's own), not counted in "
              f"the budget, as in the paper: {head_text(head)} parameters"
              + (f" ({_head_share(records, head)} of the backbone)." if head is not None else "."), "",
+             *_export_lines(points, metric, selected_on, budget_fraction, study_file, study_name),
              *(claims_section(claims, metric) if claims is not None else []),
              f"## Controlled comparisons (seed methods, same size, dev{explore})", ""]
     pairs = baseline_comparisons(records, metric)
@@ -85,6 +92,18 @@ def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, se
     if oneshot is not None:
         lines += ["", *_oneshot_lines(records, metric, oneshot)]
     return "\n".join(lines) + "\n"
+
+
+def _export_lines(points: Sequence[Method], metric: str, on: str, budget_fraction: float | None, study_file: str,
+                  study_name: str) -> list[str]:
+    """What to export: `best_point` within the budget and its command, or why nothing is recommended."""
+    if budget_fraction is None:
+        return []
+    pick = best_point(points, max_fraction=budget_fraction, score=metric, on=on)
+    if pick.point is None:
+        return ["## What to export", "", f"Nothing to recommend: {pick.why}.", ""]
+    m, command = pick.point, export_command(study_file, study_name, pick.point.number)
+    return ["## What to export", "", f"#{m.number} {m.label}: {pick.why}. `{command}`", ""]
 
 
 def claims_section(claims: StudyClaims, metric: str) -> list[str]:

@@ -4,13 +4,15 @@ the learning rate it trained at (`lr`)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..core.params import percent
 from ..search.optuna_bridge.records import TrialRecord, counts, fill_learning_rates
 from ..search.optuna_bridge.storage import REFERENCES_KEY
 from ..search.language.study import StudySpec
-from .front import Claim, best_baseline, claims, front, front_table, head_text, lr_text, methods
+from .dashboard_data import export_command
+from .front import (Claim, Method, best_baseline, best_point, claims, front, front_table, head_text, lr_text, methods,
+                    nothing_learned)
 
 
 def selected_on(spec: StudySpec) -> str:
@@ -21,12 +23,13 @@ def progress_line(record: TrialRecord, records: list[TrialRecord], total: int, s
                   elapsed: float) -> str:
     # reseeds count as the total does (cmd_search); a failed reseed is tried again, so it is not done
     done = sum(v for k, v in counts(records).items() if k in ("completed", "pruned", "failed", "reseed"))
-    search_front = front(methods(records, spec.main_metric), kinds=("search",))
+    points = methods(records, spec.main_metric)
+    search_front = front(points, kinds=("search",))
     rate = lr_text(fill_learning_rates([record], spec.fixed_learning_rate)[0].learning_rate)
     outcome = (f"{record.metric:.4f} at {percent(record.stored_fraction)}, lr {rate}" if record.metric is not None
                else f"{record.state.lower()} (lr {rate}): {record.reason}")
-    best = max(search_front, key=lambda m: m.mean, default=None)
-    best_text = f"best {best.mean:.4f} at {percent(best.stored_fraction)} (#{best.number})" if best else "no front yet"
+    best = best_point(points, max_fraction=spec.budget, score=spec.main_metric, on=selected_on(spec)).point
+    best_text = f"best {best.mean:.4f} at {percent(best.stored_fraction)} (#{best.number})" if best else "none best yet"
     return (f"[{done}/{total}] #{record.number} {record.kind} {record.label}: {outcome} | "
             f"front {len(search_front)}, {best_text} | {elapsed / 60:.1f} min")
 
@@ -38,7 +41,9 @@ def summary(records: list[TrialRecord], spec: StudySpec,
     records = fill_learning_rates(records, spec.fixed_learning_rate)
     score, on = spec.main_metric, selected_on(spec)
     points = methods(records, score, references)
-    lines = [f"study {spec.name}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in c.items() if v),
+    learnt = nothing_learned(points, score)
+    lines = [learnt] if learnt else []  # said first: the rest reads differently when nothing learnt
+    lines += [f"study {spec.name}: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in c.items() if v),
              f"Pareto front ({score} on the {on}, where the search selects, mean ± std over seeds; the official "
              f"dev set beside it; baselines included; head: the task head's parameters, trained and exported with "
              f"each point, not in the budget):",
@@ -51,7 +56,19 @@ def summary(records: list[TrialRecord], spec: StudySpec,
                      f"{head_text(reference.head_params)}), lr {lr_text(reference.learning_rate)}. Front search "
                      f"points with no more parameters, on dev:")
         lines += [claim_line(claim) for claim in claims(points, reference)] or ["  none"]
+    lines.append(export_line(points, spec))
     return "\n".join(lines)
+
+
+def export_line(points: Sequence[Method], spec: StudySpec) -> str:
+    """What to export (`best_point` within the budget, as the dashboard and `export --best` choose), with the
+    command, or why nothing is recommended."""
+    pick = best_point(points, max_fraction=spec.budget, score=spec.main_metric, on=selected_on(spec))
+    if pick.point is None:
+        return f"what to export: nothing to recommend: {pick.why}"
+    m = pick.point
+    return (f"what to export: #{m.number} {m.label} ({pick.why}): "
+            f"{export_command(spec.source, spec.name, m.number)}")
 
 
 def claim_line(claim: Claim) -> str:
