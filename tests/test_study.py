@@ -436,6 +436,39 @@ def test_objectives_by_name_and_the_protocols_keys(tmp_path) -> None:
     assert on_dev.fingerprint() != spec.fingerprint()  # what a stored study means
 
 
+def test_the_quickstart_selects_on_its_tasks_main_metric_and_keeps_its_fingerprint(tmp_path) -> None:
+    """`objectives: [metric, stored_params]` is stored as the task's metric's name, so the quickstart means what
+    it meant with `accuracy` written out (the storages of its runs resume), and a copy of it onto MRPC selects
+    on F1 instead of silently on accuracy."""
+    import sqlite3
+
+    data = yaml.safe_load((ROOT / "studies" / "quickstart.yaml").read_text())
+    assert data["objectives"] == ["metric", "stored_params"]
+    spec = load_study(ROOT / "studies" / "quickstart.yaml")
+    assert spec.objectives == ("accuracy", "stored_params")
+    # a committed run of the quickstart (bench/quickstart_seeds.py, seed 0 is the file's own), read, not opened
+    stored = ROOT / "studies" / "quickstart_seeds" / "quickstart-seed0.db"
+    with sqlite3.connect(f"file:{stored}?mode=ro", uri=True) as db:
+        (fingerprint,) = db.execute("select value_json from study_user_attributes where key = 'fingerprint'").fetchone()
+    assert spec.fingerprint() == yaml.safe_load(fingerprint)
+    written_out = parse_study({**data, "objectives": ["accuracy", "stored_params"]},
+                              source=str(ROOT / "studies" / "quickstart.yaml"))
+    assert written_out.identity() == spec.identity()
+    on_mrpc = parse_study(study_data(tmp_path, task="mrpc", objectives=data["objectives"]))
+    assert on_mrpc.main_metric == "f1"
+
+
+def test_the_first_line_of_a_search_says_what_it_selects_on(tmp_path) -> None:
+    from petl_search.search.language.study import objective_note
+
+    assert objective_note(parse_study(study_data(tmp_path, task="mrpc"))) == "selecting on f1 (mrpc's main metric)"
+    assert objective_note(parse_study(study_data(tmp_path, task="mrpc", objectives=["accuracy", "stored_params"]))) \
+        == "selecting on accuracy (mrpc's main metric is f1; write objectives: [metric, stored_params] for it)"
+    three = parse_study(study_data(tmp_path, task="mrpc", objectives=["accuracy", "stored_params", "throughput"]))
+    assert objective_note(three).endswith("write objectives: [metric, stored_params, throughput] for it)")
+    assert objective_note(parse_study(study_data(tmp_path))) == "selecting on accuracy (sst2's main metric)"
+
+
 def test_hub_reads_the_task_from_the_hub_and_excludes_data_dir(tmp_path) -> None:
     from petl_search.training.tasks import HUB
 

@@ -7,7 +7,7 @@
     hub: false                           # true: read the task from the Hugging Face Hub instead (not with data_dir)
     space: ../search_spaces/unified.yaml  # relative to this file
     budget: 0.01                         # stored Δh parameters <= 1% of the backbone
-    objectives: [accuracy, stored_params]  # any score the task records (`metric`: its main one), + throughput
+    objectives: [metric, stored_params]  # `metric`: the task's main score (f1 on MRPC); or any it records; + throughput
     search_split: {size: 0.1, max: 1000, seed: 0}   # select on these training examples, not on dev
     # search_split: {size: 1000, like: dev}           # ... drawn so that their lengths follow dev's
     budget_aware: true                   # sample sizes within what the budget leaves
@@ -381,6 +381,16 @@ def _objectives(source: str, names: Any, task: str) -> tuple[str, ...]:
     if score not in scores or list(names[1:]) not in (["stored_params"], ["stored_params", "throughput"]):
         raise StudyError(f"{source}: objectives must be {allowed} (task {task!r}), but got {names!r}")
     return (score, *names[1:])
+
+
+def objective_note(spec: StudySpec) -> str:
+    """What the study selects on, said beside the task's main metric, for the first line of a search: a study
+    copied from one task onto another kept `accuracy` where `metric` would have meant MRPC's F1, silently."""
+    main = get_task(spec.task).main_metric
+    if spec.main_metric == main:
+        return f"selecting on {main} ({spec.task}'s main metric)"
+    return (f"selecting on {spec.main_metric} ({spec.task}'s main metric is {main}; write objectives: "
+            f"[{', '.join(('metric', *spec.objectives[1:]))}] for it)")
 
 
 def _search_split(source: str, block: Any) -> dict[str, Any] | None:

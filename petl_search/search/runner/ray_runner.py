@@ -32,7 +32,7 @@ from .schedulers import MOASHA
 from ..optuna_bridge.lease import DriverLease
 from ..oneshot.pipeline import run_oneshot_stages
 from ..optuna_bridge.storage import open_store, reconcile, record_references, upgrade
-from ..language.study import StudySpec
+from ..language.study import StudySpec, objective_note
 
 SCORE = "score"  # the key every report carries: the task metric (on the dev subset, then the full dev set)
 TrialCallback = Callable[[TrialRecord, list[TrialRecord]], None]
@@ -162,7 +162,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
             progress(f"study {spec.name} already has its {spec.n_trials} trials and baselines")
             return read_records(store.study)
         progress(f"study {spec.name}: {proposer.remaining} trials to run ({spec.concurrency} at a time), "
-                 f"budget {budget_text(spec.budget)} ({spec.model}), storage {spec.storage}")
+                 f"{objective_note(spec)}, budget {budget_text(spec.budget)} ({spec.model}), storage {spec.storage}")
         _tune(spec, proposer, address, time_budget_s)
         records = read_records(store.study)
     if proposer.abort:
