@@ -63,3 +63,22 @@ def test_a_point_is_measured_against_the_constant_answer_on_the_set_it_was_selec
     assert not worth_reseeding(point(0.70, "dev"), constant)  # at it
     assert worth_reseeding(point(0.10, "search split"), {})  # an older storage without references
     assert not worth_reseeding(point(0.99, "dev", stored=0), constant)  # no Δh
+
+
+def test_the_work_left_is_said_by_kind_with_bounds_said_as_bounds(tmp_path) -> None:
+    """A fresh study with 6 search trials, no baselines, reseeds and confirmations: the reseeds and the
+    confirmations are counted at their most (the front and the picks are not known yet), and say so."""
+    from types import SimpleNamespace
+
+    spec = load_study(write_toy_study(tmp_path, "left", n_trials=6, reseed={"top": 2, "seeds": [1, 2]},
+                                      confirm={"seeds": [100, 101, 102]}))
+    proposer = Proposer(open_store(spec), spec, load_model_config(spec.model))
+    assert proposer.remaining == 6 + 4 + 6  # 1 claim size x (2 search picks) x 3 seeds
+    assert proposer.remaining_text() == "6 search trials, 0 baselines, up to 4 reseeds, up to 6 confirmations"
+    # once the picks are known, the count is exact; one of a kind is singular; a study without reseeds or
+    # confirmations does not mention them; a bound of 0 is no bound
+    known = SimpleNamespace(spec=spec, search_left=1, baselines=["lora"], reseeds_left=0, confirm_left=1,
+                            confirm_exact=True)
+    assert Proposer.remaining_text(known) == "1 search trial, 1 baseline, 0 reseeds, 1 confirmation"
+    plain = SimpleNamespace(spec=SimpleNamespace(reseed=None, confirm=None), search_left=0, baselines=[0, 1])
+    assert Proposer.remaining_text(plain) == "0 search trials, 2 baselines"

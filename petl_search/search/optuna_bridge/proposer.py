@@ -142,6 +142,11 @@ def worth_reseeding(record: TrialRecord, constant: Mapping[str, float]) -> bool:
     return floor_here is None or record.metric > floor_here
 
 
+def _count(n: int, noun: str, *, at_most: bool = False) -> str:
+    """"3 reseeds", "1 reseed"; "up to 3 reseeds" for a bound (a bound of 0 is exact)."""
+    return f"{'up to ' if at_most and n else ''}{n} {noun}{'' if n == 1 else 's'}"
+
+
 def point_key(config: PETLConfig, learning_rate: float | None) -> tuple[str, float | None]:
     """What makes two trials the same point, for repeats: the Δh design and the rate it trains at."""
     return config.fingerprint(), learning_rate
@@ -185,9 +190,11 @@ class Proposer:
             self.study.set_user_attr(CLAIM_SIZES_KEY, self.sizes)
         self.confirm_left = max(0, confirm_bound(spec, self.sizes) - sum(
             r.kind == "confirm" and r.state in ("COMPLETE", "PRUNED") for r in records))
+        self.confirm_exact = False  # confirm_left is a bound (confirm_bound) until the picks are known
         if self.confirm_left and not (self.search_left or self.baselines or self.reseeds_left) and not any(
                 r.state in ("RUNNING", "WAITING") for r in records):  # the picks are known: count exactly
             self.confirm_left = len(self._confirmations_pending(records))
+            self.confirm_exact = True
         self.any_success = any(r.state == "COMPLETE" and r.kind in COUNTED_KINDS for r in records)
         self.failures: list[str] = []  # reasons of the latest failures in a row
         self.max_rejections = MAX_REJECTIONS
@@ -204,6 +211,17 @@ class Proposer:
     def remaining(self) -> int:
         """Trainings still to hand out; confirmations are counted at their most (confirm_bound)."""
         return self.search_left + len(self.baselines) + self.reseeds_left + self.confirm_left
+
+    def remaining_text(self) -> str:
+        """`remaining` by kind, in words: "6 search trials, 0 baselines, up to 30 confirmations". Reseeds and
+        confirmations are counted at their most until the front and the picks are known, and say so: a total
+        ("36 trials to run") read as 36 trainings where 6 were certain."""
+        parts = [_count(self.search_left, "search trial"), _count(len(self.baselines), "baseline")]
+        if self.spec.reseed:
+            parts.append(_count(self.reseeds_left, "reseed", at_most=True))
+        if self.spec.confirm:
+            parts.append(_count(self.confirm_left, "confirmation", at_most=not self.confirm_exact))
+        return ", ".join(parts)
 
     def queued(self) -> list[int]:
         """Numbers of the trials waiting in the queue (search points to run again)."""

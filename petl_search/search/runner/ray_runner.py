@@ -161,7 +161,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
         if proposer.remaining == 0:
             progress(f"study {spec.name} already has its {spec.n_trials} trials and baselines")
             return read_records(store.study)
-        progress(f"study {spec.name}: {proposer.remaining} trials to run ({spec.concurrency} at a time), "
+        progress(f"study {spec.name}: {proposer.remaining_text()} to run ({spec.concurrency} at a time), "
                  f"{objective_note(spec)}, budget {budget_text(spec.budget)} ({spec.model}), storage {spec.storage}")
         _tune(spec, proposer, address, time_budget_s)
         records = read_records(store.study)
