@@ -8,10 +8,13 @@ task, trainer budget, seed, and the learning rate the trial trained at): on the 
 and the export checks it (the dev metric must equal the stored one). `--steps N` or `--full-train`
 trains longer instead. The folder holds `petl_config.json` + `weights.safetensors` (Δh, as `save_petl`
 writes them), `head.safetensors` (the task head trained with it), `trial.json` (the study's record),
-`README.md` (a card: task, metric, parameters, learning rate, and how to load, in snippets that run as written) and,
-where the configuration is plain LoRA on attention projections, `peft/` (a folder PEFT loads). It is
-written to a temporary folder and moved into place, so a failed export leaves nothing half-written; an
-existing folder is kept unless `force`. The folder and its files get the modes the user's umask gives.
+`README.md` (a card: task, metric, parameters, learning rate, how to load and how to check the score, in
+snippets that run as written), where the configuration is plain LoRA on attention projections, `peft/` (a
+folder PEFT loads), and `petl_export.json` (the manifest: the names export wrote). It is written to a
+temporary folder and moved into place, so a failed export leaves nothing half-written. A non-empty folder
+is kept unless `force`; with `force`, export replaces only what an earlier export wrote there (its
+manifest says what), keeps the files the user put beside them, and refuses a folder it did not write:
+export never deletes a file it did not write. The folder and its files get the modes the user's umask gives.
 """
 from __future__ import annotations
 
@@ -31,19 +34,28 @@ from .analysis.front import lr_text
 from .core.config import PETLConfig
 from .core.errors import PETLError
 from .core.params import percent
+from .core.version import __version__
 from .nn.inject import PETL_PREFIX, remove_petl
 from .nn.merge import merge_petl
-from .nn.serialization import copy_checked, load_petl, save_petl, umask_permissions
+from .nn.serialization import CONFIG_FILE, WEIGHTS_FILE, copy_checked, load_petl, save_petl, umask_permissions
 from .search.optuna_bridge.records import TrialRecord
 from .search.language.study import StudySpec
-from .training.models import head_modules
-from .training.tasks import get_task, load_cached_task
-from .training.trainer import train
+from .training.config import TrainConfig
+from .training.data import encode
+from .training.evaluation import evaluate
+from .training.models import head_modules, load_pretrained, prepare_tokenizer
+from .training.tasks import GLUE_DIR_ENV, HUB, get_task, load_cached_task, load_task
+from .training.trainer import bf16_autocast, train
 
 HEAD_FILE = "head.safetensors"
 TRIAL_FILE = "trial.json"
 CARD_FILE = "README.md"
 PEFT_DIR = "peft"
+MANIFEST_FILE = "petl_export.json"  # the names export wrote in the folder: what a later --force may replace
+MANIFEST_FORMAT = "petl-search-export"
+# every name export may write: a user's file with one of these names is refused up front, before training
+# (the move into place checks the names actually written, so a name missing here is still never overwritten)
+EXPORT_NAMES = frozenset({CONFIG_FILE, WEIGHTS_FILE, HEAD_FILE, TRIAL_FILE, CARD_FILE, PEFT_DIR, MANIFEST_FILE})
 
 
 def peft_lora_config(config: PETLConfig, model: Any) -> tuple[dict[str, Any] | None, str]:
@@ -101,8 +113,7 @@ def export_trial(spec: StudySpec, record: TrialRecord, out: str | Path, *, force
                  progress: Callable[[str], None] = print) -> Exported:
     """Re-train `record`'s point as the study trained it (or longer), check it, and write the folder."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not force:
-        raise PETLError(f"{out} exists and is not empty; pass --force to replace it")
+    check_out_folder(out, force=force)  # before training: a refusal costs nothing
     spec.model_config()  # an unknown model fails now, naming the study file, not after the data is loaded
     task = get_task(spec.task)
     train_config = spec.train_config(record.seed if record.seed is not None else spec.seed,
@@ -127,16 +138,113 @@ def export_trial(spec: StudySpec, record: TrialRecord, out: str | Path, *, force
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         peft_status = write_folder(staging, result, spec, record, reproduced, final=out)
+        write_manifest(staging)
         # mkdtemp's folder is private (0700) and safetensors writes its files 0600: the user's umask decides
         for path in (staging, *staging.rglob("*")):
             path.chmod(umask_permissions(0o777 if path.is_dir() else 0o666))
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+    except BaseException:
+        shutil.rmtree(staging)  # nothing but this export's files are in it yet
+        raise
+    move_into_place(staging, out)
     return Exported(out, record, metric, reproduced, peft_status, train_config.learning_rate)
+
+
+def check_out_folder(out: Path, *, force: bool) -> None:
+    """Refuse, before any training, an `--out` that export may not write: a file; a non-empty folder without
+    `force`; with `force`, a folder export did not write, or one where a file of the user's has a name export
+    writes."""
+    if out.exists() and not out.is_dir():
+        raise PETLError(f"{out} is a file, not a folder; choose a new or empty folder for --out")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not force:
+        raise PETLError(f"{out} exists and is not empty; pass --force to replace the export written there (files "
+                        f"export did not write are kept)")
+    clash = sorted(set(users_entries(out)) & EXPORT_NAMES)
+    if clash:
+        raise clash_error(out, clash)
+
+
+def users_entries(out: Path) -> list[str]:
+    """The names in folder `out` that no export wrote, sorted: everything but what its manifest lists. A
+    non-empty folder without a manifest is refused: export wrote none of it, so none of it is export's to replace."""
+    present = sorted(p.name for p in out.iterdir())
+    if MANIFEST_FILE not in present:
+        if present:
+            raise PETLError(f"{out} holds files export did not write ({names_text(present)}); choose an empty or "
+                            f"new folder")
+        return []
+    written = read_manifest(out / MANIFEST_FILE)
+    return [name for name in present if name not in written and name != MANIFEST_FILE]
+
+
+def names_text(names: list[str], shown: int = 5) -> str:
+    """`a, b, c`, or the first `shown` and how many more: an error stays one line for a full folder."""
+    more = f", and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def clash_error(out: Path, clash: list[str]) -> PETLError:
+    which = "it" if len(clash) == 1 else "them"
+    return PETLError(f"{out} holds {names_text(clash)}, which export did not write but may write now; move {which} "
+                     f"away or choose an empty or new folder")
+
+
+def read_manifest(path: Path) -> set[str]:
+    """The names the export that wrote manifest `path` wrote; anything else at that path is refused (a file of
+    the same name that export did not write must not decide what gets replaced)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        why = f"{type(exc).__name__}: {exc}"
+    else:
+        document = data if isinstance(data, dict) else {}
+        written = document.get("written")
+        if document.get("format") == MANIFEST_FORMAT and isinstance(written, list) and \
+                all(isinstance(name, str) for name in written):
+            return set(written)
+        why = f"expected an object with format {MANIFEST_FORMAT!r} and a list of the names written"
+    raise PETLError(f"{path} is not a petl-search export manifest ({why}); choose an empty or new folder")
+
+
+def write_manifest(folder: Path) -> None:
+    """Name, in `folder`, everything export wrote there (nothing else is there yet): a later `--force`
+    replaces exactly these and keeps whatever the user adds beside them."""
+    written = sorted([*(p.name for p in folder.iterdir()), MANIFEST_FILE])
+    document = {"format": MANIFEST_FORMAT, "petl_search": __version__, "written": written}
+    (folder / MANIFEST_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def move_into_place(staging: Path, out: Path) -> None:
+    """Make the finished folder `staging` the folder `out`, with the user's entries of `out` (those no export
+    wrote) moved into it first. `out` holds the earlier export or the new one, each whole, never a mix (and,
+    between two renames, nothing); the earlier export is deleted only once the new one is in place. On a failure the user's entries go back to
+    `out`, the earlier export stays, and `staging` is removed (it then holds only the new export's files)."""
+    kept = users_entries(out) if out.is_dir() else []
+    clash = sorted(set(kept) & {p.name for p in staging.iterdir()})  # the folder may have changed while training
+    if clash:
+        shutil.rmtree(staging)
+        raise clash_error(out, clash)
+    moved: list[str] = []
+    old = None
+    try:
+        for name in kept:  # a rename: staging sits beside `out`, on the same file system
+            (out / name).rename(staging / name)
+            moved.append(name)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            out.rename(old / out.name)
+        staging.rename(out)
+    except BaseException:
+        if old is not None and (old / out.name).exists():
+            (old / out.name).rename(out)
+        for name in moved:
+            (staging / name).rename(out / name)
+        shutil.rmtree(staging)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old)  # the earlier export (or nothing, when it was put back)
 
 
 def write_folder(folder: Path, result: Any, spec: StudySpec, record: TrialRecord, reproduced: bool | None, *,
@@ -157,7 +265,7 @@ def write_folder(folder: Path, result: Any, spec: StudySpec, record: TrialRecord
                 "trial_metric": record.metric, "exported_metric": result.metrics[spec.main_metric],
                 "evaluated_on": result.evaluated_on, "dev_metrics": result.dev_metrics,
                 "reproduced": reproduced, "metrics": result.metrics, "params": result.params,
-                "learning_rate": learning_rate,
+                "learning_rate": learning_rate, "data_dir": spec.data_source,
                 "train_config": result.train_config, "petl_config": record.config}
     (folder / TRIAL_FILE).write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
     peft_status = write_peft(folder / PEFT_DIR, model, PETLConfig.from_dict(record.config), heads)
@@ -206,6 +314,46 @@ def load(model: Any, directory: str | Path, *, merge: bool = False) -> Any:
     return model
 
 
+def evaluate_export(model: Any, directory: str | Path, *, data_dir: str | None = None,
+                    limit: int | None = None) -> dict[str, float]:
+    """The task's scores of `model`, with the export in `directory` loaded on it (`load`), on the task's
+    official dev set (its first `limit` examples when given) read from `data_dir` (as `load_task` reads it:
+    None is the default GLUE folder), computed as the trainer computed the export's dev scores: tokenised with
+    the trial's settings, by the trainer's own evaluation, on the device the model is on."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0):
+        raise PETLError(f"limit must be a positive integer or None, but got {limit!r}")
+    from transformers import AutoTokenizer  # transformers stays unimported until a model is evaluated
+
+    directory = Path(directory)
+    trial = read_trial(directory)
+    task = get_task(trial["task"])
+    cfg = TrainConfig.from_dict(trial["train_config"])  # max_length and eval batch size: the trial's
+    tokenizer = load_pretrained(AutoTokenizer.from_pretrained, trial["base_model"],
+                                field=f"{directory / TRIAL_FILE}'s base_model")
+    prepare_tokenizer(model, tokenizer)
+    dev = encode(load_task(task.name, data_dir, splits=("validation",))["validation"], tokenizer, task, cfg, None)
+    indices = list(range(len(dev) if limit is None else min(limit, len(dev))))
+    device = next(model.parameters()).device
+    return evaluate(model, tokenizer, dev, indices, task, cfg, device, bf16_autocast(device, cfg))
+
+
+def read_trial(directory: Path) -> dict[str, Any]:
+    path = directory / TRIAL_FILE
+    if not path.is_file():
+        raise PETLError(f"{directory} has no {TRIAL_FILE}: give the folder petl-search export wrote (its task and "
+                        f"settings are read from there)")
+    return json.loads(path.read_text())
+
+
+def data_dir_comment(data_dir: str | None) -> str:
+    """What the card's `data_dir` line says about the value export writes in it (the study's data source)."""
+    if data_dir is None:
+        return f"the GLUE folder: None looks in ${GLUE_DIR_ENV}, then ../shared/data/glue beside the checkout"
+    if data_dir == HUB:
+        return "read from the Hugging Face Hub (needs network); or a folder with the task's data"
+    return "where the study read the task (a copy of it elsewhere works too)"
+
+
 def card(doc: dict[str, Any], peft_status: str, folder: Path) -> str:
     """The folder's README: what it holds, how well it scores, and snippets that run as written (each
     defines what it uses, and loads from `folder`, where the export was written)."""
@@ -227,6 +375,16 @@ folder = {str(folder)!r}  # this folder (where petl-search export wrote it)
 base = petl_search.resolve_model({doc['base_model']!r})
 with petl_search.quiet_loading():  # the task head is reported missing: it is loaded from this folder next
     model = {head}.from_pretrained(base{labels})"""
+    expected = dev if dev is not None else doc["exported_metric"] if doc.get("evaluated_on", "dev") == "dev" else None
+    scored = f" (the export scored {expected:.4f} on dev)" if expected is not None else ""
+    data_dir = doc.get("data_dir")
+    evaluation = f"""{base_model}
+petl_search.load(model, folder)
+from petl_search.export import evaluate_export
+
+data_dir = {data_dir!r}  # {data_dir_comment(data_dir)}
+scores = evaluate_export(model, folder, data_dir=data_dir)  # limit=N: the first N dev examples only, for a quick look
+print(f"{main} {{scores[{main!r}]:.4f}}{scored}")"""
     peft_text = (f"`peft/` holds the same LoRA for PEFT:\n\n```python\nfrom peft import PeftModel\n{base_model}\n"
                  f"model = PeftModel.from_pretrained(model, f\"{{folder}}/peft\")\n```\n"
                  if peft_status == "written" else f"PEFT folder: {peft_status}.\n")
@@ -251,6 +409,15 @@ Design point (`petl_config.json`): `{json.dumps(doc['petl_config'], sort_keys=Tr
 {base_model}
 petl_search.load(model, folder)  # Δh + the trained task head
 # petl_search.load(model, folder, merge=True)  # also fold linear Δh into the weights
+```
+
+## Check its score
+
+`evaluate_export` scores the loaded model on the task's official dev set as the trainer scored the export there
+(tokenised with the trial's settings), on the device the model is on (`model.to("cuda")` first for a GPU).
+
+```python
+{evaluation}
 ```
 
 {peft_text}"""

@@ -80,7 +80,7 @@ def test_export_reproduces_the_trial_and_loads_with_the_same_predictions(study, 
     done = export_trial(study, lora, tmp_path / "lora", progress=lambda line: None)
     assert done.reproduced is True and done.metric == lora.metric
     assert sorted(p.name for p in done.folder.iterdir()) == ["README.md", "head.safetensors", "peft", "petl_config.json",
-                                                             "trial.json", "weights.safetensors"]
+                                                             "petl_export.json", "trial.json", "weights.safetensors"]
     # the trial's model, trained again in this process, against the export loaded onto a fresh model
     trial_model = train(lora.config, study.task, model=study.model, data_dir=study.data_dir,
                         train_config=study.train_config(lora.seed), keep_model=True).trained_model
@@ -103,7 +103,8 @@ def test_export_reproduces_the_trial_and_loads_with_the_same_predictions(study, 
 def test_export_follows_the_umask_and_its_card_runs_as_written(study, tmp_path) -> None:
     """Folders and files get the modes the user's umask gives (not tempfile's private 0700/0600), and the
     card's Python snippets, run as they stand, load the export (Δh + head, and the PEFT folder) onto the
-    base model with the exported model's outputs."""
+    base model with the exported model's outputs (the score check's snippet too; test_export_safety.py checks
+    the score it prints)."""
     records = read_records(optuna.load_study(study_name="toy", storage=study.storage))
     lora = next(r for r in records if r.kind == "baseline" and r.label == "lora(r=4)")
     old = os.umask(0o002)
@@ -116,7 +117,7 @@ def test_export_follows_the_umask_and_its_card_runs_as_written(study, tmp_path) 
     assert modes == {k: oct(0o775 if (tmp_path / k).is_dir() else 0o664) for k in modes}, modes
     expected = dev_logits(petl_search.load(fresh_model(study), done.folder), study)
     snippets = re.findall(r"```python\n(.*?)```", (done.folder / "README.md").read_text(), re.S)
-    assert len(snippets) == 2  # petl_search.load, then PEFT
+    assert len(snippets) == 3  # petl_search.load, the score check, then PEFT
     for code in snippets:
         namespace: dict = {}
         exec(compile(code, str(done.folder / "README.md"), "exec"), namespace)  # as written: nothing defined first
@@ -242,9 +243,12 @@ def test_bad_export_requests_are_refused_before_training(study, tmp_path, capsys
     assert main(["export", source, "--out", str(out)]) == 2
     assert "--trial N, or --best" in capsys.readouterr().err
     assert main(["export", source, "--best", "--max-params", "2", "--out", str(out)]) == 2
-    assert main(["export", source, "--best", "--out", str(out), "--force", "--steps", "5"]) == 0
+    assert main(["export", source, "--best", "--out", str(out), "--force"]) == 2  # export did not write it
+    assert f"{out} holds files export did not write (keep.txt); choose an empty or new folder" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"  # never deleted
+    assert main(["export", source, "--best", "--out", str(tmp_path / "new"), "--steps", "5"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["reproduced"] is None and not (out / "keep.txt").exists()
+    assert printed["reproduced"] is None
     assert main(["dashboard", str(ROOT / "studies" / "quickstart.yaml"), "--storage",
                  f"sqlite:///{tmp_path / 'empty.db'}"]) == 2
     assert "has no results yet" in capsys.readouterr().err
