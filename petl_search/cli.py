@@ -433,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-params", type=float, help="with --best: at most this fraction of the backbone (default: "
                    "the study's budget)")
     e.add_argument("--out", required=True, help="the folder to write")
-    e.add_argument("--force", action="store_true", help="replace an earlier export in the folder (files export did not write are kept; a folder export did not write is refused)")
+    e.add_argument("--force", action="store_true", help="replace an earlier export in the folder (files export "
+                   "did not write are kept; a folder export did not write is refused)")
     e.add_argument("--steps", type=int, help="train this many steps instead of the trial's")
     e.add_argument("--full-train", action="store_true", help="train at least one epoch of the full training set")
     e.set_defaults(func=cmd_export)
