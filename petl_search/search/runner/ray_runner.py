@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from ...core.errors import PETLError
+from ...core.errors import Interrupted, PETLError
 from ...core.params import budget_text, percent
 from ...training.config import TrainConfig
 from ...training.metrics import floor
@@ -139,7 +139,9 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
 
     progress(line) hears what the driver does; on_trial(record, records) hears each finished trial
     (default: one line through `progress`). time_budget_s: stop after so many seconds of Ray Tune (the
-    trials still running then are interrupted, and the next run resumes them).
+    trials still running then are interrupted, and the next run resumes them): the run returns, and its
+    last line says the budget ended it. Stopped by the user (Ctrl-C) instead, it raises `Interrupted`, so
+    that the CLI exits 130, not 0: a script must not take an interrupted study for a finished one.
     """
     from datasets.utils.logging import disable_progress_bar
 
@@ -163,15 +165,51 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
             return read_records(store.study)
         progress(f"study {spec.name}: {proposer.remaining_text()} to run ({spec.concurrency} at a time), "
                  f"{objective_note(spec)}, budget {budget_text(spec.budget)} ({spec.model}), storage {spec.storage}")
+        start = time.monotonic()
         _tune(spec, proposer, address, time_budget_s)
+        elapsed = time.monotonic() - start
         records = read_records(store.study)
     if proposer.abort:
         raise PETLError(f"study {spec.name} stopped: {proposer.abort}")
-    left = proposer.remaining + sum(r.state in ("RUNNING", "INTERRUPTED") for r in records)
-    if left:  # Ctrl-C: Ray stops the trials and returns; the storage keeps every finished one
-        progress(f"interrupted with {left} trials still to run: run the same command to resume "
-                 f"(not Ray's Tuner.restore: the study's storage is what resumes)")
+    # Ctrl-C or the time budget: Ray stops the trials and returns; the storage keeps every finished one
+    cut_short = [r.number for r in records if r.state in ("RUNNING", "INTERRUPTED")]
+    why = stopped_early(proposer.remaining + len(cut_short), elapsed, time_budget_s)
+    if why is not None:
+        message = stop_message(spec.name, why, time_budget_s, proposer.remaining_text(), cut_short)
+        if why == INTERRUPTED:
+            raise Interrupted(message)
+        progress(message)
     return records
+
+
+INTERRUPTED, TIME_BUDGET = "interrupted", "time budget"  # why a run ended with work left (stopped_early)
+
+
+def stopped_early(left: int, elapsed: float, time_budget_s: float | None) -> str | None:
+    """Why Ray Tune returned with `left` trainings still to do after `elapsed` seconds of `_tune`: None when
+    none is left (the study is done), TIME_BUDGET when the run lasted its `time_budget_s`, else INTERRUPTED
+    (Ctrl-C: Ray catches SIGINT, stops its trials and returns as from a finished run).
+
+    What fit() returns says neither (Ray 2.60 keeps its interrupt flag inside tune.run), so the clock tells:
+    Ray's budget clock starts at its first check, after `_tune` has started, so a run its budget stopped has
+    always lasted `time_budget_s` here. A Ctrl-C in the last seconds of a budget (within Ray's start-up time)
+    reads as the budget: the run ends normally, and the next run resumes it as it would either way."""
+    if left <= 0:
+        return None
+    if time_budget_s is not None and elapsed >= time_budget_s:
+        return TIME_BUDGET
+    return INTERRUPTED
+
+
+def stop_message(name: str, why: str, time_budget_s: float | None, remaining: str, cut_short: list[int]) -> str:
+    """What a run stopped early says: why, what it left (`remaining`: Proposer.remaining_text; the trials
+    `cut_short` run again first) and how to go on."""
+    cause = (f"the time budget ({time_budget_s:g} s) ended study {name}" if why == TIME_BUDGET
+             else f"study {name} interrupted")
+    cut = "" if not cut_short else (f"trial{'s' if len(cut_short) > 1 else ''} {', '.join(f'#{n}' for n in cut_short)} "
+                                    f"cut short (run again first) and ")
+    return (f"{cause} with {cut}{remaining} still to run: run the same command to resume (not Ray's "
+            f"Tuner.restore: the study's storage is what resumes)")
 
 
 def run_settings(spec: StudySpec, ray_dir: Path) -> dict[str, Any]:
