@@ -3,7 +3,6 @@ start where they should, learn in one step, and round-trip through save/load ont
 from __future__ import annotations
 
 import csv
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,13 +14,13 @@ from petl_search.training.tasks import default_glue_dir
 from petl_search.training.config import TrainConfig
 from petl_search.training.trainer import train
 
-GLUE = default_glue_dir() or Path("$PETL_SEARCH_GLUE_DIR or ../shared/data/glue")  # one rule for every test
+GLUE = default_glue_dir("sst2")  # where train() reads it too: set up, else beside the checkout, else packaged
 
 
 @pytest.fixture(scope="module")
 def batch() -> dict[str, torch.Tensor]:
     path = GLUE / "SST-2" / "dev.tsv"
-    assert path.is_file(), f"the shared GLUE files are expected at {GLUE}"
+    assert path.is_file(), f"SST-2's dev file is expected at {path}"
     with path.open(newline="") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))[:8]
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(DEFAULT_ENCODER))

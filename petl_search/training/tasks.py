@@ -5,9 +5,11 @@ normalised columns
     classification / regression:  text_a, [text_b], label (int class id, or float score)
     seq2seq:                      source, target
 from a local folder (GLUE's TSV distribution, or JSON-lines/CSV files for seq2seq) or from the Hub
-(`hub=True`, or data_dir=HUB). A task names its metric family (metrics.py). When data is missing, the
-error says where it looked and the ways to get it (`petl-search data glue`, a folder, the Hub).
-This module knows nothing of models or training.
+(`hub=True`, or data_dir=HUB). With no data_dir, a GLUE task is read from $PETL_SEARCH_GLUE_DIR, else the
+`shared/data/glue` folder beside the checkout, else the copy that ships with the package (SST-2 only:
+petl_search/data/glue, whose README says where it comes from). A task names its metric family (metrics.py).
+When data is missing, the error says where it looked and the ways to get it (`petl-search data glue`, a
+folder, the Hub). This module knows nothing of models or training.
 """
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ from .metrics import SCORE_NAMES
 GLUE_DIR_ENV = "PETL_SEARCH_GLUE_DIR"
 # The `shared/data/glue` folder beside the checkout, where default_glue_dir() looks after $PETL_SEARCH_GLUE_DIR
 SHARED_GLUE_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "glue"
+# The GLUE files inside the package (package data: an install carries them), read last, for the tasks it holds:
+# the quickstart's SST-2, so that a fresh clone or install runs it with no download. Byte-identical to the
+# shared folder's, so a study reads the same examples wherever its data comes from (README.md there).
+PACKAGED_GLUE_DIR = Path(__file__).resolve().parents[1] / "data" / "glue"
 GLUE_HUB_ID = "nyu-mll/glue"
 # The data_dir that means "read the task from the Hub" (a study's `hub: true`). A value of data_dir rather
 # than a `hub` flag beside it: data_dir already reaches every place a study loads its data (the driver, Ray's
@@ -118,11 +124,24 @@ def load_cached_task(task: str, data_dir: str | None) -> Any:
     return _LOADED[key]
 
 
-def default_glue_dir() -> Path | None:
-    """$PETL_SEARCH_GLUE_DIR, else a `shared/data/glue` folder beside this checkout, else None (none found)."""
+def default_glue_dir(task: str | None = None) -> Path | None:
+    """Where a GLUE task is read without a data_dir: $PETL_SEARCH_GLUE_DIR, else a `shared/data/glue` folder
+    beside this checkout, else (when `task` is named and its files ship with the package) PACKAGED_GLUE_DIR,
+    else None (none found).
+
+    The first folder found is the answer, whether or not it holds the task: a folder someone set up is never
+    passed over for another copy (its missing file is reported instead)."""
     if os.environ.get(GLUE_DIR_ENV):
         return Path(os.environ[GLUE_DIR_ENV])
-    return SHARED_GLUE_DIR if SHARED_GLUE_DIR.is_dir() else None
+    if SHARED_GLUE_DIR.is_dir():
+        return SHARED_GLUE_DIR
+    return PACKAGED_GLUE_DIR if task is not None and task in packaged_tasks() else None
+
+
+def packaged_tasks() -> tuple[str, ...]:
+    """The GLUE tasks whose train and dev files ship with the package (in PACKAGED_GLUE_DIR)."""
+    return tuple(name for name, task in TASKS.items() if task.folder and
+                 all((PACKAGED_GLUE_DIR / task.folder / file).is_file() for file in task.files.values()))
 
 
 def glue_fixes(name: str) -> str:
@@ -139,8 +158,9 @@ def _no_glue_folder(name: str) -> PETLError:
         state = "does not exist" if not Path(env).exists() else "is not a folder"
         return PETLError(f"no GLUE folder for task {name!r}: ${GLUE_DIR_ENV} is set to {env}, which {state} (fix or "
                          f"unset it); or {glue_fixes(name)}")
-    return PETLError(f"no GLUE folder found for task {name!r}: tried ${GLUE_DIR_ENV} (not set) and {SHARED_GLUE_DIR} "
-                     f"(beside the checkout; not a folder); {glue_fixes(name)}")
+    return PETLError(f"no GLUE folder found for task {name!r}: tried ${GLUE_DIR_ENV} (not set), {SHARED_GLUE_DIR} "
+                     f"(beside the checkout; not a folder) and the files that ship with petl-search (only "
+                     f"{', '.join(packaged_tasks()) or 'none'}); {glue_fixes(name)}")
 
 
 def hub_instead(task: Task) -> str:
@@ -156,7 +176,7 @@ def load_task(name: str, data_dir: str | os.PathLike | None = None, *, splits: t
               hub: bool = False) -> Any:
     """Load `splits` of task `name` as a normalised DatasetDict.
 
-    data_dir: for GLUE tasks the folder that holds `SST-2/`, `CoLA/`, ... (default: default_glue_dir());
+    data_dir: for GLUE tasks the folder that holds `SST-2/`, `CoLA/`, ... (default: default_glue_dir(name));
     for seq2seq tasks the folder with `train.jsonl`/`validation.jsonl` (or .json/.csv). hub=True (or
     data_dir=HUB) reads the Hub instead (needs network).
     """
@@ -173,7 +193,7 @@ def load_task(name: str, data_dir: str | os.PathLike | None = None, *, splits: t
         if not root.is_dir():
             raise PETLError(f"task {name!r}: the GLUE folder {root} (data_dir) is not a folder; {glue_fixes(name)}")
         return _glue_local(task, root, splits)
-    root = default_glue_dir()
+    root = default_glue_dir(name)
     if root is None or not root.is_dir():
         raise _no_glue_folder(name)
     return _glue_local(task, root, splits)
