@@ -115,7 +115,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     # One progress display, the trainer's: while the data loads, one line instead of datasets' bars
     # (generating splits, mapping, casting), which would interleave with it.
     source = "the Hugging Face Hub" if args.hub else args.data_dir or (
-        default_glue_dir() if task.kind != "seq2seq" else None)
+        default_glue_dir(task.name) if task.kind != "seq2seq" else None)
     print(f"loading {args.task}" + (f" from {source}" if source else ""), file=sys.stderr, flush=True)
     bars = datasets_logging.is_progress_bar_enabled()
     datasets_logging.disable_progress_bar()

@@ -348,7 +348,8 @@ def read_trial(directory: Path) -> dict[str, Any]:
 def data_dir_comment(data_dir: str | None) -> str:
     """What the card's `data_dir` line says about the value export writes in it (the study's data source)."""
     if data_dir is None:
-        return f"the GLUE folder: None looks in ${GLUE_DIR_ENV}, then ../shared/data/glue beside the checkout"
+        return (f"the GLUE folder: None looks in ${GLUE_DIR_ENV}, then ../shared/data/glue beside the checkout, "
+                f"then the SST-2 files that ship with the package")
     if data_dir == HUB:
         return "read from the Hugging Face Hub (needs network); or a folder with the task's data"
     return "where the study read the task (a copy of it elsewhere works too)"
