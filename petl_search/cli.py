@@ -2,8 +2,8 @@
 
     petl-search presets [--model NAME]              every preset, its design point and its parameter count
     petl-search count (--preset NAME [--arg K=V]... | --config FILE.json) [--model NAME]
-    petl-search train --task sst2 (--preset NAME [--arg K=V]... | --config FILE.json) [--model NAME]
-                      [--steps N] [--batch-size B] [--lr LR] [--eval-every N] [--seed S] [--out FILE.json]
+    petl-search train (--task sst2 | --task-file TASK.yaml) (--preset NAME [--arg K=V]... | --config FILE.json)
+                      [--model NAME] [--steps N] [--batch-size B] [--lr LR] [--eval-every N] [--seed S] [--out FILE.json]
     petl-search search STUDY.yaml [--address ADDR] [--storage URL] [--n-trials N] [--concurrency C] [--gpus F]
     petl-search status STUDY.yaml [--storage URL]
     petl-search dashboard STUDY.yaml [--out FILE.html] [--serve [--port P]]
@@ -103,7 +103,16 @@ def cmd_train(args: argparse.Namespace) -> None:
     from .training.tasks import default_glue_dir, get_task, load_cached_task, load_task
     from .training.trainer import train
 
-    task = get_task(args.task)  # a typo fails here, in one line, before anything starts
+    if args.task_file is not None:  # a task of one's own (a study's `task:` mapping, alone in a file)
+        from .search.language.study import load_task_file
+
+        if args.hub or args.data_dir is not None:
+            raise PETLError(f"--task-file {args.task_file} says where its data is (its files or hub): leave out "
+                            f"--data-dir and --hub")
+        task_name = load_task_file(args.task_file)  # checked, its files read as far as the checks need
+    else:
+        task_name = args.task
+    task = get_task(task_name)  # a typo fails here, in one line, before anything starts
     if args.hub and args.data_dir is not None:
         raise PETLError(f"--hub and --data-dir exclude each other (--hub reads the task from the Hugging Face Hub, "
                         f"--data-dir from a folder): keep one, but got --hub and --data-dir {args.data_dir}")
@@ -111,16 +120,19 @@ def cmd_train(args: argparse.Namespace) -> None:
     train_config = TrainConfig(max_steps=args.steps, batch_size=args.batch_size, learning_rate=args.lr,
                                eval_every=args.eval_every, seed=args.seed, threads=args.threads,
                                max_seconds=args.max_seconds)
-    print(f"training {name}: {config.describe()} on {args.task} with {args.model}", file=sys.stderr)
+    print(f"training {name}: {config.describe()} on {task_name} with {args.model}", file=sys.stderr)
     # One progress display, the trainer's: while the data loads, one line instead of datasets' bars
     # (generating splits, mapping, casting), which would interleave with it.
-    source = "the Hugging Face Hub" if args.hub else args.data_dir or (
-        default_glue_dir(task.name) if task.kind != "seq2seq" else None)
-    print(f"loading {args.task}" + (f" from {source}" if source else ""), file=sys.stderr, flush=True)
+    if task.own:
+        source = ", ".join(task.files.values()) or f"the Hugging Face Hub ({task.hub[0]})"
+    else:
+        source = "the Hugging Face Hub" if args.hub else args.data_dir or (
+            default_glue_dir(task.name) if task.kind != "seq2seq" else None)
+    print(f"loading {task_name}" + (f" from {source}" if source else ""), file=sys.stderr, flush=True)
     bars = datasets_logging.is_progress_bar_enabled()
     datasets_logging.disable_progress_bar()
     try:
-        data = load_task(args.task, hub=True) if args.hub else load_cached_task(args.task, args.data_dir)
+        data = load_task(task_name, hub=True) if args.hub else load_cached_task(task_name, args.data_dir)
     finally:
         if bars:
             datasets_logging.enable_progress_bar()
@@ -134,7 +146,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         def on_eval(step: int, scores: dict[str, float]) -> None:
             bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()), file=sys.stderr)
 
-        result = train(config, args.task, model=args.model, train_config=train_config, data_dir=args.data_dir,
+        result = train(config, task_name, model=args.model, train_config=train_config, data_dir=args.data_dir,
                        data=data, on_eval=on_eval, progress=progress, full_finetune=args.full)
     record = result.to_dict()
     if args.out:
@@ -389,7 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--model", default=DEFAULT_ENCODER)
     c.set_defaults(func=cmd_count)
     t = sub.add_parser("train", help="train one design point on a task and print its result")
-    t.add_argument("--task", required=True, help="sst2, cola, stsb, mrpc, rte, qnli, wnli, mnli, qqp, xsum, wmt16_en_ro")
+    which = t.add_mutually_exclusive_group(required=True)
+    which.add_argument("--task", help="sst2, cola, stsb, mrpc, rte, qnli, wnli, mnli, qqp, xsum, wmt16_en_ro")
+    which.add_argument("--task-file", metavar="TASK.yaml", help="a task of your own: a YAML file holding what a "
+                       "study's `task:` mapping holds (kind, files or hub, columns; docs/training.md)")
     t.add_argument("--preset", choices=sorted(PRESETS))
     t.add_argument("--arg", action="append", default=[], metavar="K=V", help="preset argument (JSON value)")
     t.add_argument("--config", help="a PETLConfig as a JSON file")

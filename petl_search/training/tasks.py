@@ -9,14 +9,18 @@ from a local folder (GLUE's TSV distribution, or JSON-lines/CSV files for seq2se
 `shared/data/glue` folder beside the checkout, else the copy that ships with the package (SST-2 only:
 petl_search/data/glue, whose README says where it comes from). A task names its metric family (metrics.py).
 When data is missing, the error says where it looked and the ways to get it (`petl-search data glue`, a
-folder, the Hub). This module knows nothing of models or training.
+folder, the Hub). A study may define its own task (`task:` as a mapping; own_tasks.py checks it and builds its
+Task): its files (CSV, TSV, JSON lines, Parquet) or its Hub dataset are read here like a built-in task's, and a
+`TaskName` carries the task wherever its name goes (Ray's workers, a child process). This module knows nothing
+of models or training.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..core.errors import PETLError
 from .hub import load_hub_splits
@@ -53,6 +57,16 @@ class Task:
     hub: tuple[str, str | None] = ("", None)
     hub_splits: dict[str, str] = field(default_factory=lambda: {"train": "train", "validation": "validation"})
     hub_columns: dict[str, str] = field(default_factory=dict)
+    # A study's own task (own_tasks.py): the file that defines it (its errors name it), and what defines it,
+    # resolved (kind, columns, labels, metric, its files with their SHA-256 or its Hub dataset): a study's
+    # identity holds it. Both empty for a built-in task, whose name says it all.
+    defined_in: str = ""
+    definition: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def own(self) -> bool:
+        """A study's own task (`task:` as a mapping), not a built-in one."""
+        return bool(self.defined_in)
 
     @property
     def scores(self) -> tuple[str, ...]:
@@ -107,18 +121,49 @@ TASKS: dict[str, Task] = {t.name: t for t in (
 )}
 
 
+class TaskName(str):
+    """A study's own task's name, carrying the task: what `StudySpec.task` holds for a `task:` mapping.
+
+    It is the name wherever a name is shown or stored (reports, JSON, the storage), and it takes the task along
+    wherever the name goes: Ray's workers and child processes receive it pickled, and `get_task` there learns
+    the task from it. So every place that passes a task by name (the runners, the trainer, export) works
+    unchanged for a study's own task."""
+
+    task: Task
+
+    def __new__(cls, task: Task) -> "TaskName":
+        name = super().__new__(cls, task.name)
+        name.task = task
+        return name
+
+    def __reduce__(self) -> tuple:  # pickled and copied with its task, not as a bare string
+        return TaskName, (self.task,)
+
+
+# Per process: the own tasks that get_task has seen (a TaskName brings its task), by name, so that a plain name
+# (a trial record's, the trainer's task.name) finds them too. The latest definition of a name wins.
+_OWN: dict[str, Task] = {}
+
+
 def get_task(name: str) -> Task:
-    if name not in TASKS:
-        raise PETLError(f"task must be one of {sorted(TASKS)}, but got {name!r}")
-    return TASKS[name]
+    if isinstance(name, TaskName):
+        _OWN[name.task.name] = name.task
+        return name.task
+    if name in TASKS:
+        return TASKS[name]
+    if name in _OWN:
+        return _OWN[name]
+    raise PETLError(f"task must be one of {sorted(TASKS)}, but got {name!r} (a study's own task is known once its "
+                    f"study file, or its --task-file, is read)")
 
 
 _LOADED: dict[tuple, Any] = {}  # per process: loaded task data, reused by later trials
 
 
 def load_cached_task(task: str, data_dir: str | None) -> Any:
-    """The task's splits, loaded once per process (later trials and exports reuse them)."""
-    key = (task, str(data_dir))
+    """The task's splits, loaded once per process (later trials and exports reuse them). An own task's key
+    holds its definition (its files' hashes): a changed file, or another task of the same name, loads anew."""
+    key = (task, json.dumps(get_task(task).definition, sort_keys=True), str(data_dir))
     if key not in _LOADED:
         _LOADED[key] = load_task(task, data_dir)
     return _LOADED[key]
@@ -181,6 +226,11 @@ def load_task(name: str, data_dir: str | os.PathLike | None = None, *, splits: t
     data_dir=HUB) reads the Hub instead (needs network).
     """
     task = get_task(name)
+    if task.own:
+        if hub or data_dir is not None:
+            raise PETLError(f"{task.defined_in}: task {task.name!r} says where its data is (its files or its Hub "
+                            f"dataset): no data_dir or hub, but got data_dir={data_dir!r}, hub={hub!r}")
+        return _own_task_data(task, splits)
     if hub or data_dir == HUB:
         return _from_hub(task, splits)
     if task.kind == "seq2seq":
@@ -257,8 +307,13 @@ def _require_columns(task: Task, present: list[str], columns: dict[str, str], so
     if missing:
         which = ", ".join(f"the {wanted[c] if task.kind == 'seq2seq' else _role(wanted[c])} column {c!r}"
                           for c in missing)
-        raise PETLError(f"task {task.name!r}: {source} lacks columns {missing}; it has {present} (missing: {which}; "
+        raise PETLError(f"{_who(task)}: {source} lacks columns {missing}; it has {present} (missing: {which}; "
                         f"the loader reads {list(wanted)})")
+
+
+def _who(task: Task) -> str:
+    """The task, as its errors begin: a study's own task with the file that defines it."""
+    return f"{task.defined_in}: task {task.name!r}" if task.own else f"task {task.name!r}"
 
 
 def _role(column: str) -> str:
@@ -283,6 +338,64 @@ def _seq2seq_local(task: Task, root: Path, splits: tuple[str, ...]) -> Any:
             raw = raw.map(lambda row: row["translation"], remove_columns=["translation"])
         out[split] = _normalise(task, raw, task.columns, str(path))
     return DatasetDict(out)
+
+
+# An own task's files, by extension: the `datasets` builder that reads them and its options. For CSV and TSV the
+# options are pandas.read_csv's (what `datasets` reads CSV with), so own_tasks.py checks a file read exactly as
+# it is loaded; no NA conversion, as for GLUE: a text "NA" stays "NA", an empty label is reported as empty.
+FILE_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
+    ".csv": ("csv", {"sep": ",", "keep_default_na": False}), ".tsv": ("csv", {"sep": "\t", "keep_default_na": False}),
+    ".jsonl": ("json", {}), ".json": ("json", {}), ".parquet": ("parquet", {})}
+
+
+def _own_task_data(task: Task, splits: tuple[str, ...]) -> Any:
+    """An own task's splits: its files (own_tasks.py checked them when the study was read), or its Hub
+    dataset (checked here, as it loads: columns, labels, no empty split), normalised like a built-in task's."""
+    from datasets import DatasetDict, load_dataset
+
+    out = {}
+    if task.files:
+        for split in splits:
+            path = task.files[split]
+            builder, options = FILE_FORMATS[Path(path).suffix.lower()]
+            try:  # one file at a time, as for GLUE: splits read together must agree on their columns' types
+                raw = load_dataset(builder, data_files={split: path}, **options)[split]
+            except Exception as exc:  # pandas/pyarrow parse errors: name the file, keep the cause
+                raise PETLError(f"{_who(task)}: could not read {path}: {' '.join(str(exc).split())}") from exc
+            out[split] = _own_split(task, raw, path)
+        return DatasetDict(out)
+    repo, config = task.hub
+    try:
+        loaded = load_hub_splits(repo, config, [task.hub_splits[s] for s in splits], task=task.name,
+                                 instead=f"give the task local files (task.files in {task.defined_in})")
+    except PETLError:
+        raise
+    except Exception as exc:  # an unknown dataset, config or split: datasets' own words, in one line
+        raise PETLError(f"{_who(task)}: could not read the Hub dataset {repo}{'/' + config if config else ''}: "
+                        f"{' '.join(str(exc).split())}") from exc
+    label = next((c for c, ours in task.columns.items() if ours == "label"), None)
+    for split in splits:
+        out[split] = _own_split(task, class_names(loaded[task.hub_splits[split]], label),
+                                f"{repo}{'/' + config if config else ''}:{task.hub_splits[split]}")
+    return DatasetDict(out)
+
+
+def _own_split(task: Task, raw: Any, source: str) -> Any:
+    if len(raw) == 0:  # a split with no rows would fail later, in the carve or in a metric, with no word of why
+        raise PETLError(f"{_who(task)}: {source} has no rows")
+    return _normalise(task, raw, task.columns, source)
+
+
+def class_names(data: Any, column: str | None) -> Any:
+    """`data` with its label `column`'s class ids (a Hub ClassLabel) replaced by the class names, which an own
+    task's labels list; other columns, or a column of another type, as they are."""
+    from datasets import ClassLabel, Value
+
+    feature = data.features.get(column) if column else None
+    if not isinstance(feature, ClassLabel):
+        return data
+    return data.cast_column(column, Value("int64")).map(
+        lambda batch: {column: feature.int2str(batch[column])}, batched=True)
 
 
 def _from_hub(task: Task, splits: tuple[str, ...]) -> Any:
@@ -312,15 +425,15 @@ def _normalise(task: Task, raw: Any, columns: dict[str, str], source: str, label
     label_column = next(c for c, dst in wanted.items() if dst == "label")
     first_line = 2 if task.header else 1  # of a local file: the line of its first example
 
-    def where(i: int) -> str:
-        return f"{source} line {i + first_line}"
+    def where(i: int) -> str:  # an own task's files differ in format (a Parquet file has no lines): its rows
+        return f"{source} row {i + 1}" if task.own else f"{source} line {i + first_line}"
 
     if task.kind == "regression":
         bad = None  # a score column read as text holds an empty or a bad value somewhere
         if data.features["label"].dtype in ("string", "large_string"):
             bad = next((i for i, x in enumerate(data["label"]) if not _is_number(x)), None)
         if bad is not None:
-            raise PETLError(f"task {task.name!r}: {where(bad)} has {label_column} {data[bad]['label']!r} (column "
+            raise PETLError(f"{_who(task)}: {where(bad)} has {label_column} {data[bad]['label']!r} (column "
                             f"{label_column!r}); expected a number")
         return data.cast_column("label", Value("float32"))
     if labels_are_ids:
@@ -328,14 +441,20 @@ def _normalise(task: Task, raw: Any, columns: dict[str, str], source: str, label
     index = {name: i for i, name in enumerate(task.labels)}
 
     def to_id(row: dict, i: int) -> dict:
-        label = str(row["label"]).strip()
+        label = label_text(row["label"])
         if label not in index:
             why = "is empty: a row shorter than the header? GLUE's test files have no labels" if label == "" else ""
-            raise PETLError(f"task {task.name!r}: {where(i)} has label {label!r}; expected one of {list(task.labels)} "
+            raise PETLError(f"{_who(task)}: {where(i)} has label {label!r}; expected one of {list(task.labels)} "
                             f"(column {label_column!r}{' ' + why if why else ''})")
         return {"label": index[label]}
 
     return data.map(to_id, with_indices=True).cast_column("label", Value("int64"))
+
+
+def label_text(value: Any) -> str:
+    """A label as its class is named: the value as text, trimmed (a file's 1 and "1" are one class). What the
+    loader maps to class ids and own_tasks.py checks the files with: one spelling for both."""
+    return str(value).strip()
 
 
 def _is_number(text: Any) -> bool:

