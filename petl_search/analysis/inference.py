@@ -1,5 +1,6 @@
 """Statistics for a report's claims about dev scores: a paired bootstrap over dev examples and seeds, Holm's
-correction over the claims of one report, and Spearman's ρ between two rankings of the same points.
+correction over the claims of one report, and rank correlations (Spearman's ρ, Kendall's τ, with an interval) between
+two rankings of the same points.
 
     result = paired_bootstrap(a_predictions, b_predictions, dev_labels, "accuracy")  # per seed, paired
     verdicts = judge([Claim(question=..., kind="superiority", margin=0.0, a_label="mam", a_size=0.5,
@@ -439,3 +440,34 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     if why_no_spearman(x, y):
         return math.nan
     return float(stats.spearmanr(x, y).statistic)
+
+
+def kendall(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's τ-b of x and y (SciPy's kendalltau: ties count as τ-b counts them); NaN when `why_no_spearman`
+    gives a reason."""
+    if why_no_spearman(x, y):
+        return math.nan
+    return float(stats.kendalltau(x, y).statistic)
+
+
+# The variance of Fisher's z = atanh(r) for a rank correlation over n points, and the fewest points it holds for:
+# Spearman's ρ (Bonett & Wright 2000, Psychometrika 65: (1 + ρ²/2) / (n - 3)) and Kendall's τ (Fieller, Hartley &
+# Pearson 1957, Biometrika 44: 0.437 / (n - 4)).
+_RANK_Z_VARIANCE = {"spearman": (lambda r, n: (1 + r * r / 2) / (n - 3), 4),
+                    "kendall": (lambda r, n: 0.437 / (n - 4), 5)}
+
+
+def rank_interval(value: float, n: int, *, statistic: str = "spearman",
+                  level: float = 0.95) -> tuple[float, float]:
+    """An approximate two-sided interval for a rank correlation `value` (Spearman's ρ or Kendall's τ) over n
+    points: Fisher's z, tanh(atanh(value) ± q·se), with the variances above. It covers which points were drawn,
+    not the noise in each point's scores. NaN (no interval) for NaN, for ±1 (z is unbounded there: the interval
+    would claim certainty) and below the fewest points its variance holds for (ρ: 4, τ: 5)."""
+    if statistic not in _RANK_Z_VARIANCE:
+        raise PETLError(f"statistic must be one of {sorted(_RANK_Z_VARIANCE)}, but got {statistic!r}")
+    variance, fewest = _RANK_Z_VARIANCE[statistic]
+    if math.isnan(value) or abs(value) >= 1 or n < fewest:
+        return math.nan, math.nan
+    half = float(stats.norm.ppf(1 - (1 - _level(level)) / 2)) * math.sqrt(variance(value, n))
+    z = math.atanh(value)
+    return math.tanh(z - half), math.tanh(z + half)
