@@ -11,6 +11,8 @@
     petl-search contest CONTEST.yaml [--arms A [A ...]] [--time-budget SECONDS] [--address ADDR] [--out FILE.md]
     petl-search contest CONTEST.yaml --report-only [--out FILE.md]
     petl-search reseed STUDY.yaml --trial N --seeds S [S ...]
+    petl-search transfer STUDY.yaml --task (OTHER | TASK.yaml) [--seeds N] [--max-points K] [--time-budget SECONDS]
+                         [--folder DIR] [--report-only]
     petl-search export STUDY.yaml (--trial N | --best [--max-params F]) --out DIR [--force] [--steps N | --full-train]
     petl-search data glue [TASK ...] --out DIR [--force]   GLUE from the Hub, as the TSV folder --data-dir reads
 
@@ -308,6 +310,77 @@ def cmd_reseed(args: argparse.Namespace) -> None:
           f"over seeds {[r.seed for r in records]} ({', '.join(f'{x:.4f}' for x in scores)})")
 
 
+def cmd_transfer(args: argparse.Namespace) -> None:
+    """Train a study's front on another task with fresh seeds (or resume that), then write and print the report."""
+    from .analysis.summary import selected_on, study_references
+    from .analysis.transfer_report import choose, front_changed, transfer_markdown
+    from .search.optuna_bridge.records import fill_learning_rates, read_records
+    from .search.optuna_bridge.storage import open_study
+    from .search.runner.transfer import (DEFAULT_SEEDS, TransferSource, resolve_task, run_transfer, stored_transfer,
+                                         transfer_spec)
+
+    _quiet_datasets()
+    spec = _study(args)
+    target = transfer_spec(spec, resolve_task(args.task), args.folder)
+    for flag, value in (("--seeds", args.seeds), ("--max-points", args.max_points), ("--time-budget", args.time_budget)):
+        if value is not None and value <= 0:
+            raise PETLError(f"{flag} must be a positive number, but got {value}")
+    if args.report_only and (args.seeds or args.max_points or args.time_budget):
+        raise PETLError("--report-only trains nothing: drop --seeds, --max-points and --time-budget, or drop "
+                        "--report-only to run the transfer")
+
+    def live_source() -> TransferSource:
+        study = open_study(spec, create=False)
+        records = fill_learning_rates(read_records(study), spec.fixed_learning_rate)
+        return TransferSource.of(spec, records, study_references(study), selected_on(spec))
+
+    stored = stored_transfer(target)
+    if args.report_only and stored is None:
+        raise PETLError(f"no transfer of study {spec.name} to {target.task} in {target.sqlite_path.parent} yet: run "
+                        f"it without --report-only")
+    if not args.report_only:
+        source = stored.source if stored is not None else live_source()
+        if stored is not None and spec.sqlite_path is not None and spec.sqlite_path.is_file():
+            note = front_changed(stored.source, live_source())
+            if note:
+                print(note, flush=True)
+        choice = choose(source, args.max_points)
+        seeds = args.seeds or len((stored.plan if stored else {}).get("seeds") or ()) or DEFAULT_SEEDS
+        try:
+            stored = run_transfer(target, source, [m.number for m in choice.points], seeds,
+                                  progress=lambda line: print(line, flush=True), time_budget_s=args.time_budget,
+                                  provenance=_run_provenance(args))
+        except KeyboardInterrupt:
+            raise Interrupted(f"interrupted; finished trainings are saved in {target.storage}: run the same command to "
+                              f"resume") from None
+    text = transfer_markdown(stored)
+    out = target.sqlite_path.parent / "report.md"
+    out.write_text(text)
+    print(text)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+def _run_provenance(args: argparse.Namespace) -> dict[str, Any]:
+    """What the transfer's report says of the run that trained it: the command, the commit, the date, the machine."""
+    import datetime
+    import os
+    import platform
+    import subprocess
+
+    options = [f"--{k.replace('_', '-')} {v}" for k, v in (("task", args.task), ("seeds", args.seeds),
+                                                           ("max_points", args.max_points),
+                                                           ("time_budget", args.time_budget), ("folder", args.folder))
+               if v is not None]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"command": " ".join(["petl-search transfer", args.study, *options]), "commit": commit,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs"}
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from .analysis.claims import has_confirmations, study_claims
     from .analysis.report import markdown
@@ -458,6 +531,22 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--trial", type=int, required=True, help="the trial number whose point to train again")
     rs.add_argument("--seeds", type=int, nargs="+", required=True, help="the seeds to train it with")
     rs.set_defaults(func=cmd_reseed)
+    tr = sub.add_parser("transfer", help="train a study's front again on another task (fresh seeds) and report how "
+                                         "its order holds there")
+    _study_arguments(tr)
+    tr.add_argument("--task", required=True, help="the other task: a built-in task's name (stsb, mrpc, ...) or a task "
+                    "file (what a study's `task:` mapping holds)")
+    tr.add_argument("--seeds", type=int, help="fresh seeds per point, none the study used (default: an earlier run's, "
+                    "else 3)")
+    tr.add_argument("--max-points", type=int, help="at most this many front points: the best point and the others "
+                    "evenly spaced by size (default: the whole front)")
+    tr.add_argument("--time-budget", type=float, help="start no training after this many seconds; the same command "
+                    "goes on")
+    tr.add_argument("--folder", help="where the transfer keeps its storage and report (default: <study folder>/"
+                    "transfer_<task>)")
+    tr.add_argument("--report-only", action="store_true", help="write the report from the transfer's storage, train "
+                    "nothing")
+    tr.set_defaults(func=cmd_transfer)
     r = sub.add_parser("report", help="answer the paper's questions from a study's trials (Markdown)")
     _study_arguments(r)
     r.add_argument("--out", help="also write the Markdown here (e.g. docs/<name>.md)")
