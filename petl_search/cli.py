@@ -371,9 +371,13 @@ def _run_provenance(args: argparse.Namespace) -> dict[str, Any]:
                                                            ("max_points", args.max_points),
                                                            ("time_budget", args.time_budget), ("folder", args.folder))
                if v is not None]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).resolve().parent, timeout=10).stdout.strip() or None
+    def git(*words: str) -> str:
+        return subprocess.run(["git", *words], capture_output=True, text=True, cwd=Path(__file__).resolve().parent,
+                              timeout=10).stdout.strip()
+
+    try:  # "+dirty": tracked files had changes the commit does not hold
+        commit = (git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain",
+                                                                         "--untracked-files=no") else "")) or None
     except (OSError, subprocess.SubprocessError):
         commit = None
     return {"command": " ".join(["petl-search transfer", args.study, *options]), "commit": commit,
