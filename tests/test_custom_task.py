@@ -272,7 +272,8 @@ def test_train_takes_a_task_file(tmp_path, tiny_model, capsys) -> None:
     task_file.write_text(yaml.safe_dump({**SENTIMENT, "kind": "clasification"}))
     assert main(args) == 2
     assert capsys.readouterr().err.strip() == (f"petl-search: error: {task_file}: kind must be one of "
-                                               f"['classification', 'regression', 'seq2seq'], but got 'clasification'")
+                                               f"['classification', 'regression', 'seq2seq', 'causal_lm'], but got "
+                                               f"'clasification'")
 
 
 def csv_task(folder: Path, train: str, dev: str) -> dict:
@@ -297,6 +298,20 @@ def broken_dev(folder: Path) -> dict:
     sentiment_files(folder)
     (folder / "data" / "dev.jsonl").write_text('{"sentence": ')
     return SENTIMENT
+
+
+def prompted(folder: Path, **changes) -> dict:
+    """The sentiment task as a causal LM's prompt task (a template and a verbalizer), with `changes`; a key
+    changed to None is left out."""
+    sentiment_files(folder)
+    block = {"kind": "causal_lm", "files": SENTIMENT["files"], "prompt": "Review: {sentence}\nSentiment:",
+             "label": "label", "verbalizer": {"negative": " bad", "positive": " good"}, **changes}
+    return {key: value for key, value in block.items() if value is not None}
+
+
+def answered(folder: Path, **changes) -> dict:
+    """The prompt task with an answer column (the label's text) instead of a verbalizer."""
+    return prompted(folder, **{"label": None, "verbalizer": None, "answer": "label", **changes})
 
 
 def spreadsheet(folder: Path) -> dict:
@@ -343,11 +358,63 @@ MISTAKES = {
                                 "task.label: {folder}/train.csv row 2 has 'high' in column 'y'; a regression label "
                                 "is a number"),
     "an unknown kind": (lambda d: {**SENTIMENT, "kind": "clasification"},
-                        "task.kind must be one of ['classification', 'regression', 'seq2seq'], but got "
+                        "task.kind must be one of ['classification', 'regression', 'seq2seq', 'causal_lm'], but got "
                         "'clasification'"),
-    "causal LM": (lambda d: {**SENTIMENT, "kind": "causal_lm"},
-                  "task.kind: causal language modelling is not supported yet; kind must be one of ['classification', "
-                  "'regression', 'seq2seq'], but got 'causal_lm'"),
+    "text on causal_lm": (lambda d: {**SENTIMENT, "kind": "causal_lm"},
+                          "task.text: a causal_lm task reads a prompt (prompt: a column, or a template with {{column}} "
+                          "fields) and an answer (answer: a column; or label: and verbalizer: for classification "
+                          "data), not text"),
+    "prompt on classification": (lambda d: {**SENTIMENT, "prompt": "Review: {{sentence}}"},
+                                 "task.prompt: prompt, answer and verbalizer are for a causal_lm task, not a "
+                                 "classification task"),
+    "neither answer nor verbalizer": (lambda d: prompted(d, verbalizer=None),
+                                      "task.answer: a causal_lm task needs one of answer (the answer column: exact "
+                                      "match on the generated answer) or verbalizer (each label's answer words, with "
+                                      "label: the label column: accuracy over the scored words), but got neither"),
+    "answer and verbalizer": (lambda d: prompted(d, answer="label"), "task.answer: a causal_lm task needs one of "
+                              "answer (the answer column: exact match on the generated answer) or verbalizer"),
+    "labels beside an answer": (lambda d: answered(d, labels=["negative", "positive"]),
+                                "task.labels: a causal_lm task with an answer column has no classes; for "
+                                "classification data give label: and verbalizer: instead of answer:"),
+    "an unknown prompt field": (lambda d: prompted(d, prompt="Review: {sentense}"),
+                                "task.prompt: no column 'sentense' in {folder}/data/train.jsonl; its columns: "
+                                "['sentence', 'label']"),
+    "an unknown prompt column": (lambda d: answered(d, prompt="review"),
+                                 "task.prompt: no column 'review' in {folder}/data/train.jsonl"),
+    "a field with a format": (lambda d: prompted(d, prompt="{sentence:>9}"),
+                              "task.prompt: a field is a column's name in braces, as {{sentence}}, but got "
+                              "'{{sentence:>9}}' (write {{{{ and }}}} for literal braces)"),
+    "an empty prompt": (lambda d: prompted(d, prompt=" "), "task.prompt must be a column's name or a template"),
+    "an unknown answer column": (lambda d: answered(d, answer="reply"),
+                                 "task.answer: no column 'reply' in {folder}/data/train.jsonl; its columns: "
+                                 "['sentence', 'label']"),
+    "the answer in the prompt": (lambda d: answered(d, prompt="{sentence} {label}"),
+                                 "task.answer must not be a field of the prompt too (the model would read its answer), "
+                                 "but got 'label'"),
+    "accuracy on generated answers": (lambda d: answered(d, metric="accuracy"),
+                                      "task.metric: 'accuracy' does not fit kind 'causal_lm'; a causal_lm task with an "
+                                      "answer column takes one of ['exact_match', 'rouge', 'bleu', "),
+    "exact match on scored words": (lambda d: prompted(d, metric="exact_match"),
+                                    "task.metric: 'exact_match' does not fit kind 'causal_lm' with a verbalizer; a "
+                                    "causal_lm task with a verbalizer takes one of ['accuracy', 'f1', "
+                                    "'matthews_correlation']"),
+    "exact match on classification": (lambda d: {**SENTIMENT, "metric": "exact_match"},
+                                      "task.metric: 'exact_match' does not fit kind 'classification'; a classification "
+                                      "task takes one of ['accuracy', 'f1', 'matthews_correlation']"),
+    "a label the verbalizer lacks": (lambda d: prompted(d, verbalizer={"negative": " bad", "neutral": " meh"}),
+                                     "task.verbalizer: {folder}/data/train.jsonl has labels ['positive'] (column "
+                                     "'label') that are not in ['negative', 'neutral']"),
+    "labels that are not the verbalizer's": (lambda d: prompted(d, labels=["negative", "good"]),
+                                             "task.labels must be the verbalizer's labels ['negative', 'positive'] (in "
+                                             "any order), but got ['negative', 'good']"),
+    "one word for two labels": (lambda d: prompted(d, verbalizer={"negative": " ok", "positive": " ok"}),
+                                "task.verbalizer gives two labels the same words ' ok': they could never be told "
+                                "apart"),
+    "a verbalizer of one label": (lambda d: prompted(d, verbalizer={"negative": " bad"}),
+                                  "task.verbalizer must map two or more labels to their answer words"),
+    "an empty answer": (lambda d: {"kind": "causal_lm", "prompt": "s", "answer": "y",
+                                   "files": csv_task(d, "s,y\na,yes\nb,\n", "s,y\na,no\n")["files"]},
+                        "task.answer: {folder}/train.csv row 2 has no answer (column 'y')"),
     "an unreadable format": (spreadsheet,
                              "task.files.train: train.xlsx is not in a format petl-search reads (CSV, TSV, JSON "
                              "lines, Parquet: .csv, .tsv, .jsonl, .json, .parquet)"),

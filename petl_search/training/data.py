@@ -1,6 +1,12 @@
 """A task's data on its way into a model: splits loaded once per process, texts tokenised lazily (only
 the rows a trial reaches, each once), batches of similar length, and padding.
 
+A causal LM's example is its prompt's tokens (as the tokenizer writes them, special tokens included, keeping the
+last `max_length` when longer: the cue before the answer stays), then the answer's (tokenised alone, without
+special tokens, at most `max_target_length`), then end of sequence; its labels are -100 on the prompt (and on
+padding), so the loss is on the answer and the end of sequence only. Training batches are padded on the right;
+prompts for generation on the left (`collate_prompts`), so that every row's next token comes at the same place.
+
 Later trials in the same worker reuse what earlier ones loaded and tokenised.
 """
 from __future__ import annotations
@@ -10,8 +16,11 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from ..core.errors import PETLError
 from .config import TrainConfig
 from .tasks import Task
+
+IGNORED = -100  # a label the loss skips (a prompt's or padding's token), as transformers' losses read it
 
 
 class EncodedSplit:
@@ -23,13 +32,21 @@ class EncodedSplit:
         self.texts = list(zip(*(list(dataset[c]) for c in columns)))
         self.references = list(dataset["target" if task.kind == "seq2seq" else "label"])
         self._rows: dict[int, dict[str, list[int]]] = {}
+        # a causal LM's answer words per class (a verbalizer's), as tokens: what it is trained on and scored by
+        self.words = [self._answer(word) for word in task.verbalizer]
+
+    def _answer(self, text: str) -> list[int]:
+        """An answer's tokens, alone and without special tokens, at most max_target_length of them."""
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"][:self.cfg.max_target_length]
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def rows(self, indices: list[int]) -> list[dict[str, list[int]]]:
         missing = [i for i in indices if i not in self._rows]
-        if missing:
+        if missing and self.task.kind == "causal_lm":
+            self._prompt_rows(missing)
+        elif missing:
             columns = list(zip(*(self.texts[i] for i in missing)))
             enc = self.tokenizer(*(list(c) for c in columns), truncation=True, max_length=self.cfg.max_length)
             if self.task.kind == "seq2seq":
@@ -41,6 +58,20 @@ class EncodedSplit:
                 row["labels"] = targets[j] if self.task.kind == "seq2seq" else self.references[i]
                 self._rows[i] = row
         return [self._rows[i] for i in indices]
+
+    def _prompt_rows(self, missing: list[int]) -> None:
+        """Rows `missing` of a causal LM task: prompt + answer + end of sequence, labelled on the answer only."""
+        eos = self.tokenizer.eos_token_id
+        if eos is None:
+            raise PETLError(f"task {self.task.name!r}: a causal LM task ends each answer with the tokenizer's end of "
+                            f"sequence, but the tokenizer {getattr(self.tokenizer, 'name_or_path', '')!r} has none")
+        prompts = self.tokenizer([self.texts[i][0] for i in missing])["input_ids"]
+        for i, prompt in zip(missing, prompts):
+            prompt = prompt[-self.cfg.max_length:]
+            label = self.references[i]
+            answer = (self.words[label] if self.words else self._answer(label)) + [eos]
+            self._rows[i] = {"input_ids": prompt + answer, "labels": [IGNORED] * len(prompt) + answer,
+                             "prompt_ids": prompt}
 
 
 _ENCODED: dict[tuple, EncodedSplit] = {}  # per process: later trials reuse what earlier ones tokenised
@@ -96,8 +127,18 @@ def collate(split: EncodedSplit, indices: list[int], pad_id: int, device: torch.
     if token_types and "token_type_ids" in rows[0]:
         batch["token_type_ids"] = pad([r["token_type_ids"] for r in rows], 0, width)
     labels = [r["labels"] for r in rows]
-    if split.task.kind == "seq2seq":
-        batch["labels"] = pad(labels, -100, max(len(s) for s in labels))
+    if split.task.kind in ("seq2seq", "causal_lm"):  # a causal LM's labels are as long as its inputs
+        batch["labels"] = pad(labels, IGNORED, max(len(s) for s in labels))
     else:
         batch["labels"] = torch.tensor(labels, dtype=torch.float32 if split.task.kind == "regression" else torch.long)
     return {k: v.to(device) for k, v in batch.items()}
+
+
+def collate_prompts(split: EncodedSplit, indices: list[int], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """A causal LM task's prompts alone, padded on the left (generation continues every row at the end), with
+    their attention mask."""
+    prompts = [r["prompt_ids"] for r in split.rows(indices)]
+    width = max(len(p) for p in prompts)
+    ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], dtype=torch.long)
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}

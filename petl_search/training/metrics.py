@@ -1,7 +1,9 @@
 """Task metrics that run offline and agree with the reference implementations.
 
 GLUE's metrics (accuracy, binary F1, Matthews correlation, Pearson, Spearman) are a few lines of
-numpy each and are written here; tests compare them with scikit-learn and SciPy. BLEU and ROUGE are
+numpy each and are written here; tests compare them with scikit-learn and SciPy. Exact match (a causal LM's
+generated answer against the reference answer) compares answers as `normalise_answer` writes them: white space
+collapsed and trimmed, lower case; nothing else (punctuation and articles count, unlike SQuAD's script). BLEU and ROUGE are
 delegated to sacrebleu and rouge-score themselves: they *are* the references papers report, and a
 re-implementation could only drift from them (tokenisation, smoothing, stemming). Scores are in
 [0, 1] for classification/correlation metrics and in [0, 100] for BLEU and ROUGE, as their tools print.
@@ -63,6 +65,20 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return sums[inverse] / counts[inverse]
 
 
+def normalise_answer(text: object) -> str:
+    """An answer as exact match compares it: every run of white space made one space, trimmed, lower-cased
+    ("  Positive\n" and "positive" are one answer; "positive." is another)."""
+    return " ".join(str(text).split()).lower()
+
+
+def exact_match(predictions: Sequence[str], references: Sequence[str]) -> float:
+    """The share of predictions equal to their reference once both are normalised (`normalise_answer`)."""
+    _pair_lengths(predictions, references)
+    if len(predictions) == 0:
+        raise PETLError("a metric needs at least one prediction, but got none")
+    return float(np.mean([normalise_answer(p) == normalise_answer(r) for p, r in zip(predictions, references)]))
+
+
 def bleu(predictions: Sequence[str], references: Sequence[str]) -> float:
     """Corpus BLEU with sacrebleu's defaults (13a tokenisation, exponential smoothing), one reference."""
     import sacrebleu
@@ -111,6 +127,7 @@ METRICS: dict[str, Callable[[Sequence, Sequence], dict[str, float]]] = {
                                       "combined": (pearson(p, r) + spearman(p, r)) / 2},
     "bleu": lambda p, r: {"bleu": bleu(p, r)},
     "rouge": rouge,
+    "exact_match": lambda p, r: {"exact_match": exact_match(p, r)},
 }
 
 
@@ -118,6 +135,7 @@ METRICS: dict[str, Callable[[Sequence, Sequence], dict[str, float]]] = {
 SCORE_NAMES: dict[str, tuple[str, ...]] = {
     "accuracy": ("accuracy",), "f1": ("f1", "accuracy"), "matthews_correlation": ("matthews_correlation", "accuracy"),
     "pearson_spearman": ("pearson", "spearmanr", "combined"), "bleu": ("bleu",), "rouge": ROUGE_TYPES,
+    "exact_match": ("exact_match",),
 }
 
 
@@ -133,12 +151,16 @@ _SIGNED = {"matthews_correlation", "pearson", "spearmanr", "combined"}
 
 
 def constant_scores(metric: str, train_labels: Sequence, references: Sequence) -> dict[str, float] | None:
-    """What a model that ignores its input scores: the training data's most frequent class (classification)
-    or its mean (regression), on `references`. A trained point at or below it has learnt nothing usable.
-    None for generation metrics, where no constant answer is meaningful."""
+    """What a model that ignores its input scores: the training data's most frequent class (classification),
+    its mean (regression) or its most frequent answer (exact match; ties: the first in sorted order), on
+    `references`. A trained point at or below it has learnt nothing usable. None for BLEU and ROUGE, where no
+    constant answer is meaningful."""
     if metric in ("bleu", "rouge"):
         return None
-    if metric == "pearson_spearman":
+    if metric == "exact_match":
+        answers, counts = np.unique([normalise_answer(a) for a in train_labels], return_counts=True)
+        constant = str(answers[np.argmax(counts)])
+    elif metric == "pearson_spearman":
         constant = float(np.mean(np.asarray(train_labels, dtype=np.float64)))
     else:
         values, counts = np.unique(np.asarray(train_labels), return_counts=True)

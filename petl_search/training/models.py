@@ -174,14 +174,18 @@ def quiet_loading() -> Iterator[None]:
 
 
 def load_model(model: str, task: Task, seed: int, *, field: str = "model") -> tuple[Any, Any]:
-    """A task model (classification/regression head, or seq2seq LM) and its tokenizer, offline first."""
-    from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
+    """A task model (classification/regression head, seq2seq LM, or causal LM with its own, frozen LM head:
+    SmolLM2's tied to its embeddings) and its tokenizer, offline first."""
+    from transformers import (AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification,
+                              AutoTokenizer)
 
     seed_everything(seed)  # the new head's initialisation depends on it
     tokenizer = load_pretrained(AutoTokenizer.from_pretrained, model, field=field)
     with quiet_loading():  # the head is new, and trained (or loaded) next
         if task.kind == "seq2seq":
             net = load_weights(AutoModelForSeq2SeqLM.from_pretrained, model, field=field)
+        elif task.kind == "causal_lm":
+            net = load_weights(AutoModelForCausalLM.from_pretrained, model, field=field)
         else:
             net = load_weights(
                 AutoModelForSequenceClassification.from_pretrained, model, field=field, num_labels=task.num_labels,
@@ -204,16 +208,20 @@ def prepare_tokenizer(model: Any, tokenizer: Any) -> None:
 
 
 def head_modules(model: Any) -> list[str]:
-    """The task head's submodules: every child with parameters except the backbone (and Δh, once applied),
-    plus BERT's pooler. A decoder classifier's head is its `score` layer (Llama: hidden × labels, no bias).
+    """The task head's submodules: every child with parameters except the backbone (and Δh, once applied, and a
+    language model's own head: the child that holds its output embeddings, pretrained and frozen, tied to the
+    input embeddings or not), plus BERT's pooler. A decoder classifier's head is its `score` layer (Llama:
+    hidden × labels, no bias); a causal or seq2seq LM has none.
 
     BERT classifies from pooler(h_CLS) = tanh(W h_CLS + b); the pooler was trained for next-sentence
     prediction (or not at all, in sentence encoders such as all-MiniLM), so it belongs to the task
     head, as RoBERTa's classification head carries its own dense + tanh layer.
     """
     base = getattr(model, "base_model_prefix", "")
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     heads = [name for name, child in model.named_children()
-             if name != base and not _is_delta_container(child) and next(child.parameters(), None) is not None]
+             if name != base and not _is_delta_container(child) and next(child.parameters(), None) is not None
+             and not (output is not None and any(m is output for m in child.modules()))]
     backbone = getattr(model, base, None)
     if backbone is not None and getattr(backbone, "pooler", None) is not None:
         heads.append(f"{base}.pooler")

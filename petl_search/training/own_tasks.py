@@ -4,13 +4,21 @@ dashboards and export treat it as they treat SST-2.
 
     task:
       name: my_reviews              # optional: a label for reports (default: the study's name)
-      kind: classification          # classification | regression | seq2seq
+      kind: classification          # classification | regression | seq2seq | causal_lm
       files: {train: data/train.jsonl, dev: data/dev.jsonl}   # CSV, TSV, JSON lines, Parquet; relative to the file
       # hub: {id: nyu-mll/glue, config: rte, splits: {train: train, dev: validation}}
       text: [sentence]              # one or two text columns; seq2seq: `source:` and `target:` columns instead
       label: label                  # classification and regression
       labels: [negative, positive]  # optional: inferred from train (sorted; a Hub ClassLabel keeps its own order)
       metric: accuracy              # optional: a metric family of metrics.py or one of its scores; default per kind
+
+    task:                           # a causal LM's prompt -> answer task
+      kind: causal_lm
+      files: {train: data/train.tsv, dev: data/dev.tsv}
+      prompt: "Review: {sentence}\nSentiment:"   # a column, or a template with {column} fields
+      answer: answer                # the answer column (exact match on the generated answer) ...
+      # label: label                # ... or, for classification data, the label column and each class's
+      # verbalizer: {0: " negative", 1: " positive"}   # answer words (accuracy: the best-scored words' class)
 
 Local files are checked here, before anything starts, reading only what the checks need: a CSV or TSV file's
 header and then single columns (pandas, as `datasets` reads CSV), a Parquet file's schema and single columns, a
@@ -30,14 +38,18 @@ from typing import Any, Callable, Mapping
 from ..core.errors import PETLError
 from .hub import load_hub_splits
 from .metrics import SCORE_NAMES
-from .tasks import FILE_FORMATS, TASKS, Task, class_names, label_text
+from .tasks import FILE_FORMATS, TASKS, Task, class_names, label_text, template_fields
 
-KINDS = ("classification", "regression", "seq2seq")
-TASK_KEYS = ("name", "kind", "files", "hub", "text", "label", "labels", "metric", "source", "target")
+KINDS = ("classification", "regression", "seq2seq", "causal_lm")
+TASK_KEYS = ("name", "kind", "files", "hub", "text", "label", "labels", "metric", "source", "target", "prompt",
+             "answer", "verbalizer")
 SPLITS = {"train": "train", "dev": "validation"}  # a task file's word for a split -> the loader's
-# The metric families that fit each kind; the first is the kind's default
+# The metric families that fit each kind; the first is the kind's default. A causal_lm task's depend on its form:
+# with an answer column its generated answers are compared with the reference (text metrics); with a verbalizer
+# the class whose answer words the model scores highest is its prediction (class metrics)
 KIND_METRICS = {"classification": ("accuracy", "f1", "matthews_correlation"), "regression": ("pearson_spearman",),
-                "seq2seq": ("rouge", "bleu")}
+                "seq2seq": ("rouge", "bleu"), "causal_lm": ("exact_match", "rouge", "bleu"),
+                "causal_lm with a verbalizer": ("accuracy", "f1", "matthews_correlation")}
 # The score a task selects on when its metric names a family: the family's first score, but ROUGE-2 for ROUGE
 # (what XSum, the built-in summarisation task, selects on)
 FAMILY_MAIN = {"rouge": "rouge2"}
@@ -70,8 +82,15 @@ def parse_task(block: Any, *, source: str, default_name: str, prefix: str = "tas
         raise TaskError(f"{at('name')} must not be a built-in task's name (`task: {name}` is that task), but got "
                         f"{name!r}")
     columns = _columns(block, kind, at)
-    family, main = _metric(block.get("metric"), kind, at)
+    form = "causal_lm with a verbalizer" if kind == "causal_lm" and "verbalizer" in block else kind
+    family, main = _metric(block.get("metric"), form, at)
     given = _given_labels(block.get("labels"), at)
+    prompt, verbalizer = "", {}
+    if kind == "causal_lm":
+        prompt = _template(block["prompt"])
+        if "verbalizer" in block:
+            verbalizer = _verbalizer(block["verbalizer"], given, at)
+            given = tuple(verbalizer)
     if ("files" in block) == ("hub" in block):
         raise TaskError(f"{source}: {what} needs one of files (local files) or hub (a Hugging Face dataset), but got "
                         f"{'both' if 'files' in block else 'neither'}")
@@ -81,7 +100,7 @@ def parse_task(block: Any, *, source: str, default_name: str, prefix: str = "tas
     if "files" in block:
         paths = _files(block["files"], source, at)
         splits = {key: _File(path, f"files.{key}", at) for key, path in paths.items()}
-        labels = _check(splits, columns, kind, given, at)
+        labels = _check(splits, columns, form, given, at)
         # A content hash, not the files' sizes and mtimes: a copy, a fresh clone or a `touch` changes the mtime of
         # unchanged data (its study would refuse to resume), and an edit of a label ('0' -> '1') keeps the size
         # (it would resume silently). Hashing reads each file once more, as fast as the disk; loading reads it anyway.
@@ -97,27 +116,33 @@ def parse_task(block: Any, *, source: str, default_name: str, prefix: str = "tas
         definition["hub"] = {"id": repo, "config": config, "splits": hub_splits_written}
         source_fields = {"hub": (repo, config), "hub_columns": dict(columns),
                          "hub_splits": {SPLITS[key]: split for key, split in hub_splits_written.items()}}
-    if kind == "classification":
+    if verbalizer:
+        definition["verbalizer"] = {label_name: verbalizer[label_name] for label_name in labels}
+    if labels:
         definition["labels"] = list(labels)
         if family == "f1" and len(labels) != 2:
             raise TaskError(f"{at('metric')}: f1 is the F1 of the positive class (the second of two labels), but "
                             f"this task has {len(labels)} classes {list(labels)}: use accuracy or "
                             f"matthews_correlation")
     return Task(name, kind, family, main, tuple(labels or ()), columns=columns, defined_in=source,
-                definition=definition, **source_fields)
+                definition=definition, prompt=prompt, verbalizer=tuple(verbalizer[n] for n in labels) if verbalizer else (),
+                **source_fields)
 
 
 def _kind(kind: Any, at: Callable[[str], str]) -> str:
-    if isinstance(kind, str) and kind.lower().replace("-", "_") in ("causal_lm", "causal", "lm", "clm"):
-        raise TaskError(f"{at('kind')}: causal language modelling is not supported yet; kind must be one of "
-                        f"{list(KINDS)}, but got {kind!r}")
     if kind not in KINDS:
         raise TaskError(f"{at('kind')} must be one of {list(KINDS)}, but got {kind!r}")
     return kind
 
 
 def _columns(block: Mapping[str, Any], kind: str, at: Callable[[str], str]) -> dict[str, str]:
-    """{the file's column: ours} (text_a, text_b, label; or source, target), checked against the kind."""
+    """{the file's column: ours} (text_a, text_b, label; or source, target; or a causal LM's prompt fields and its
+    answer or label column, both `label`), checked against the kind."""
+    if kind == "causal_lm":
+        return _prompt_columns(block, at)
+    wrong = next((k for k in ("prompt", "answer", "verbalizer") if k in block), None)
+    if wrong:
+        raise TaskError(f"{at(wrong)}: prompt, answer and verbalizer are for a causal_lm task, not a {kind} task")
     if kind == "seq2seq":
         wrong = next((k for k in ("text", "label", "labels") if k in block), None)
         if wrong:
@@ -150,8 +175,72 @@ def _columns(block: Mapping[str, Any], kind: str, at: Callable[[str], str]) -> d
     return {**dict(zip(text, ("text_a", "text_b"))), label: "label"}
 
 
+def _prompt_columns(block: Mapping[str, Any], at: Callable[[str], str]) -> dict[str, str]:
+    """A causal_lm task's columns: {each prompt field (or the prompt column): "prompt", the answer or label column:
+    "label"}; one of answer (a column) or verbalizer (with label) is given."""
+    wrong = next((k for k in ("text", "source", "target") if k in block), None)
+    if wrong:
+        raise TaskError(f"{at(wrong)}: a causal_lm task reads a prompt (prompt: a column, or a template with {{column}} "
+                        f"fields) and an answer (answer: a column; or label: and verbalizer: for classification "
+                        f"data), not {wrong}")
+    prompt = block.get("prompt")
+    if not (isinstance(prompt, str) and prompt.strip()):
+        raise TaskError(f"{at('prompt')} must be a column's name or a template with {{column}} fields, as "
+                        f"\"Review: {{sentence}}\\nSentiment:\", but got {prompt!r}")
+    try:
+        fields = template_fields(prompt) or [prompt]  # no field: the prompt is a column
+    except ValueError as exc:
+        raise TaskError(f"{at('prompt')}: {exc} (write {{{{ and }}}} for literal braces)") from None
+    if ("answer" in block) == ("verbalizer" in block):
+        raise TaskError(f"{at('answer')}: a causal_lm task needs one of answer (the answer column: exact match on the "
+                        f"generated answer) or verbalizer (each label's answer words, with label: the label column: "
+                        f"accuracy over the scored words), but got {'both' if 'answer' in block else 'neither'}")
+    key = "answer" if "answer" in block else "label"
+    if key == "answer":
+        wrong = next((k for k in ("label", "labels") if k in block), None)
+        if wrong:
+            raise TaskError(f"{at(wrong)}: a causal_lm task with an answer column has no classes; for classification "
+                            f"data give label: and verbalizer: instead of answer:")
+    column = block.get(key)
+    if not (isinstance(column, str) and column):
+        raise TaskError(f"{at(key)} must be the name of the {key} column, but got {column!r}")
+    if column in fields:
+        raise TaskError(f"{at(key)} must not be a field of the prompt too (the model would read its answer), but got "
+                        f"{column!r}")
+    return {**{field: "prompt" for field in fields}, column: "label"}
+
+
+def _template(prompt: str) -> str:
+    """The prompt as a template: itself when it has fields, else the column it names as the one field."""
+    return prompt if template_fields(prompt) else "{" + prompt + "}"
+
+
+def _verbalizer(value: Any, given: tuple[str, ...] | None, at: Callable[[str], str]) -> dict[str, str]:
+    """{class name: its answer words}, in the order of `labels:` when given (the same classes), else its own."""
+    if not (isinstance(value, Mapping) and len(value) >= 2
+            and all(isinstance(k, (str, int, float, bool)) for k in value)
+            and all(isinstance(v, str) and v.strip() for v in value.values())):
+        raise TaskError(f"{at('verbalizer')} must map two or more labels to their answer words, as {{0: \" negative\", "
+                        f"1: \" positive\"}}, but got {value!r}")
+    words = {label_text(k): v for k, v in value.items()}
+    if len(words) != len(value):
+        raise TaskError(f"{at('verbalizer')} names a label twice ({list(value)}), but got {value!r}")
+    same = sorted({w for w in words.values() if list(words.values()).count(w) > 1})
+    if same:
+        raise TaskError(f"{at('verbalizer')} gives two labels the same words {same[0]!r}: they could never be told "
+                        f"apart")
+    if given is not None:
+        if set(given) != set(words):
+            raise TaskError(f"{at('labels')} must be the verbalizer's labels {list(words)} (in any order), but got "
+                            f"{list(given)}")
+        return {name: words[name] for name in given}
+    return words
+
+
 def _written_columns(block: Mapping[str, Any], kind: str) -> dict[str, Any]:
     """The columns as the definition keeps them (text always a list: `text: s` and `text: [s]` are one task)."""
+    if kind == "causal_lm":
+        return {key: block[key] for key in ("prompt", "answer", "label") if key in block}
     if kind == "seq2seq":
         return {"source": block["source"], "target": block["target"]}
     text = block["text"]
@@ -171,8 +260,11 @@ def _metric(value: Any, kind: str, at: Callable[[str], str]) -> tuple[str, str]:
         return fitting[value]
     known = set(SCORE_NAMES) | {score for scores in SCORE_NAMES.values() for score in scores}
     fits_another = isinstance(value, str) and value in known
-    why = f"does not fit kind {kind!r}" if fits_another else "is not a metric petl-search computes"
-    raise TaskError(f"{at('metric')}: {value!r} {why}; a {kind} task takes one of {list(fitting)}")
+    what = {"causal_lm": "a causal_lm task with an answer column",
+            "causal_lm with a verbalizer": "a causal_lm task with a verbalizer"}.get(kind, f"a {kind} task")
+    fit = f"kind {kind!r}" if kind in KINDS else "kind 'causal_lm' with a verbalizer"
+    why = f"does not fit {fit}" if fits_another else "is not a metric petl-search computes"
+    raise TaskError(f"{at('metric')}: {value!r} {why}; {what} takes one of {list(fitting)}")
 
 
 def _given_labels(value: Any, at: Callable[[str], str]) -> tuple[str, ...] | None:
@@ -307,14 +399,17 @@ def _hub_splits(repo: str, config: str | None, splits: dict[str, str], name: str
 
 def _check(splits: Mapping[str, Any], columns: Mapping[str, str], kind: str, given: tuple[str, ...] | None,
            at: Callable[[str], str]) -> tuple[str, ...]:
-    """Check the train and dev splits (_File or _Loaded) against the task; return its class names (classification:
-    `given`, else train's sorted, or a Hub ClassLabel's order), else ()."""
+    """Check the train and dev splits (_File or _Loaded) against the task (`kind`: its kind, or a causal_lm task's
+    form); return its class names (classification: `given`, else train's sorted, or a Hub ClassLabel's order; a
+    verbalizer's: `given`), else ()."""
     roles = {ours: column for column, ours in columns.items()}
-    key_of = {"text_a": "text", "text_b": "text", "label": "label", "source": "source", "target": "target"}
+    answers = kind == "causal_lm"  # its label column holds answers, not classes
+    key_of = {"text_a": "text", "text_b": "text", "label": "answer" if answers else "label", "source": "source",
+              "target": "target", "prompt": "prompt"}
     for split in splits.values():
         if not split.columns:
             raise TaskError(f"{at(split.key)}: {split.where} has no rows")
-        for ours, column in roles.items():
+        for column, ours in columns.items():
             if column not in split.columns:
                 raise TaskError(f"{at(key_of[ours])}: no column {column!r} in {split.where}; its columns: "
                                 f"{split.columns}")
@@ -325,14 +420,16 @@ def _check(splits: Mapping[str, Any], columns: Mapping[str, str], kind: str, giv
             raise TaskError(f"{at(split.key)}: {split.where} has no rows")
     if kind == "seq2seq":
         return ()
+    given_key = "verbalizer" if kind.startswith("causal_lm") else "labels"
     for key, split in splits.items():
         for i, value in enumerate(values[key]):
             if kind == "regression" and not _is_finite_number(value):
                 raise TaskError(f"{at('label')}: {split.where} row {i + 1} has {value!r} in column {read!r}; a "
                                 f"regression label is a number")
             if value is None or label_text(value) == "":
-                raise TaskError(f"{at('label')}: {split.where} row {i + 1} has no label (column {read!r})")
-    if kind == "regression":
+                raise TaskError(f"{at(key_of['label'])}: {split.where} row {i + 1} has no {key_of['label']} (column "
+                                f"{read!r})")
+    if kind in ("regression", "causal_lm"):
         return ()
     train, dev = splits["train"], splits["dev"]
     seen = {key: {label_text(v) for v in values[key]} for key in splits}
@@ -340,7 +437,7 @@ def _check(splits: Mapping[str, Any], columns: Mapping[str, str], kind: str, giv
         for key, split in splits.items():
             unknown = sorted(seen[key] - set(given))
             if unknown:
-                raise TaskError(f"{at('labels')}: {split.where} has labels {unknown} (column {read!r}) that are not "
+                raise TaskError(f"{at(given_key)}: {split.where} has labels {unknown} (column {read!r}) that are not "
                                 f"in {list(given)}")
     labels = given or tuple(getattr(train, "class_order", None) or _sorted_labels(seen["train"]))
     if len(labels) < 2:

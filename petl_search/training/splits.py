@@ -4,7 +4,8 @@ the official dev set stays unseen by the sampler and the scheduler and can judge
 The carve is a pure function of the labels, the size and the seed (and, for a length-matched split, of the
 training and dev texts' word counts): every worker, every trial and every later export or reseed gets the
 same split. Classification is stratified (each class keeps its share of the training data, the rounding
-going to the largest remainders); regression and seq2seq are not.
+going to the largest remainders), and so is a causal LM task with a verbalizer (by its labels); regression,
+seq2seq and a causal LM task with an answer column are not.
 
 `split_like="dev"` draws the split so that its examples look like the dev set's: their word counts follow
 the dev set's (`length_matched`). On SST-2 the training rows are mostly short phrases and the dev rows full
@@ -154,13 +155,13 @@ def search_rows(task: Task, splits: Any, cfg: TrainConfig) -> tuple[list[int], l
     matched = {}
     if cfg.split_like == "dev":
         matched = dict(lengths=word_counts(train_split, task), like_lengths=word_counts(splits["validation"], task))
-    return carve(labels, cfg.search_split, cfg.split_seed, stratify=task.kind == "classification",
+    return carve(labels, cfg.search_split, cfg.split_seed, stratify=task.has_classes,
                  cap=cfg.search_split_max, **matched)
 
 
 def constant_references(task: Task, splits: Any, cfg: TrainConfig) -> dict[str, dict[str, float] | None]:
-    """What a constant answer (the training data's majority class, or its mean) scores on the set a run is
-    judged on and on the official dev set: a point at or below it has learnt nothing usable."""
+    """What a constant answer (the training data's majority class, its mean, or its most frequent answer) scores
+    on the set a run is judged on and on the official dev set: a point at or below it has learnt nothing usable."""
     train_split = splits["train"]
     if task.kind == "seq2seq":
         return {"search split": None, "dev": None}

@@ -4,6 +4,8 @@ Every task loads (with `datasets`) into a DatasetDict with splits `train` / `val
 normalised columns
     classification / regression:  text_a, [text_b], label (int class id, or float score)
     seq2seq:                      source, target
+    causal_lm:                    prompt (the task's template filled in), label (the answer's text; with a
+                                  verbalizer the int class id, whose answer words are verbalizer[id])
 from a local folder (GLUE's TSV distribution, or JSON-lines/CSV files for seq2seq) or from the Hub
 (`hub=True`, or data_dir=HUB). With no data_dir, a GLUE task is read from $PETL_SEARCH_GLUE_DIR, else the
 `shared/data/glue` folder beside the checkout, else the copy that ships with the package (SST-2 only:
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -44,7 +47,7 @@ HUB = "hub://"
 @dataclass(frozen=True)
 class Task:
     name: str
-    kind: str  # "classification", "regression" or "seq2seq"
+    kind: str  # "classification", "regression", "seq2seq" or "causal_lm"
     metric: str  # a key of metrics.METRICS
     main_metric: str  # the score a search optimises
     labels: tuple[str, ...] = ()  # class names as the local files spell them (id = position)
@@ -62,6 +65,10 @@ class Task:
     # identity holds it. Both empty for a built-in task, whose name says it all.
     defined_in: str = ""
     definition: Mapping[str, Any] = field(default_factory=dict)
+    # causal_lm: the prompt's template, `{column}` fields filled from each row (a prompt column is "{column}"), and,
+    # for classification data, the answer word(s) of each class (id = position), which the model scores
+    prompt: str = ""
+    verbalizer: tuple[str, ...] = ()
 
     @property
     def own(self) -> bool:
@@ -78,9 +85,23 @@ class Task:
         return 1 if self.kind == "regression" else len(self.labels)
 
     @property
+    def has_head(self) -> bool:
+        """Whether the model gets a new task head (trained with Δh, counted apart): a classifier's or a
+        regressor's. A language model (seq2seq, causal_lm) answers with its own LM head, which stays frozen."""
+        return self.kind in ("classification", "regression")
+
+    @property
+    def has_classes(self) -> bool:
+        """Whether the label column holds class ids (a classifier's, or a causal LM's with a verbalizer): what the
+        search split is stratified by, and what predictions are."""
+        return self.kind == "classification" or (self.kind == "causal_lm" and bool(self.verbalizer))
+
+    @property
     def text_columns(self) -> tuple[str, ...]:
         if self.kind == "seq2seq":
             return ("source",)
+        if self.kind == "causal_lm":
+            return ("prompt",)
         return tuple(c for c in ("text_a", "text_b") if c in self.columns.values())
 
 
@@ -318,7 +339,7 @@ def _who(task: Task) -> str:
 
 def _role(column: str) -> str:
     """What one of our columns is, in words (for messages)."""
-    return "label" if column == "label" else "text"
+    return {"label": "label", "prompt": "prompt field"}.get(column, "text")
 
 
 def _seq2seq_local(task: Task, root: Path, splits: tuple[str, ...]) -> Any:
@@ -417,16 +438,15 @@ def _from_hub(task: Task, splits: tuple[str, ...]) -> Any:
 def _normalise(task: Task, raw: Any, columns: dict[str, str], source: str, labels_are_ids: bool = False) -> Any:
     _require_columns(task, raw.column_names, columns, source)
     wanted = {src: dst for src, dst in columns.items() if dst}
+    if task.kind == "causal_lm":
+        return _prompts(task, raw, wanted, source)
     data = raw.select_columns(list(wanted)).rename_columns(wanted)
     if task.kind == "seq2seq":
         return data
     from datasets import Value
 
     label_column = next(c for c, dst in wanted.items() if dst == "label")
-    first_line = 2 if task.header else 1  # of a local file: the line of its first example
-
-    def where(i: int) -> str:  # an own task's files differ in format (a Parquet file has no lines): its rows
-        return f"{source} row {i + 1}" if task.own else f"{source} line {i + first_line}"
+    where = _row_locator(task, source)
 
     if task.kind == "regression":
         bad = None  # a score column read as text holds an empty or a bad value somewhere
@@ -441,14 +461,66 @@ def _normalise(task: Task, raw: Any, columns: dict[str, str], source: str, label
     index = {name: i for i, name in enumerate(task.labels)}
 
     def to_id(row: dict, i: int) -> dict:
-        label = label_text(row["label"])
-        if label not in index:
-            why = "is empty: a row shorter than the header? GLUE's test files have no labels" if label == "" else ""
-            raise PETLError(f"{_who(task)}: {where(i)} has label {label!r}; expected one of {list(task.labels)} "
-                            f"(column {label_column!r}{' ' + why if why else ''})")
-        return {"label": index[label]}
+        return {"label": _class_id(task, index, row["label"], where(i), label_column)}
 
     return data.map(to_id, with_indices=True).cast_column("label", Value("int64"))
+
+
+def _row_locator(task: Task, source: str) -> Any:
+    """A function of a row's index to where it is, for messages: an own task's files differ in format (a Parquet
+    file has no lines), so its rows are counted; a GLUE file's lines are (after its header, if it has one)."""
+    first_line = 2 if task.header else 1  # of a local file: the line of its first example
+    return lambda i: f"{source} row {i + 1}" if task.own else f"{source} line {i + first_line}"
+
+
+def _class_id(task: Task, index: dict[str, int], value: Any, where: str, label_column: str) -> int:
+    """`value`'s class id in `task.labels` (`index`: name -> id), or one error naming the row and the column."""
+    label = label_text(value)
+    if label not in index:
+        why = "is empty: a row shorter than the header? GLUE's test files have no labels" if label == "" else ""
+        raise PETLError(f"{_who(task)}: {where} has label {label!r}; expected one of {list(task.labels)} "
+                        f"(column {label_column!r}{' ' + why if why else ''})")
+    return index[label]
+
+
+def template_fields(template: str) -> list[str]:
+    """The `{column}` fields of a prompt template, in order (`{{` and `}}` are literal braces); a field with a
+    format spec or a conversion (`{x:>5}`, `{x!r}`), or an empty `{}`, is a ValueError that says so, as is an
+    unbalanced brace."""
+    fields = []
+    for _, name, spec, conversion in string.Formatter().parse(template):
+        if name is None:
+            continue
+        if not name or spec or conversion:
+            whole = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ValueError(f"a field is a column's name in braces, as {{sentence}}, but got {whole!r}")
+        fields.append(name)
+    return fields
+
+
+def render_prompt(template: str, row: Mapping[str, Any]) -> str:
+    """The template with each `{column}` field replaced by the row's value, as text (nothing else is
+    interpreted: `{a.b}` is the column `a.b`, not an attribute)."""
+    return "".join(literal + ("" if name is None else str(row[name]))
+                   for literal, name, _, _ in string.Formatter().parse(template))
+
+
+def _prompts(task: Task, raw: Any, wanted: dict[str, str], source: str) -> Any:
+    """A causal_lm split: each row's prompt (the template filled in) and its label (the answer's text, or with a
+    verbalizer its class id)."""
+    from datasets import Value
+
+    label_column = next(c for c, dst in wanted.items() if dst == "label")
+    index = {name: i for i, name in enumerate(task.labels)}
+    where = _row_locator(task, source)
+
+    def to_row(row: dict, i: int) -> dict:
+        label = row[label_column]
+        return {"prompt": render_prompt(task.prompt, row),
+                "label": _class_id(task, index, label, where(i), label_column) if task.verbalizer else str(label)}
+
+    data = raw.map(to_row, with_indices=True, remove_columns=raw.column_names)
+    return data.cast_column("label", Value("int64" if task.verbalizer else "string"))
 
 
 def label_text(value: Any) -> str:

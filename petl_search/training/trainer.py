@@ -51,7 +51,7 @@ class JudgedResult(TrainResult):
 
     # One per dev example, in the dev set's own row order (not the length order they were made in): class ids,
     # regression values rounded to 6 significant digits (float32 carries about 7; the record stays short),
-    # or generated texts. dev_metrics is computed from exactly these values.
+    # or generated texts (a causal LM's: its answers; with a verbalizer, the class ids its scores chose). dev_metrics is computed from exactly these values.
     dev_predictions: list = field(default_factory=list)
     dev_examples: int = 0
     # Which dev rows dev_predictions covers, in its order: only when the dev evaluation saw a subset of them
@@ -149,7 +149,7 @@ def train(config: PETLConfig | Mapping[str, Any], task: str | Task, *, model: st
         evaluated_on="search split" if cfg.search_split else "dev",
         constant_scores=constant_references(task, splits, cfg)))  # what learning nothing would score
 
-    heads = [] if task.kind == "seq2seq" else head_modules(net)
+    heads = head_modules(net) if task.has_head else []  # a language model's own head stays frozen
     try:
         apply_petl(net, config, train_modules=heads)
     except PETLConfigError as exc:
@@ -306,8 +306,9 @@ def judge_on_dev(net: torch.nn.Module, tokenizer: Any, dev: EncodedSplit, indice
 
 
 def recordable(predictions: list, task: Task) -> list:
-    """Predictions as JSON holds them: class ids as ints, regression values to 6 significant digits, texts."""
-    if task.kind == "classification":
+    """Predictions as JSON holds them: class ids as ints (a causal LM's with a verbalizer too), regression values to
+    6 significant digits, texts."""
+    if task.has_classes:
         return [int(p) for p in predictions]
     if task.kind == "regression":
         return [float(f"{p:.6g}") for p in predictions]
