@@ -1,7 +1,8 @@
 """Take a study's chosen configuration away as a module that loads onto a base model with one call.
 
     petl-search export quickstart --best --max-params 0.005 --out exported/
-    model = petl_search.load(AutoModelForSequenceClassification.from_pretrained(base, num_labels=2), "exported/")
+    model = petl_search.load(load_weights(AutoModelForSequenceClassification.from_pretrained, base, num_labels=2),
+                             "exported/")
 
 A search keeps results, not weights, so export trains the trial again with its exact settings (model,
 task, trainer budget, seed, and the learning rate the trial trained at): on the same machine and device that gives the trial's model bit for bit,
@@ -9,7 +10,8 @@ and the export checks it (the dev metric must equal the stored one). `--steps N`
 trains longer instead. The folder holds `petl_config.json` + `weights.safetensors` (Δh, as `save_petl`
 writes them), `head.safetensors` (the task head trained with it), `trial.json` (the study's record),
 `README.md` (a card: task, metric, parameters, learning rate, how to load and how to check the score, in
-snippets that run as written), where the configuration is plain LoRA on attention projections, `peft/` (a
+snippets that run as written: the base model built by the project's own loader, `load_weights`, which reads a
+packaged name offline, SmolLM2's GGUF file included, whose folder has no config.json), where the configuration is plain LoRA on attention projections, `peft/` (a
 folder PEFT loads), and `petl_export.json` (the manifest: the names export wrote). It is written to a
 temporary folder and moved into place, so a failed export leaves nothing half-written. A non-empty folder
 is kept unless `force`; with `force`, export replaces only what an earlier export wrote there (its
@@ -255,7 +257,7 @@ def write_folder(folder: Path, result: Any, spec: StudySpec, record: TrialRecord
     save_petl(model, folder, overwrite=True, metadata={"study": spec.name, "trial": record.number,
                                                         "task": spec.task, "base_model": spec.model,
                                                         "learning_rate": learning_rate})
-    heads = [] if get_task(spec.task).kind == "seq2seq" else head_modules(model)  # seq2seq: the LM head is frozen
+    heads = head_modules(model) if get_task(spec.task).has_head else []  # a language model's own head is frozen
     head_state = {name: p.detach().contiguous().cpu() for name, p in model.named_parameters()
                   if any(name == h or name.startswith(h + ".") for h in heads)}
     if head_state:
@@ -355,6 +357,14 @@ def data_dir_comment(data_dir: str | None) -> str:
     return "where the study read the task (a copy of it elsewhere works too)"
 
 
+def head_row(params: dict[str, Any], has_head: bool) -> str:
+    """The card's table row on the task head: its size, or that the language model's own head stayed frozen."""
+    if not has_head:
+        return "| task head | none: the language model answers with its own LM head, frozen (not in the budget) |"
+    return (f"| task head parameters (trained with Δh, in `{HEAD_FILE}`; not in the budget) | {params['head']:,} "
+            f"({percent(params['head'] / params['backbone'])} of the backbone) |")
+
+
 def card(doc: dict[str, Any], peft_status: str, folder: Path) -> str:
     """The folder's README: what it holds, how well it scores, and snippets that run as written (each
     defines what it uses, and loads from `folder`, where the export was written)."""
@@ -366,16 +376,18 @@ def card(doc: dict[str, Any], peft_status: str, folder: Path) -> str:
     dev = (doc.get("dev_metrics") or {}).get(main)
     dev_row = f"\n| {main} (official dev set) | {dev:.4f} |" if dev is not None else ""
     task = get_task(doc["task"])
-    seq2seq = task.kind == "seq2seq"
-    head = "AutoModelForSeq2SeqLM" if seq2seq else "AutoModelForSequenceClassification"
-    labels = "" if seq2seq else f", num_labels={task.num_labels}"
+    head = {"seq2seq": "AutoModelForSeq2SeqLM", "causal_lm": "AutoModelForCausalLM"}.get(
+        task.kind, "AutoModelForSequenceClassification")
+    labels = f", num_labels={task.num_labels}" if task.has_head else ""
+    quiet = "  # the task head is reported missing: it is loaded from this folder next" if task.has_head else ""
     base_model = f"""from transformers import {head}
 import petl_search
+from petl_search.training.models import load_weights
 
 folder = {str(folder)!r}  # this folder (where petl-search export wrote it)
-base = petl_search.resolve_model({doc['base_model']!r})
-with petl_search.quiet_loading():  # the task head is reported missing: it is loaded from this folder next
-    model = {head}.from_pretrained(base{labels})"""
+# the base model as petl-search loads it: a packaged name offline (a GGUF file dequantised), a folder, a Hub id
+with petl_search.quiet_loading():{quiet}
+    model = load_weights({head}.from_pretrained, {doc['base_model']!r}{labels})"""
     expected = dev if dev is not None else doc["exported_metric"] if doc.get("evaluated_on", "dev") == "dev" else None
     scored = f" (the export scored {expected:.4f} on dev)" if expected is not None else ""
     data_dir = doc.get("data_dir")
@@ -399,7 +411,7 @@ Exported from study `{doc['study']}`, trial {doc['trial']} ({doc['kind']}), by p
 | task | `{doc['task']}` |
 | {main} ({doc.get('evaluated_on', 'dev')}) | {doc['exported_metric']:.4f} ({check}) |{dev_row}
 | Δh stored parameters | {params['delta_stored']:,} ({percent(params['delta_stored_fraction'])} of the backbone's {params['backbone']:,}) |
-| task head parameters (trained with Δh, in `head.safetensors`; not in the budget) | {params['head']:,} ({percent(params['head'] / params['backbone'])} of the backbone) |
+{head_row(params, task.has_head)}
 | trained for | {doc['train_config']['max_steps']} steps of batch {doc['train_config']['batch_size']} at learning rate {lr_text(doc['learning_rate'])}, seed {doc['train_config']['seed']} |
 
 Design point (`petl_config.json`): `{json.dumps(doc['petl_config'], sort_keys=True)}`
@@ -408,7 +420,7 @@ Design point (`petl_config.json`): `{json.dumps(doc['petl_config'], sort_keys=Tr
 
 ```python
 {base_model}
-petl_search.load(model, folder)  # Δh + the trained task head
+petl_search.load(model, folder)  # Δh{" + the trained task head" if task.has_head else ""}
 # petl_search.load(model, folder, merge=True)  # also fold linear Δh into the weights
 ```
 

@@ -197,3 +197,20 @@ def test_evaluate_export_on_a_few_examples_matches_the_models_own_predictions(sp
         evaluate_export(model, done.folder, data_dir=spec.data_source, limit=0)
     with pytest.raises(PETLError, match="has no trial.json"):
         evaluate_export(model, tmp_path, data_dir=spec.data_source)
+
+
+def test_the_cards_loading_snippet_runs_as_written_through_the_projects_loader(spec, tmp_path) -> None:
+    """The "Load it" snippet builds the base model with petl-search's own loader (`load_weights`: a packaged
+    name, a folder or a Hub id, as a study names it; SmolLM2's GGUF folder has no config.json, so a plain
+    `from_pretrained` of its folder fails: tests/test_smollm2_smoke.py runs the same snippet on it), then loads
+    the export: run as written, it gives the logits of the export loaded by hand."""
+    done = export(spec, LORA, tmp_path / "exported")
+    code = card_snippet(done.folder, "merge=True")  # the loading snippet (its merge line is a comment)
+    assert "load_weights(AutoModelForSequenceClassification.from_pretrained" in code
+    namespace: dict = {}
+    exec(compile(code, str(done.folder / "README.md"), "exec"), namespace)
+    model, tokenizer = load_model(spec.model, get_task(spec.task), seed=123)
+    petl_search.load(model, done.folder)
+    batch = tokenizer(["a wonderful film", "the plot was terrible"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(namespace["model"].eval()(**batch).logits, model.eval()(**batch).logits)

@@ -87,3 +87,24 @@ def test_peft_targets_are_short_names_when_they_pick_exactly_our_modules_else_fu
     inputs = make_inputs("bert")
     with torch.no_grad():
         torch.testing.assert_close(theirs(**inputs).logits, ours(**inputs).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_peft_folder_of_a_causal_llama_lora_on_some_blocks_gives_our_logits(tmp_path) -> None:
+    """A causal LM (its LM head frozen, no task head to save): LoRA on one block of two, so PEFT's targets are
+    the full module names; the folder loads onto AutoModelForCausalLM with our logits."""
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_config(TINY_CONFIGS["llama"]()).eval()
+    config = lora_on((1,))
+    ours = ps.apply_petl(copy.deepcopy(base), config).eval()
+    randomise_deltas(ours)
+    assert write_peft(tmp_path / "peft", ours, config, []) == "written"
+    theirs = peft.PeftModel.from_pretrained(copy.deepcopy(base), str(tmp_path / "peft")).eval()
+    assert lora_modules(theirs, "base_model.model.") == {"model.layers.1.self_attn.q_proj",
+                                                         "model.layers.1.self_attn.v_proj"}
+    inputs = make_inputs("llama")
+    with torch.no_grad():
+        expected = ours(**inputs).logits
+        assert not torch.allclose(expected, base(**inputs).logits, atol=1e-4)
+        torch.testing.assert_close(theirs(**inputs).logits, expected, atol=1e-5, rtol=1e-5)
