@@ -11,8 +11,9 @@ trains longer instead. The folder holds `petl_config.json` + `weights.safetensor
 writes them), `head.safetensors` (the task head trained with it), `trial.json` (the study's record),
 `README.md` (a card: task, metric, parameters, learning rate, how to load and how to check the score, in
 snippets that run as written: the base model built by the project's own loader, `load_weights`, which reads a
-packaged name offline, SmolLM2's GGUF file included, whose folder has no config.json), where the configuration is plain LoRA on attention projections, `peft/` (a
-folder PEFT loads), and `petl_export.json` (the manifest: the names export wrote). It is written to a
+packaged name offline, SmolLM2's GGUF file included, whose folder has no config.json; a causal LM has no task
+head, and no head file), where the configuration is plain LoRA on attention projections, `peft/` (a folder PEFT
+loads), and `petl_export.json` (the manifest: the names export wrote). It is written to a
 temporary folder and moved into place, so a failed export leaves nothing half-written. A non-empty folder
 is kept unless `force`; with `force`, export replaces only what an earlier export wrote there (its
 manifest says what), keeps the files the user put beside them, and refuses a folder it did not write:

@@ -134,7 +134,8 @@ def collate(split: EncodedSplit, indices: list[int], pad_id: int, device: torch.
     return {k: v.to(device) for k, v in batch.items()}
 
 
-def collate_prompts(split: EncodedSplit, indices: list[int], pad_id: int, device: torch.device) -> dict[str, torch.Tensor]:
+def collate_prompts(split: EncodedSplit, indices: list[int], pad_id: int,
+                    device: torch.device) -> dict[str, torch.Tensor]:
     """A causal LM task's prompts alone, padded on the left (generation continues every row at the end), with
     their attention mask."""
     prompts = [r["prompt_ids"] for r in split.rows(indices)]

@@ -1,10 +1,10 @@
 """Task metrics that run offline and agree with the reference implementations.
 
 GLUE's metrics (accuracy, binary F1, Matthews correlation, Pearson, Spearman) are a few lines of
-numpy each and are written here; tests compare them with scikit-learn and SciPy. Exact match (a causal LM's
-generated answer against the reference answer) compares answers as `normalise_answer` writes them: white space
-collapsed and trimmed, lower case; nothing else (punctuation and articles count, unlike SQuAD's script). BLEU and ROUGE are
-delegated to sacrebleu and rouge-score themselves: they *are* the references papers report, and a
+numpy each and are written here; tests compare them with scikit-learn and SciPy. Exact match (a causal
+LM's generated answer against the reference answer) compares answers as `normalise_answer` writes them: white
+space collapsed and trimmed, lower case; nothing else (punctuation and articles count, unlike SQuAD's script).
+BLEU and ROUGE are delegated to sacrebleu and rouge-score themselves: they *are* the references papers report, and a
 re-implementation could only drift from them (tokenisation, smoothing, stemming). Scores are in
 [0, 1] for classification/correlation metrics and in [0, 100] for BLEU and ROUGE, as their tools print.
 """

@@ -125,8 +125,8 @@ def parse_task(block: Any, *, source: str, default_name: str, prefix: str = "tas
                             f"this task has {len(labels)} classes {list(labels)}: use accuracy or "
                             f"matthews_correlation")
     return Task(name, kind, family, main, tuple(labels or ()), columns=columns, defined_in=source,
-                definition=definition, prompt=prompt, verbalizer=tuple(verbalizer[n] for n in labels) if verbalizer else (),
-                **source_fields)
+                definition=definition, prompt=prompt,
+                verbalizer=tuple(verbalizer[n] for n in labels) if verbalizer else (), **source_fields)
 
 
 def _kind(kind: Any, at: Callable[[str], str]) -> str:
@@ -180,9 +180,9 @@ def _prompt_columns(block: Mapping[str, Any], at: Callable[[str], str]) -> dict[
     "label"}; one of answer (a column) or verbalizer (with label) is given."""
     wrong = next((k for k in ("text", "source", "target") if k in block), None)
     if wrong:
-        raise TaskError(f"{at(wrong)}: a causal_lm task reads a prompt (prompt: a column, or a template with {{column}} "
-                        f"fields) and an answer (answer: a column; or label: and verbalizer: for classification "
-                        f"data), not {wrong}")
+        raise TaskError(f"{at(wrong)}: a causal_lm task reads a prompt (prompt: a column, or a template with "
+                        f"{{column}} fields) and an answer (answer: a column; or label: and verbalizer: for "
+                        f"classification data), not {wrong}")
     prompt = block.get("prompt")
     if not (isinstance(prompt, str) and prompt.strip()):
         raise TaskError(f"{at('prompt')} must be a column's name or a template with {{column}} fields, as "

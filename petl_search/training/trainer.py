@@ -51,7 +51,8 @@ class JudgedResult(TrainResult):
 
     # One per dev example, in the dev set's own row order (not the length order they were made in): class ids,
     # regression values rounded to 6 significant digits (float32 carries about 7; the record stays short),
-    # or generated texts (a causal LM's: its answers; with a verbalizer, the class ids its scores chose). dev_metrics is computed from exactly these values.
+    # or generated texts (a causal LM's: its answers; with a verbalizer, the class ids its scores chose).
+    # dev_metrics is computed from exactly these values.
     dev_predictions: list = field(default_factory=list)
     dev_examples: int = 0
     # Which dev rows dev_predictions covers, in its order: only when the dev evaluation saw a subset of them
