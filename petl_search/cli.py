@@ -322,7 +322,8 @@ def cmd_transfer(args: argparse.Namespace) -> None:
     _quiet_datasets()
     spec = _study(args)
     target = transfer_spec(spec, resolve_task(args.task), args.folder)
-    for flag, value in (("--seeds", args.seeds), ("--max-points", args.max_points), ("--time-budget", args.time_budget)):
+    for flag, value in (("--seeds", args.seeds), ("--max-points", args.max_points),
+                        ("--time-budget", args.time_budget)):
         if value is not None and value <= 0:
             raise PETLError(f"{flag} must be a positive number, but got {value}")
     if args.report_only and (args.seeds or args.max_points or args.time_budget):
@@ -367,10 +368,11 @@ def _run_provenance(args: argparse.Namespace) -> dict[str, Any]:
     import platform
     import subprocess
 
-    options = [f"--{k.replace('_', '-')} {v}" for k, v in (("task", args.task), ("seeds", args.seeds),
-                                                           ("max_points", args.max_points),
-                                                           ("time_budget", args.time_budget), ("folder", args.folder))
-               if v is not None]
+    given = (("task", args.task), ("seeds", args.seeds), ("max_points", args.max_points),
+             ("time_budget", args.time_budget), ("folder", args.folder))
+    options = [f"--{key.replace('_', '-')} " + (f"{value:g}" if isinstance(value, float) else str(value))
+               for key, value in given if value is not None]
+
     def git(*words: str) -> str:
         return subprocess.run(["git", *words], capture_output=True, text=True, cwd=Path(__file__).resolve().parent,
                               timeout=10).stdout.strip()

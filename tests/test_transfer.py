@@ -103,7 +103,8 @@ def test_the_front_is_trained_with_fresh_seeds_resumes_after_ctrl_c_and_reports_
     # the front less its point at a constant answer: 3 search points and the baseline, each with 2 fresh seeds
     assert len(points) == 4 and len(choice.at_chance) == 1 and stored.plan["points"] == points
     seeds = stored.plan["seeds"]
-    assert seeds == [2, 3] and not set(seeds) & set(stored.source.used_seeds) and {0, 1} <= set(stored.source.used_seeds)
+    used = set(stored.source.used_seeds)
+    assert seeds == [2, 3] and not set(seeds) & used and {0, 1} <= used
     # 2 finished before the Ctrl-C, the third (interrupted) trained again: front x seeds trainings in all
     assert len(first.calls) == 3 and len(first.calls) - 1 + len(again.calls) == len(points) * len(seeds)
     done = [r for r in stored.records if r.kind == "reseed" and r.state == "COMPLETE"]
@@ -239,7 +240,7 @@ def test_seeds_points_and_rank_statistics() -> None:
     low, high = rank_interval(0.8, 5)
     half = 1.959964 * math.sqrt((1 + 0.32) / 2)
     assert (low, high) == pytest.approx((math.tanh(math.atanh(0.8) - half), math.tanh(math.atanh(0.8) + half)))
-    assert all(math.isnan(v) for v in rank_interval(1.0, 10) + rank_interval(0.5, 3) + rank_interval(0.5, 4,
-                                                                                                    statistic="kendall"))
+    none = rank_interval(1.0, 10) + rank_interval(0.5, 3) + rank_interval(0.5, 4, statistic="kendall")
+    assert all(math.isnan(v) for v in none)
     order = transfer_report.order(x, y)
     assert order.n == 5 and "ρ = +0.80" in order.text and "τ = +0.60" in order.text

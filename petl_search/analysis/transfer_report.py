@@ -18,6 +18,7 @@ import dataclasses
 import math
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 from ..core.errors import PETLError
@@ -124,7 +125,8 @@ class Order:
     def text(self) -> str:
         if self.reason:
             return f"no rank correlation over {self.n} points: {self.reason}"
-        return f"ρ = {self.rho:+.2f} {_range(self.rho_interval)}, τ = {self.tau:+.2f} {_range(self.tau_interval)}, n = {self.n}"
+        return (f"ρ = {self.rho:+.2f} {_range(self.rho_interval)}, τ = {self.tau:+.2f} {_range(self.tau_interval)}, "
+                f"n = {self.n}")
 
 
 def order(x: Sequence[float], y: Sequence[float]) -> Order:
@@ -164,7 +166,7 @@ def transfer_markdown(stored: StoredTransfer) -> str:
               f"and learning rate (its own), with fresh seeds {seeds} (no training of the source study used them), "
               f"{task}'s own {_split_text(spec)} and its official dev set. {len(trained)} of "
               f"{len(planned) * len(seeds)} trainings finished"
-              f"{_seconds(trained)}. The storage: `{spec.storage.removeprefix('sqlite:///')}`.", "",
+              f"{_seconds(trained)}. The storage: `{_shown(spec.storage.removeprefix('sqlite:///'))}`.", "",
               *_provenance(stored), "", f"## The points ({source.metric} on {source.task}, {metric} on {task})", "",
               f"Mean ± std over seeds (n). Rank: by the {on} score, 1 the best, among the {len(pairs)} points with "
               f"a score on both tasks.", "",
@@ -182,8 +184,8 @@ def transfer_markdown(stored: StoredTransfer) -> str:
     found = orders(pairs)
     lines += [f"- {source.task}'s {on} against {task}'s {on} (where each selects): {found['selected'].text}.",
               f"- {source.task}'s dev against {task}'s dev: {found['dev'].text}.", "",
-              "Means over seeds. The intervals (Fisher's z; Bonett–Wright for ρ, Fieller–Hartley–Pearson for τ) "
-              "cover which points were drawn, not the seed noise in each mean; with few points they are wide.", ""]
+              "Means over seeds. The intervals (Fisher's z; Bonett–Wright for ρ, Fieller–Hartley–Pearson for "
+              "τ) cover which points were drawn, not the seed noise in each mean; with few points they are wide.", ""]
     lines += _best_lines(stored, src, tgt, on, metric)
     lines += _front_lines(src, tgt, planned, on, metric, task)
     lines += _left_out(stored, src, planned)
@@ -198,27 +200,41 @@ def _split_text(spec) -> str:
     return f"search split ({split['size']} of its training data{cap}, seed {split.get('seed', 0)})"
 
 
+def _shown(path: str) -> str:
+    """A path as the report shows it: relative to the current folder when inside it (a committed report names no
+    machine's folders), else as it is."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return path
+
+
 def _seconds(trained: Sequence[TrialRecord]) -> str:
     total = sum(r.seconds or 0.0 for r in trained)
-    return "" if not total else f" ({total / 60:.1f} min of training)" if total >= 60 else f" ({total:.0f} s of training)"
+    if not total:
+        return ""
+    return f" ({total / 60:.1f} min of training)" if total >= 60 else f" ({total:.0f} s of training)"
 
 
 def _provenance(stored: StoredTransfer) -> list[str]:
     runs = stored.plan.get("runs") or []
     if not runs:
         return []
-    last = runs[-1]
-    items = [f"`{last['command']}`" if last.get("command") else None,
-             f"commit {last['commit']}" if last.get("commit") else None,
-             last.get("date"), last.get("machine")]
-    return [f"Last run ({len(runs)} in all): " + ", ".join(i for i in items if i) + "."]
+    lines = ["Runs (each resumes the one before; commit `+dirty`: tracked files had changes the commit does not "
+             "hold):"]
+    for run in runs:
+        items = [f"`{run['command']}`" if run.get("command") else None,
+                 f"commit {run['commit']}" if run.get("commit") else None, run.get("date"), run.get("machine")]
+        lines.append("- " + ", ".join(i for i in items if i))
+    return lines
 
 
 def _mean(scores: Sequence[float]) -> str:
     """'0.8577 ± 0.0006 (3)': mean ± std over seeds (n); one seed has no std."""
     if not scores:
         return "-"
-    return f"{statistics.mean(scores):.4f}" + (f" ± {spread(scores):.4f}" if len(scores) > 1 else "") + f" ({len(scores)})"
+    std = f" ± {spread(scores):.4f}" if len(scores) > 1 else ""
+    return f"{statistics.mean(scores):.4f}{std} ({len(scores)})"
 
 
 def _ranks(pairs: Sequence[tuple[Method, Method]]) -> dict[int, tuple[int, int]]:
@@ -253,7 +269,8 @@ def _best_lines(stored: StoredTransfer, src: dict[int, Method], tgt: dict[int, M
     lines += [head, f"By the same rule on {task} the best is another point: #{now.point.number} {now.point.label} "
                     f"({now.why})."]
     if now.point.dev and mine.dev:
-        c = compare(f"#{now.point.number} vs #{mine.number}", now.point.side(), mine.side())
+        a, b = (dataclasses.replace(m.side(), label=f"#{m.number}") for m in (now.point, mine))
+        c = compare(f"#{now.point.number} vs #{mine.number}", a, b)
         interval = c.no_interval or f"95% Welch interval [{c.low:+.4f}, {c.high:+.4f}]: {c.verdict}"
         lines.append(f"On {task}'s dev: {c.a.mean:.4f} against {c.b.mean:.4f}, {c.difference:+.4f} ({interval}). "
                      f"The same seeds chose #{now.point.number} on the {on} and score it on dev here, so its lead is "
@@ -283,7 +300,8 @@ def _front_lines(src: dict[int, Method], tgt: dict[int, Method], planned: Sequen
 def _left_out(stored: StoredTransfer, src: dict[int, Method], planned: Sequence[int]) -> list[str]:
     source = stored.source
     out = [m for m in front(list(src.values())) if m.number not in planned]
-    finished = {(r.extra.get("reseed_of"), r.seed) for r in stored.records if r.kind == "reseed" and r.state == "COMPLETE"}
+    finished = {(r.extra.get("reseed_of"), r.seed) for r in stored.records
+                if r.kind == "reseed" and r.state == "COMPLETE"}
     failed = [r for r in stored.records if r.kind == "reseed" and r.state == "FAIL"
               and (r.extra.get("reseed_of"), r.seed) not in finished]  # not trained again since
     if not out and not failed:

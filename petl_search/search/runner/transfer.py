@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import optuna
 
-from ...core.errors import Interrupted, PETLError
+from ...core.errors import PETLError
 from ...training.tasks import TASKS, get_task, load_task
 from ...training.trainer import train
 from ..language.study import StudySpec, load_task_file
@@ -78,7 +78,8 @@ def transfer_spec(source: StudySpec, task: str, folder: str | Path | None = None
                         f"transfer them to a task of that kind{same}, or transfer from a study of a {now.kind} task")
     folder = Path(folder) if folder is not None else source.folder / f"transfer_{now.name}"
     return dataclasses.replace(
-        source, name=f"{source.name}_transfer_{now.name}", task=task, objectives=(now.main_metric, *source.objectives[1:]),
+        source, name=f"{source.name}_transfer_{now.name}", task=task,
+        objectives=(now.main_metric, *source.objectives[1:]),
         n_trials=0, baselines=(), reseed=None, sizes=(), tuning=None, confirm=None, early_stopping=None, concurrency=1,
         strategy="standalone", oneshot=None, data_dir=None if now.own else source.data_dir,
         hub=False if now.own else source.hub, storage=f"sqlite:///{folder.resolve() / STORAGE_FILE}")
@@ -119,7 +120,8 @@ class TransferSource:
 
 
 def _slim(record: TrialRecord) -> TrialRecord:
-    """A record with only what fronts and means read (no dev predictions, no histories): a study attribute stays small."""
+    """A record with only what fronts and means read (no dev predictions, no histories): a study attribute stays
+    small."""
     extra = {k: record.extra[k] for k in ("reseed_of", "confirm_of", "automatic") if k in record.extra}
     head = (record.extra.get("params") or {}).get("head")
     return dataclasses.replace(record, extra={**extra, **({"params": {"head": head}} if head is not None else {})})
@@ -198,7 +200,8 @@ def run_transfer(target: StudySpec, source: TransferSource, points: Sequence[int
     if earlier is not None and earlier.source.fingerprint != source.fingerprint:
         raise PETLError(f"{target.sqlite_path} holds the transfer of study {earlier.source.study} as it was defined "
                         f"then (fingerprint {earlier.source.fingerprint}), not as {source.study_file} defines it now "
-                        f"({source.fingerprint}): give the transfer another --folder, or restore the study's definition")
+                        f"({source.fingerprint}): give the transfer another --folder, or restore the study's "
+                        f"definition")
     source = earlier.source if earlier is not None else source
     by_number = {r.number: r for r in source.records if r.kind in ("search", "baseline")}
     unknown = [n for n in points if n not in by_number]
@@ -242,8 +245,9 @@ def _train_all(target: StudySpec, proposer: Proposer, todo: Sequence[tuple[Trial
     start = time.monotonic()
     for i, (point, seed) in enumerate(todo):
         if time_budget_s is not None and time.monotonic() - start >= time_budget_s:
-            progress(f"the time budget ({time_budget_s:g} s) ended the transfer with {len(todo) - i} trainings still "
-                     f"to run: run the same command to resume")
+            left = len(todo) - i
+            progress(f"the time budget ({time_budget_s:g} s) ended the transfer with {left} training"
+                     f"{'' if left == 1 else 's'} still to run: run the same command to resume")
             return
         candidate = proposer.open_reseed(point, seed)
         try:
