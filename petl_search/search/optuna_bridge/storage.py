@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+import sqlalchemy
 
 from ...core.errors import PETLError
 from ...core.version import checked_major, major
@@ -84,7 +85,10 @@ def open_store(spec: StudySpec, *, create: bool = True) -> Store:
     if spec.sqlite_path is not None:
         spec.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.get_storage(spec.storage)
+    try:
+        storage = optuna.storages.get_storage(spec.storage)
+    except ImportError as exc:  # SQLAlchemy found no driver for the URL's database
+        raise PETLError(missing_driver(spec.storage, exc)) from None
     try:
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec))
     except KeyError:
@@ -103,6 +107,21 @@ def open_store(spec: StudySpec, *, create: bool = True) -> Store:
                         f"(changed: {', '.join(changed) or 'unknown'}); give the study a new name to start "
                         f"afresh, or restore the old values to resume it")
     return Store(study, storage)
+
+
+# How to install the module a PostgreSQL URL asks for: SQLAlchemy 2.1 reads `postgresql://` with psycopg 3
+# (`psycopg`), 2.0 with `psycopg2`; the `postgres` extra brings psycopg 3 and SQLAlchemy >= 2.1 (pyproject.toml)
+POSTGRES_INSTALL = {"psycopg": 'pip install "petl-search[postgres]"',
+                    "psycopg2": 'pip install psycopg2-binary (or pip install "petl-search[postgres]": SQLAlchemy '
+                                '>= 2.1 reads a plain postgresql:// with psycopg 3)'}
+
+
+def missing_driver(url: str, exc: ImportError) -> str:
+    """The one-line error for a storage URL whose database driver is not installed (its password hidden)."""
+    missing = getattr(exc.__cause__, "name", None) or "its database driver"
+    install = POSTGRES_INSTALL.get(missing, f"install the package that provides {missing!r}")
+    shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    return f"storage {shown} needs the Python module {missing!r}, which is not installed: {install}"
 
 
 def open_study(spec: StudySpec, *, create: bool = True) -> optuna.Study:
