@@ -227,3 +227,12 @@ def test_the_task_head_count_sits_beside_every_point() -> None:
     assert rows and all("| 148,610 |" in row for row in rows)
     assert "not counted in the budget" in text
     assert methods([dataclasses.replace(r, extra={}) for r in records], "accuracy")[0].head_params is None
+
+
+def test_a_language_model_task_reads_as_having_no_task_head() -> None:
+    """A causal LM task trains no head (the model's frozen LM head reads the answer): the report says so,
+    and does not describe a pooler + classifier of 0 parameters."""
+    records = [dataclasses.replace(r, extra={**r.extra, "params": {"head": 0, "delta_stored": 1}})
+               for r in study_with_everything()]
+    text = markdown(records, "accuracy", "s")
+    assert "No task head is trained or exported" in text and "pooler" not in text

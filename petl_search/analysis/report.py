@@ -48,10 +48,7 @@ def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, se
              f"dev set unless it says otherwise, and every choice below is made on the {selected_on}. Seeds per "
              f"baseline as run; 95% Welch intervals for the difference of means (A − B). Trained on "
              f"{trained_on(records)}.", "",
-             f"Parameters: % of the backbone is the stored Δh (what the budget limits). Every point also trains "
-             f"and exports a task head (\"head\": BERT's pooler + classifier, or the model's own), not counted in "
-             f"the budget, as in the paper: {head_text(head)} parameters"
-             + (f" ({_head_share(records, head)} of the backbone)." if head is not None else "."), "",
+             _parameters_line(records, head), "",
              *_export_lines(points, metric, selected_on, budget_fraction, study_file, study_name),
              *(claims_section(claims, metric) if claims is not None else []),
              f"## Controlled comparisons (seed methods, same size, dev{explore})", ""]
@@ -202,6 +199,17 @@ def _claim(claim: Claim) -> str:
 def _size(percent: float, head: int | None) -> str:
     """A point's size beside it: stored Δh as % of the backbone, and its task head's count when recorded."""
     return f"{percent:.3f}%" + (f", head {head:,}" if head is not None else "")
+
+
+def _parameters_line(records: list, head: int | None) -> str:
+    """What "% of the backbone" and "head" mean here. A language model's task (causal LM) trains no head: its
+    frozen LM head is the backbone's, so the line says so instead of describing a classifier that is not there."""
+    line = "Parameters: % of the backbone is the stored Δh (what the budget limits). "
+    if head == 0:
+        return line + "No task head is trained or exported: the task is read through the model's own (frozen) LM head."
+    return (line + f"Every point also trains and exports a task head (\"head\": BERT's pooler + classifier, or the "
+            f"model's own), not counted in the budget, as in the paper: {head_text(head)} parameters"
+            + (f" ({_head_share(records, head)} of the backbone)." if head is not None else "."))
 
 
 def _head_share(records: Sequence[TrialRecord], head: int) -> str:
