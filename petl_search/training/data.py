@@ -7,10 +7,14 @@ special tokens, at most `max_target_length`), then end of sequence; its labels a
 padding), so the loss is on the answer and the end of sequence only. Training batches are padded on the right;
 prompts for generation on the left (`collate_prompts`), so that every row's next token comes at the same place.
 
-Later trials in the same worker reuse what earlier ones loaded and tokenised.
+Later trials in the same worker reuse what earlier ones loaded and tokenised. A study's driver instead tokenises
+every row once and ships the splits to its workers packed (`EncodedSplit.packed`: flat arrays, no tokenizer, no
+texts), whose rows are then read from the arrays, never tokenised (trainer.encode_task).
 """
 from __future__ import annotations
 
+import copy
+import itertools
 from typing import Any, Iterator
 
 import numpy as np
@@ -32,6 +36,7 @@ class EncodedSplit:
         self.texts = list(zip(*(list(dataset[c]) for c in columns)))
         self.references = list(dataset["target" if task.kind == "seq2seq" else "label"])
         self._rows: dict[int, dict[str, list[int]]] = {}
+        self._packed: _PackedRows | None = None  # every row, when the split came tokenised (`packed`)
         # a causal LM's answer words per class (a verbalizer's), as tokens: what it is trained on and scored by
         self.words = [self._answer(word) for word in task.verbalizer]
 
@@ -40,11 +45,23 @@ class EncodedSplit:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"][:self.cfg.max_target_length]
 
     def __len__(self) -> int:
-        return len(self.texts)
+        return len(self.references)
+
+    def packed(self) -> "EncodedSplit":
+        """A copy with every row tokenised, packed into flat arrays, without the tokenizer and the texts: what a
+        study's driver ships to its workers (it pickles small, and Ray's object store hands its arrays over
+        without copying them); the copy's rows() reads the arrays and never tokenises."""
+        self.rows(list(range(len(self))))
+        out = copy.copy(self)
+        out.tokenizer, out.texts, out._rows = None, [], {}
+        out._packed = _PackedRows([self._rows[i] for i in range(len(self))])
+        return out
 
     def rows(self, indices: list[int]) -> list[dict[str, list[int]]]:
         missing = [i for i in indices if i not in self._rows]
-        if missing and self.task.kind == "causal_lm":
+        if missing and self._packed is not None:
+            self._rows.update((i, self._packed.row(i)) for i in missing)
+        elif missing and self.task.kind == "causal_lm":
             self._prompt_rows(missing)
         elif missing:
             columns = list(zip(*(self.texts[i] for i in missing)))
@@ -72,6 +89,26 @@ class EncodedSplit:
             answer = (self.words[label] if self.words else self._answer(label)) + [eos]
             self._rows[i] = {"input_ids": prompt + answer, "labels": [IGNORED] * len(prompt) + answer,
                              "prompt_ids": prompt}
+
+
+class _PackedRows:
+    """Tokenised rows as flat arrays: per field, every row's values end to end (int32) and where each row starts;
+    a field of one value per row (a class id, a score) as one array. `row(i)` gives back row i as it was."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.fields: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        for key in rows[0] if rows else ():
+            values = [row[key] for row in rows]
+            if isinstance(values[0], list):
+                starts = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int64)
+                flat = np.fromiter(itertools.chain.from_iterable(values), dtype=np.int32, count=int(starts[-1]))
+                self.fields[key] = (flat, starts)
+            else:
+                self.fields[key] = (np.asarray(values), None)
+
+    def row(self, i: int) -> dict[str, Any]:
+        return {key: values[starts[i]:starts[i + 1]].tolist() if starts is not None else values[i].item()
+                for key, (values, starts) in self.fields.items()}
 
 
 _ENCODED: dict[tuple, EncodedSplit] = {}  # per process: later trials reuse what earlier ones tokenised

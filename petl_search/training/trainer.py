@@ -10,6 +10,9 @@ split, one evaluation of the official dev set at the end, whose per-example pred
 a time budget; bf16 autocast on GPU; a thread count on CPU. Same seed, same
 machine -> same result. NaN/inf loss and out-of-memory end the candidate as `failed` with the reason,
 instead of raising. The trainer reads a PETLConfig and a task name; it never imports the search space.
+
+A study's driver tokenises the task once (`encode_task`) and hands the result to every trial (`train(...,
+encoded=...)`): such a trial reads no task file and runs no tokenizer.
 """
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from ..nn.inject import apply_petl
 from .config import TrainConfig, TrainResult
 from .data import EncodedSplit, bucketed_batches, collate, content_key, encode
 from .evaluation import evaluate, predict, score
-from .models import DEFAULT_ENCODER, head_modules, load_model, prepare_tokenizer, takes_token_types
+from .models import DEFAULT_ENCODER, head_modules, load_model, load_pretrained, prepare_tokenizer, takes_token_types
 from .seeding import seed_everything
 from .splits import constant_references, search_rows
 from .tasks import Task, get_task, load_cached_task
@@ -119,14 +122,61 @@ class PreparedData:
     dev: EncodedSplit | None  # the official dev set, evaluated at the end, when `select` is the search split
 
 
+# The TrainConfig fields that decide which rows a run reads and how they are tokenised (`EncodedTask.made_with`)
+ENCODING_FIELDS = ("max_length", "max_target_length", "max_train_examples", "search_split", "search_split_max",
+                   "split_seed", "split_like")
+
+
+@dataclass
+class EncodedTask:
+    """A task's data as every trial of a study reads it, tokenised once (`encode_task`): the training rows (less
+    the search split, at most max_train_examples), the set candidates are judged on, the dev set, each packed
+    without the tokenizer (`EncodedSplit.packed`), and what a constant answer scores. A trial given it
+    (`train(..., encoded=...)`) reads no task file and runs no tokenizer."""
+
+    task: str
+    model: str  # whose tokenizer made it
+    made_with: dict[str, Any]  # ENCODING_FIELDS as it was made: a trial must train with the same
+    train: EncodedSplit
+    select: EncodedSplit
+    dev: EncodedSplit | None
+    constant_scores: dict[str, Any]
+
+    def prepared(self, task: Task, model: str, cfg: TrainConfig) -> PreparedData:
+        """The run's data, with the run's own generator (cfg.seed): its evaluation subset and batch order."""
+        made_with = {k: getattr(cfg, k) for k in ENCODING_FIELDS}
+        if (task.name, model, made_with) != (self.task, self.model, self.made_with):
+            raise PETLError(f"the data was tokenised for task {self.task!r}, model {self.model!r} with "
+                            f"{self.made_with}, but this run trains task {task.name!r}, model {model!r} with "
+                            f"{made_with}")
+        return _with_generator(self.train, self.select, self.dev, cfg)
+
+
+def encode_task(task: str | Task, model: str, cfg: TrainConfig, data_dir: str | None = None) -> EncodedTask:
+    """Load `task` and tokenise every row a run under `cfg` can read with `model`'s tokenizer (only the
+    tokenizer is loaded): what a study's driver does once, so that its trials need neither the data nor a
+    tokenizer run (runner/ray_runner.py ships it through Ray's object store)."""
+    from transformers import AutoTokenizer
+
+    task = get_task(task) if isinstance(task, str) else task
+    splits = load_cached_task(task.name, data_dir)
+    tokenizer = load_pretrained(AutoTokenizer.from_pretrained, model)
+    prepared = prepare_data(splits, tokenizer, task, cfg, None)
+    return EncodedTask(task.name, model, {k: getattr(cfg, k) for k in ENCODING_FIELDS}, prepared.train.packed(),
+                       prepared.select.packed(), prepared.dev.packed() if prepared.dev is not None else None,
+                       constant_references(task, splits, cfg))
+
+
 def train(config: PETLConfig | Mapping[str, Any], task: str | Task, *, model: str = DEFAULT_ENCODER,
           train_config: TrainConfig | None = None, data_dir: str | None = None, data: Any = None,
+          encoded: EncodedTask | None = None,
           model_factory: Callable[[Task], tuple[torch.nn.Module, Any]] | None = None,
           on_eval: EvalCallback | None = None, progress: ProgressCallback | None = None,
           keep_model: bool = False, full_finetune: bool = False) -> JudgedResult:
     """Train `config` on `task` and evaluate it; see the module docstring.
 
-    data: an already loaded DatasetDict (else `load_task(task, data_dir)`); model_factory: builds
+    data: an already loaded DatasetDict (else `load_task(task, data_dir)`); encoded: the task already tokenised
+    (`encode_task`, with the same model and encoding fields): nothing is loaded or tokenised; model_factory: builds
     (model, tokenizer) instead of loading `model` (tests use tiny models); on_eval(step, metrics) is
     called after every evaluation during training and may return True to stop (status 'pruned');
     progress(step, max_steps, loss) is called after every step. full_finetune=True trains every weight
@@ -140,7 +190,7 @@ def train(config: PETLConfig | Mapping[str, Any], task: str | Task, *, model: st
     device = run_device(cfg)
     clock = _Clock()
     with clock.time("tokenize"):
-        splits = data if data is not None else load_cached_task(task.name, data_dir)
+        splits = None if encoded is not None else data if data is not None else load_cached_task(task.name, data_dir)
     with clock.time("model_load"):
         net, tokenizer = model_factory(task) if model_factory else load_model(model, task, cfg.seed)
         prepare_tokenizer(net, tokenizer)
@@ -148,7 +198,8 @@ def train(config: PETLConfig | Mapping[str, Any], task: str | Task, *, model: st
         task=task.name, model=model if model_factory is None else type(net).__name__, main_metric=task.main_metric,
         petl_config=config.to_dict(), train_config=asdict(cfg), device=str(device), full_finetune=full_finetune,
         evaluated_on="search split" if cfg.search_split else "dev",
-        constant_scores=constant_references(task, splits, cfg)))  # what learning nothing would score
+        constant_scores=encoded.constant_scores if encoded is not None  # what learning nothing would score
+        else constant_references(task, splits, cfg)))
 
     heads = head_modules(net) if task.has_head else []  # a language model's own head stays frozen
     try:
@@ -160,8 +211,11 @@ def train(config: PETLConfig | Mapping[str, Any], task: str | Task, *, model: st
     net.to(device).train()
     params = _param_summary(net, config, heads)
     with clock.time("tokenize"):
-        key = (task.name, str(data_dir), None) if data is None else _given_data_key(task, data)
-        prepared = prepare_data(splits, tokenizer, task, cfg, key)
+        if encoded is not None:
+            prepared = encoded.prepared(task, model, cfg)
+        else:
+            key = (task.name, str(data_dir), None) if data is None else _given_data_key(task, data)
+            prepared = prepare_data(splits, tokenizer, task, cfg, key)
     return _fit(net, tokenizer, task, cfg, prepared, run, params, on_eval, progress, keep_model)
 
 
@@ -203,6 +257,12 @@ def prepare_data(splits: Any, tokenizer: Any, task: Task, cfg: TrainConfig, key:
     if cfg.max_train_examples:
         train_split = train_split.select(range(min(cfg.max_train_examples, len(train_split))))
     train_data = encode(train_split, tokenizer, task, cfg, _extend(key, "train", cfg.max_train_examples))
+    return _with_generator(train_data, select, dev, cfg)
+
+
+def _with_generator(train_data: EncodedSplit, select: EncodedSplit, dev: EncodedSplit | None,
+                    cfg: TrainConfig) -> PreparedData:
+    """A run's data around its generator (cfg.seed): the evaluation subset it draws, then the batch order."""
     rng = np.random.default_rng(cfg.seed)
     select_all = list(range(len(select)))
     subset = sorted(rng.choice(select_all, cfg.eval_examples, replace=False).tolist()) \
