@@ -14,7 +14,7 @@
     sampler: {name: tpe, seed: 0}        # tpe | nsga2 | gp | random
     n_trials: 12                         # trained search candidates (baselines come on top)
     concurrency: 2                       # trials at once
-    resources: {cpus: 1, gpus: 0}        # per trial
+    resources: {cpus: 1, gpus: 0}        # per trial; any other key is a custom Ray resource: {cpus: 1, worker: 1}
     early_stopping: {grace_evals: 1, reduction_factor: 2}   # MO-ASHA on (score, stored params); null: off
     train: {max_steps: 200, eval_every: 50}                 # any TrainConfig field
     # train: {learning_rate: {low: 1.0e-4, high: 1.0e-2}}   # a range: each design samples its own rate
@@ -152,6 +152,8 @@ class StudySpec:
     concurrency: int = 1
     cpus: float = 1.0
     gpus: float = 0.0
+    # custom Ray resources per trial ({worker: 1}: only on nodes started with that resource); not part of identity
+    custom_resources: Mapping[str, float] = field(default_factory=dict)
     early_stopping: Mapping[str, Any] | None = None
     train: Mapping[str, Any] = field(default_factory=dict)
     seed: int = 0
@@ -344,7 +346,7 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
     space_path = _relative(source, data["space"])
     space_data = _load_space_data(source, space_path)
     sampler = _sampler_block(source, data.get("sampler", {"name": "tpe"}))
-    cpus, gpus = _resources(source, data.get("resources") or {})
+    cpus, gpus, custom = _resources(source, data.get("resources") or {})
     early = _early_stopping(source, data.get("early_stopping"))
     train = data.get("train") or {}
     check("train", isinstance(train, Mapping), "a mapping of TrainConfig fields")
@@ -379,7 +381,7 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
         name=name, source=source, model=str(data.get("model", DEFAULT_ENCODER)), task=task,
         space_path=str(space_path), space_data=space_data, budget=float(budget), objectives=objectives,
         sampler=sampler, n_trials=oneshot["top_k"] if oneshot else int(data.get("n_trials", 12)), concurrency=int(data.get("concurrency", 1)),
-        cpus=cpus, gpus=gpus, early_stopping=early, train=dict(train), seed=int(data.get("seed", 0)),
+        cpus=cpus, gpus=gpus, custom_resources=custom, early_stopping=early, train=dict(train), seed=int(data.get("seed", 0)),
         baselines=_baselines(source, data.get("baselines") or []), storage="", data_dir=data_dir, hub=hub,
         description=str(data.get("description", "")), search_split=search_split,
         budget_aware=data.get("budget_aware", True), reseed=_reseed(source, data.get("reseed")),
@@ -650,15 +652,31 @@ def _sampler_block(source: str, block: Any) -> dict[str, Any]:
     return dict(block)
 
 
-def _resources(source: str, block: Any) -> tuple[float, float]:
-    if not isinstance(block, Mapping) or set(block) - {"cpus", "gpus"}:
-        raise StudyError(f"{source}: resources must be {{cpus: N, gpus: F}}, but got {block!r}")
+# Ray's own resource names, which `resources` spells cpus and gpus (or does not set): never custom ones
+RAY_RESOURCES = ("cpu", "cpus", "gpu", "gpus", "memory", "object_store_memory")
+
+
+def _resources(source: str, block: Any) -> tuple[float, float, dict[str, float]]:
+    """(cpus, gpus, custom Ray resources) per trial: `{cpus: N, gpus: F}`, and any other key a custom resource
+    that only nodes started with it have (`ray start --resources '{"worker": 1}'`)."""
+    if not isinstance(block, Mapping):
+        raise StudyError(f"{source}: resources must be {{cpus: N, gpus: F}} (and custom Ray resources, such as "
+                         f"worker: 1), but got {block!r}")
+    custom = {k: v for k, v in block.items() if k not in ("cpus", "gpus")}
+    for name, amount in custom.items():
+        if not isinstance(name, str) or not name or str(name).lower() in RAY_RESOURCES:
+            raise StudyError(f"{source}: resources must be {{cpus: N, gpus: F}} and custom Ray resources by name "
+                             f"(worker: 1, for nodes started with it); {name!r} is not a custom resource (write cpus "
+                             f"and gpus for Ray's own), but got {dict(block)!r}")
+        if not (_number(amount) and amount > 0):
+            raise StudyError(f"{source}: resources.{name} must be a positive number (the amount of the custom "
+                             f"resource each trial takes), but got {amount!r}")
     cpus, gpus = block.get("cpus", 1), block.get("gpus", 0)
     if not (_number(cpus) and cpus > 0):
         raise StudyError(f"{source}: resources.cpus must be a positive number, but got {cpus!r}")
     if not (_number(gpus) and gpus >= 0):
         raise StudyError(f"{source}: resources.gpus must be a number >= 0 (a fraction shares a GPU), but got {gpus!r}")
-    return float(cpus), float(gpus)
+    return float(cpus), float(gpus), {name: float(amount) for name, amount in custom.items()}
 
 
 def _early_stopping(source: str, block: Any) -> dict[str, Any] | None:

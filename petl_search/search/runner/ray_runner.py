@@ -9,6 +9,12 @@ parameters) ranks low among the others' at the same point of training. The searc
 Ray and Optuna, and it lives in the driver, so only the driver writes to the storage (SQLite needs a
 single writer; PostgreSQL would take more, but does not need them). The one exception comes before Ray
 starts: a one-shot study's stages 1-2 write from a child process while the driver waits (child.py).
+
+The data travels with the study: the driver tokenises the task once (`trainer.encode_task`) and puts it in
+Ray's object store; every trial reads it from there, so a worker node needs neither the data nor a tokenizer
+run (only the package and the model). A trial whose worker is lost (its node died, or Ray lost the process)
+is what a killed driver leaves behind: it stays running in the storage until the trials then running have
+finished; then `reconcile` marks it interrupted and queues its point, and another round of Ray Tune runs it.
 """
 from __future__ import annotations
 
@@ -23,23 +29,26 @@ from ...core.errors import Interrupted, PETLError
 from ...core.params import budget_text, percent
 from ...training.config import TrainConfig
 from ...training.metrics import floor
-from ...training.tasks import load_task
-from ...training.trainer import train
+from ...training.tasks import get_task, load_cached_task
+from ...training.trainer import EncodedTask, encode_task, train
 from ..language.budget import fit_baselines
 from ..optuna_bridge.proposer import WAIT, Proposer
 from ..optuna_bridge.records import TrialRecord, read_records
 from .schedulers import MOASHA
 from ..optuna_bridge.lease import DriverLease
 from ..oneshot.pipeline import run_oneshot_stages
-from ..optuna_bridge.storage import open_store, reconcile, record_references, upgrade
+from ..optuna_bridge.storage import REQUEUED_FROM, open_store, reconcile, record_references, upgrade
 from ..language.study import StudySpec, objective_note
 
 SCORE = "score"  # the key every report carries: the task metric (on the dev subset, then the full dev set)
 TrialCallback = Callable[[TrialRecord, list[TrialRecord]], None]
+LOST = "worker_lost"  # a trial's attribute: why Ray lost its worker (or its node) while it trained
+IDLE_ROUNDS = 2  # rounds in a row that lose trials and finish none: the study stops (something kills workers)
 
 
-def run_candidate(config: dict[str, Any]) -> None:
-    """Ray Tune trainable: train one candidate, report each evaluation, then the full record."""
+def run_candidate(config: dict[str, Any], data: EncodedTask | None = None) -> None:
+    """Ray Tune trainable: train one candidate, report each evaluation, then the full record. `data`: the task as
+    the driver tokenised it (through Ray's object store); without it the worker loads and tokenises the task."""
     from ray import tune
 
     cand, run = config["candidate"], config["run"]
@@ -53,7 +62,7 @@ def run_candidate(config: dict[str, Any]) -> None:
         rate = {} if cand.get("learning_rate") is None else {"learning_rate": cand["learning_rate"]}
         train_config = TrainConfig.from_dict({**run["train"], "seed": cand["seed"], **rate})
         result = train(cand["petl_config"], run["task"], model=run["model"], data_dir=run["data_dir"],
-                       train_config=train_config, on_eval=on_eval)
+                       encoded=data, train_config=train_config, on_eval=on_eval)
         record = result.to_dict()
     except Exception as exc:  # recorded as the trial's failure reason, with where it happened
         where = traceback.extract_tb(exc.__traceback__)[-1]
@@ -69,20 +78,37 @@ def _searcher_class() -> type:
     class StudySearcher(Searcher):
         """Ray's view of a Proposer: suggest() opens an Optuna trial, on_trial_complete() closes it."""
 
-        def __init__(self, proposer: Proposer, run: dict[str, Any]) -> None:
+        def __init__(self, proposer: Proposer, run: dict[str, Any], *, samples: int | None = None,
+                     say: Callable[[str], None] = print) -> None:
             super().__init__(metric=SCORE, mode="max")
-            self.proposer, self.run = proposer, run
-            self.numbers: dict[str, int] = {}
+            self.proposer, self.run, self.say = proposer, run, say
+            self.numbers: dict[str, int] = {}  # Ray's trial id -> the Optuna trial it trains, while it runs
             self.last: dict[str, dict[str, Any]] = {}
+            self.samples = samples  # the round's num_samples: once handed out, Ray asks for no more
+            self.handed = 0
+            self.done = False  # nothing more to hand out this round (not the same as Ray stopping the round)
+            self.lost: list[int] = []  # trials whose worker was lost: still running in the storage
+            self.told = 0  # trials told to the proposer (finished, failed or stopped)
 
         def suggest(self, trial_id: str) -> dict[str, Any] | None:
             candidate = self.proposer.next()
-            if candidate is None:
+            if candidate is None or (candidate == WAIT and not self.numbers):
+                # WAIT with nothing of this round running: the trials it waits for were lost; the next round
+                # runs them again (asking again would wait for ever)
+                self.done = True
                 return Searcher.FINISHED
             if candidate == WAIT:
                 return None  # Ray asks again when a running trial has finished
             self.numbers[trial_id] = candidate.number
+            self.handed += 1
+            self.done = self.samples is not None and self.handed >= self.samples
             return {"candidate": candidate.to_dict(), "run": self.run}
+
+        @property
+        def ended_with_losses(self) -> bool:
+            """Whether the round handed out all it had and ended with trials lost (not stopped by a Ctrl-C or a
+            time budget, which leave trials of the round running): another round must run them."""
+            return bool(self.lost) and self.done and not self.numbers
 
         def save(self, checkpoint_path: str) -> None:
             """Nothing to save: the Optuna storage holds the state, written as each trial ends."""
@@ -104,16 +130,36 @@ def _searcher_class() -> type:
             if number is None:
                 return
             result = result or self.last.pop(trial_id, None) or {}
-            if error:
-                self.proposer.finish(number, None, error="the worker raised or died (see the Ray trial logs "
-                                                         f"under {self.run['ray_dir']})")
-            elif "record" in result:
+            if error:  # run_candidate reports every exception of training: the worker itself is gone
+                self._lost(number)
+                return
+            self.told += 1
+            if "record" in result:
                 self.proposer.finish(number, json.loads(result["record"]))
             else:
                 self.proposer.finish(number, None, stopped_reason=(
                     f"stopped early by MO-ASHA at step {result.get('step', '?')}: {self.run['main_metric']} "
                     f"{result.get(SCORE, float('nan')):.4f} at its size ranked below the best 1/η of the trials "
                     f"at that point"))
+
+        def _lost(self, number: int) -> None:
+            """Trial `number`'s worker is gone (its node died, or the process did): left running in the storage,
+            so that it is interrupted and run again after this round, as a killed driver's trials are. A point
+            lost before (a queued point whose first trial was lost too) fails instead: it may kill its worker."""
+            trials = {t.number: t for t in self.proposer.study.get_trials(deepcopy=False)}
+            attrs = trials[number].user_attrs
+            before = attrs.get(REQUEUED_FROM)
+            what = f"#{number} {attrs.get('kind', 'search')} {attrs.get('label', '')}".rstrip()
+            if before is not None and trials[before].user_attrs.get(LOST):
+                self.told += 1
+                self.proposer.finish(number, None, error=(
+                    f"its worker was lost twice (trial #{before} trained the same point): the point may kill its "
+                    f"worker (memory?); see the Ray logs under {self.run['ray_dir']}"))
+                return
+            why = "its worker was lost (its node died, or Ray lost the process)"
+            self.proposer.store.set_trial_attr(number, LOST, why)  # reconcile gives it its reason after the round
+            self.lost.append(number)
+            self.say(f"{what}: {why}; it runs again once the trials running now have finished")
 
     return StudySearcher
 
@@ -148,7 +194,7 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
     model_config = spec.model_config()  # an unknown model fails here, at once, naming the study file
     fit_baselines(spec, model_config)  # so does a baseline that cannot fit the budget, before any storage
     disable_progress_bar()
-    load_task(spec.task, spec.data_source)  # missing data fails here, once, not in every worker
+    load_cached_task(spec.task, spec.data_source)  # missing data fails here, once (and is encoded from it later)
     store = open_store(spec)
     with DriverLease(store.study):
         interrupted = reconcile(store)
@@ -166,7 +212,9 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
         progress(f"study {spec.name}: {proposer.remaining_text()} to run ({spec.concurrency} at a time), "
                  f"{objective_note(spec)}, budget {budget_text(spec.budget)} ({spec.model}), storage {spec.storage}")
         start = time.monotonic()
-        _tune(spec, proposer, address, time_budget_s)
+        proposer = _tune(spec, store, proposer, encode_study_data(spec, progress), address=address,
+                         time_budget_s=time_budget_s, progress=progress,
+                         renew=lambda: Proposer(store, spec, model_config, on_finish=on_finish))
         elapsed = time.monotonic() - start
         records = read_records(store.study)
     if proposer.abort:
@@ -220,8 +268,39 @@ def run_settings(spec: StudySpec, ray_dir: Path) -> dict[str, Any]:
             "ray_dir": str(ray_dir)}
 
 
-def _tune(spec: StudySpec, proposer: Proposer, address: str | None, time_budget_s: float | None) -> None:
-    """Ray Tune trains what the proposer hands out, `spec.concurrency` trials at a time."""
+def trial_resources(spec: StudySpec) -> dict[str, float]:
+    """What each trial asks Ray for: the study's CPUs and GPUs, and its custom resources (`resources: {worker: 1}`
+    keeps trials on the nodes started with that resource)."""
+    return {"cpu": spec.cpus, "gpu": spec.gpus, **spec.custom_resources}
+
+
+def check_resources(spec: StudySpec, cluster: dict[str, float]) -> None:
+    """A custom resource that no node of the cluster has would leave every trial waiting for ever: say so."""
+    for name, amount in spec.custom_resources.items():
+        if cluster.get(name, 0) < amount:
+            raise PETLError(f"{spec.source}: resources.{name} is {amount:g} per trial, but the Ray cluster has "
+                            f"{cluster.get(name, 0):g} {name} (it has {sorted(cluster)}): start its worker nodes "
+                            f"with `ray start --address HEAD:6379 --resources '{{\"{name}\": 1}}'`")
+
+
+def encode_study_data(spec: StudySpec, progress: Callable[[str], None] = print) -> EncodedTask:
+    """The study's task tokenised once, for every trial (seeds and rates change neither the rows nor their tokens)."""
+    rate = None if spec.fixed_learning_rate is not None else spec.learning_rate_range.low
+    start = time.perf_counter()
+    encoded = encode_task(spec.task, spec.model, spec.train_config(spec.seed, learning_rate=rate), spec.data_source)
+    sizes = ", ".join(f"{len(split):,} {name}" for name, split in (
+        ("training", encoded.train), ("search split" if spec.search_split else "dev", encoded.select),
+        ("dev", encoded.dev)) if split is not None)
+    progress(f"data: {get_task(spec.task).name} tokenised once for every trial ({sizes} rows) in "
+             f"{time.perf_counter() - start:.1f} s; the trials read it from Ray's object store")
+    return encoded
+
+
+def _tune(spec: StudySpec, store: Any, proposer: Proposer, encoded: EncodedTask, *, address: str | None,
+          time_budget_s: float | None, progress: Callable[[str], None], renew: Callable[[], Proposer]) -> Proposer:
+    """Ray Tune trains what the proposer hands out, `spec.concurrency` trials at a time, each reading `encoded`
+    from the object store. A round that lost trials is followed by another (`renew` makes its proposer, after
+    `reconcile` has queued what was lost); returns the last round's proposer."""
     import ray
     from ray import tune
 
@@ -232,15 +311,34 @@ def _tune(spec: StudySpec, proposer: Proposer, address: str | None, time_budget_
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0: no tables; we print progress
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        tuner = tune.Tuner(
-            tune.with_resources(run_candidate, {"cpu": spec.cpus, "gpu": spec.gpus}),
-            tune_config=tune.TuneConfig(
-                search_alg=_searcher_class()(proposer, run), scheduler=make_scheduler(spec),
-                num_samples=proposer.remaining, max_concurrent_trials=spec.concurrency, reuse_actors=True,
-                time_budget_s=time_budget_s),
-            run_config=tune.RunConfig(name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                                      storage_path=str(ray_dir), verbose=0))
-        tuner.fit()
+        check_resources(spec, ray.cluster_resources())
+        data = ray.put(encoded)  # once: every trial of every round reads this copy
+        del encoded
+        trainable = tune.with_resources(tune.with_parameters(run_candidate, data=data), trial_resources(spec))
+        start, idle = time.monotonic(), 0
+        while True:
+            left = None if time_budget_s is None else time_budget_s - (time.monotonic() - start)
+            searcher = _searcher_class()(proposer, run, samples=proposer.remaining, say=progress)
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher, scheduler=make_scheduler(spec), num_samples=proposer.remaining,
+                    max_concurrent_trials=spec.concurrency, reuse_actors=True, time_budget_s=left),
+                run_config=tune.RunConfig(name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                                          storage_path=str(ray_dir), verbose=0))
+            tuner.fit()
+            out_of_time = time_budget_s is not None and time.monotonic() - start >= time_budget_s
+            if not searcher.ended_with_losses or proposer.abort or out_of_time:
+                return proposer
+            idle = 0 if searcher.told else idle + 1
+            if idle >= IDLE_ROUNDS:
+                raise PETLError(f"study {spec.name} stopped: {IDLE_ROUNDS} rounds in a row lost the workers of all "
+                                f"their trials (last: {', '.join(f'#{n}' for n in searcher.lost)}) and finished "
+                                f"none; see the Ray logs under {ray_dir}, then run the same command to resume")
+            reconcile(store)  # the lost trials: interrupted, their points queued (as after a killed driver)
+            proposer = renew()
+            progress(f"trials {', '.join(f'#{n}' for n in searcher.lost)} lost their workers: running them "
+                     f"again ({proposer.remaining_text()} to run)")
     finally:
         if own_ray:
             ray.shutdown()
