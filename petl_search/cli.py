@@ -202,7 +202,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     try:
         records = run_study(spec, address=args.address, progress=say, on_trial=on_trial)
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted; finished trials are saved in {spec.storage}: run the same command to "
+        raise Interrupted(f"interrupted; finished trials are saved in {spec.storage_shown}: run the same command to "
                           f"resume") from None
     say(summary(records, spec, study_references(open_study(spec, create=False))))
 
@@ -231,7 +231,7 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
         open_study(spec, create=False)  # a clear error for an unknown or empty study, before the server
         import optuna_dashboard
 
-        print(f"optuna-dashboard on http://{args.host}:{args.port} for {spec.storage} (Ctrl-C stops it)", flush=True)
+        print(f"optuna-dashboard on http://{args.host}:{args.port} for {spec.storage_shown} (Ctrl-C stops it)", flush=True)
         optuna_dashboard.run_server(spec.storage, host=args.host, port=args.port)
         return
     from .analysis.dashboard import write_dashboard
@@ -302,7 +302,7 @@ def cmd_reseed(args: argparse.Namespace) -> None:
         records = reseed_trial(spec, args.trial, args.seeds,
                                progress=lambda line: print(line, file=sys.stderr, flush=True))
     except KeyboardInterrupt:
-        raise Interrupted(f"interrupted; finished seeds are saved in {spec.storage}: run the same command to "
+        raise Interrupted(f"interrupted; finished seeds are saved in {spec.storage_shown}: run the same command to "
                           f"train the rest") from None
     scores = [r.metric for r in records]
     std = statistics.stdev(scores) if len(scores) > 1 else 0.0
@@ -352,7 +352,7 @@ def cmd_transfer(args: argparse.Namespace) -> None:
                                   progress=lambda line: print(line, flush=True), time_budget_s=args.time_budget,
                                   provenance=_run_provenance(args))
         except KeyboardInterrupt:
-            raise Interrupted(f"interrupted; finished trainings are saved in {target.storage}: run the same command to "
+            raise Interrupted(f"interrupted; finished trainings are saved in {target.storage_shown}: run the same command to "
                               f"resume") from None
     text = transfer_markdown(stored)
     out = target.sqlite_path.parent / "report.md"

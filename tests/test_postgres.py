@@ -27,7 +27,7 @@ from petl_search.cli import main
 from petl_search.core.config import PETLConfig
 from petl_search.search.optuna_bridge.lease import LEASE_KEY
 
-from conftest_postgres import REQUIRE, Unavailable, free_port, start_server
+from conftest_postgres import PASSWORD, REQUIRE, ROLE, Unavailable, free_port, start_server
 from test_search import write_study
 
 NAME, N_TRIALS = "shared", 4
@@ -107,7 +107,8 @@ def test_a_study_on_postgresql_is_read_elsewhere_leased_killed_and_resumed(toy, 
     url = postgres.url
     path = write_study(toy, NAME, n_trials=N_TRIALS, baselines=[], early_stopping=None,
                        train={"max_steps": 160, "eval_every": 80, "batch_size": 16, "learning_rate": 0.01})
-    search = ["search", str(path), "--storage", url]
+    # the drivers are given the password in the URL, as Optuna allows; it is shown and stored masked
+    search = ["search", str(path), "--storage", url.replace(f"//{ROLE}@", f"//{ROLE}:{PASSWORD}@")]
     log = tmp_path / "driver.log"
     with log.open("w") as out:  # a file, not a pipe that Ray's output could fill
         driver = subprocess.Popen([*CLI, *search], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -148,6 +149,8 @@ def test_a_study_on_postgresql_is_read_elsewhere_leased_killed_and_resumed(toy, 
                 os.killpg(resumed.pid, signal.SIGKILL)
                 resumed.wait()
         assert f"resuming: trials {running_before} were interrupted" in resumed_log.read_text()
+        for text in (log.read_text(), resumed_log.read_text()):
+            assert f"storage {url.replace(f'//{ROLE}@', f'//{ROLE}:***@')}" in text and PASSWORD not in text
         after = {t.number: t for t in optuna.load_study(study_name=NAME, storage=url).get_trials()}
         detail = fetch(f"http://127.0.0.1:{port}/api/studies/{mine['study_id']}", served)  # after it ended
         assert [t["number"] for t in detail["trials"]] == sorted(after)
@@ -163,6 +166,8 @@ def test_a_study_on_postgresql_is_read_elsewhere_leased_killed_and_resumed(toy, 
     configs = [PETLConfig.from_dict(t.user_attrs["petl_config"]).fingerprint() for t in counted]
     assert len(set(configs)) == len(configs)  # none trained twice
     assert lease_row(url)["released"]
+    stored_spec = optuna.load_study(study_name=NAME, storage=url).user_attrs["spec"]
+    assert stored_spec["storage"] == url.replace(f"//{ROLE}@", f"//{ROLE}:***@")  # the record keeps no password
 
     html = tmp_path / "shared.html"
     drawn = petl_search("dashboard", str(path), "--storage", url, "--out", str(html))

@@ -166,7 +166,7 @@ def transfer_markdown(stored: StoredTransfer) -> str:
               f"and learning rate (its own), with fresh seeds {seeds} (no training of the source study used them), "
               f"{task}'s own {_split_text(spec)} and its official dev set. {len(trained)} of "
               f"{len(planned) * len(seeds)} trainings finished"
-              f"{_seconds(trained)}. The storage: `{_shown(spec.storage.removeprefix('sqlite:///'))}`.", "",
+              f"{_seconds(trained)}. The storage: `{_shown(spec.storage_shown.removeprefix('sqlite:///'))}`.", "",
               *_provenance(stored), "", f"## The points ({source.metric} on {source.task}, {metric} on {task})", "",
               f"Mean ± std over seeds (n). Rank: by the {on} score, 1 the best, among the {len(pairs)} points with "
               f"a score on both tasks.", "",

@@ -74,6 +74,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import sqlalchemy
+
 from ...core.errors import PETLConfigError, PETLError
 from ...core.presets import PRESETS
 from ...training.config import TrainConfig
@@ -222,7 +224,14 @@ class StudySpec:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps({**asdict(self), "task": self.task_definition}, default=list))
+        # what the storage keeps and readers show: the storage URL without its password
+        return json.loads(json.dumps({**asdict(self), "task": self.task_definition, "storage": self.storage_shown},
+                                     default=list))
+
+    @property
+    def storage_shown(self) -> str:
+        """The storage URL as every message, report and stored record shows it: its password masked."""
+        return shown_url(self.storage)
 
     @property
     def task_definition(self) -> str | Mapping[str, Any]:
@@ -426,6 +435,16 @@ def _objectives(source: str, names: Any, task: str) -> tuple[str, ...]:
     if score not in scores or list(names[1:]) not in (["stored_params"], ["stored_params", "throughput"]):
         raise StudyError(f"{source}: objectives must be {allowed} (task {task!r}), but got {names!r}")
     return (score, *names[1:])
+
+
+def shown_url(url: str) -> str:
+    """A database URL fit to print or store: `postgresql://user:***@host/db`. A password passed in the URL
+    (the way Optuna takes it) would otherwise reach the terminal, logs, the storage's own study record and
+    every report; anything SQLAlchemy cannot parse is returned as it is (a path, an sqlite URL)."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
 
 
 def objective_note(spec: StudySpec) -> str:

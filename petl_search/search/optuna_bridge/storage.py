@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-import sqlalchemy
 
 from ...core.errors import PETLError
 from ...core.version import checked_major, major
@@ -38,7 +37,7 @@ from ...training.tasks import get_task, load_cached_task
 from ..language.budget import fit_baselines
 from .records import BASELINES_KEY, interruption_reason
 from .samplers import make_sampler
-from ..language.study import StudySpec
+from ..language.study import StudySpec, shown_url
 
 REQUEUED_FROM = "requeued_from"  # a waiting trial's attribute: the interrupted search trial it runs again
 CHECKED_OPTUNA = "5.1.0"  # the Optuna whose source the storage calls of `Store` were read in
@@ -93,7 +92,7 @@ def open_store(spec: StudySpec, *, create: bool = True) -> Store:
         study = optuna.load_study(study_name=spec.name, storage=storage, sampler=make_sampler(spec))
     except KeyError:
         if not create:
-            raise PETLError(f"study {spec.name!r} has no results yet in {spec.storage}; "
+            raise PETLError(f"study {spec.name!r} has no results yet in {spec.storage_shown}; "
                             f"run `petl-search search {spec.source}` first") from None
         study = optuna.create_study(study_name=spec.name, storage=storage, directions=spec.directions,
                                     sampler=make_sampler(spec))
@@ -103,7 +102,7 @@ def open_store(spec: StudySpec, *, create: bool = True) -> Store:
     stored = study.user_attrs.get("spec", {})
     if study.user_attrs.get("fingerprint") != spec.fingerprint():
         changed = [k for k, v in spec.identity().items() if json_norm(stored.get(k)) != json_norm(v)]
-        raise PETLError(f"study {spec.name!r} in {spec.storage} was run with a different definition "
+        raise PETLError(f"study {spec.name!r} in {spec.storage_shown} was run with a different definition "
                         f"(changed: {', '.join(changed) or 'unknown'}); give the study a new name to start "
                         f"afresh, or restore the old values to resume it")
     return Store(study, storage)
@@ -120,8 +119,7 @@ def missing_driver(url: str, exc: ImportError) -> str:
     """The one-line error for a storage URL whose database driver is not installed (its password hidden)."""
     missing = getattr(exc.__cause__, "name", None) or "its database driver"
     install = POSTGRES_INSTALL.get(missing, f"install the package that provides {missing!r}")
-    shown = sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    return f"storage {shown} needs the Python module {missing!r}, which is not installed: {install}"
+    return f"storage {shown_url(url)} needs the Python module {missing!r}, which is not installed: {install}"
 
 
 def open_study(spec: StudySpec, *, create: bool = True) -> optuna.Study:

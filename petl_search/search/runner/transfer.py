@@ -223,7 +223,7 @@ def run_transfer(target: StudySpec, source: TransferSource, points: Sequence[int
         total = len(points) * len(seeds)
         progress(f"transfer of study {source.study} ({source.task}) to {target.task}: {len(points)} points x seeds "
                  f"{seeds} = {total} trainings, {len(todo)} to run (one at a time, in this process), selecting on "
-                 f"{target.main_metric}; storage {target.storage}")
+                 f"{target.main_metric}; storage {target.storage_shown}")
         _train_all(target, proposer, [(by_number[n], s) for n, s in todo], total - len(todo), total,
                    progress, time_budget_s)
         return StoredTransfer(target, source, dict(study.user_attrs[PLAN_KEY]), tuple(read_records(study)),
