@@ -8,6 +8,9 @@ verdicts and the targets are known beforehand:
 """
 from __future__ import annotations
 
+import statistics
+
+import optuna
 import pytest
 import yaml
 
@@ -122,6 +125,16 @@ def test_each_arm_and_seed_says_what_it_spent_and_picked(contest) -> None:
     picks = [line for line in lines_of(text, "Picks") if line.startswith("| ") and "---" not in line][1:]
     assert any(row.startswith("| tuned | 0 |") and "| lora |" in row and "| 10, 11, 12 |" in row for row in picks)
     assert all(" | #" in row and "e-0" in row for row in picks)  # trial, label, stored size, lr
+    for row in picks:  # dev over the fresh seeds, read straight from the storage's confirm trainings
+        cells = row.split(" | ")
+        arm, seed, number = cells[0].removeprefix("| "), int(cells[1]), int(cells[4].removeprefix("#"))
+        state = next(s for s in contest_states(contest)[arm] if s.spec.seed == seed)
+        dev = [t.user_attrs["dev_metrics"]["accuracy"] for t in optuna.load_study(
+               study_name=state.spec.name, storage=state.spec.storage).trials
+               if t.user_attrs.get("kind") == "confirm" and t.user_attrs.get("confirm_of") == number]
+        assert len(dev) == 3 and cells[-1] == f"{statistics.mean(dev):.4f} ± {statistics.stdev(dev):.4f} (3) |"
+        assert cells[8] in (("startup", "model", "fallback") if arm == "search" else
+                            ("random",) if arm == "random" else ("-",))
 
 
 def test_unfinished_and_unrun_studies_are_reported_never_judged(contest, fast_dir) -> None:  # noqa: F811

@@ -25,11 +25,12 @@ import optuna
 from ..core.errors import PETLError
 from ..search.language.contest import ContestSpec, trainings
 from ..search.language.study import StudySpec
-from ..search.optuna_bridge.confirm import SEARCH, pending, picks
+from ..search.optuna_bridge.confirm import SEARCH, confirmations, pending, picks
 from ..search.optuna_bridge.records import (CLAIM_SIZES_KEY, COUNTED_KINDS, TrialRecord, counts,
                                             fill_learning_rates, read_records)
 from ..search.optuna_bridge.storage import DEV_LABELS_KEY, open_study
 from .claims import N_BOOT, ClaimRow, PickSide, RankAgreement, compare_picks, judge_rows, pick_sides, rank_agreement
+from .comparison import spread
 from .front import lr_text
 from .inference import correction_header
 from .report import claims_table
@@ -278,14 +279,28 @@ def contest_markdown(contest: ContestSpec, *, n_boot: int = N_BOOT) -> str:
     lines += [_state_row(s) for s in everyone]
     picked = [(state, key, side) for state in everyone for key, side in sorted(_sides(state, labels).items())]
     lines += ["", "## Picks", ""]
-    lines += ["| arm | seed | size | pick of | trial | label | stored | lr | confirm seeds |",
-              "|---|---|---|---|---|---|---|---|---|"] if picked else \
+    lines += ["Dev: the pick's mean ± std over its fresh confirm seeds (n). Proposed by: who chose the point "
+              "(a model-based sampler's random start-up, its model, a fallback; random search is random); "
+              "arms whose samplers share a seed draw the same start-up points, so their picks can coincide.", "",
+              "| arm | seed | size | pick of | trial | label | stored | lr | proposed by | confirm seeds | dev |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"] if picked else \
         ["None yet: picks are read from finished studies."]
     for state, (size, group), side in picked:
         r, seeds = side.record, ", ".join(map(str, sorted(side.predictions))) or "-"
         lines.append(f"| {state.arm} | {state.spec.seed} | {size:,} | {group} | #{r.number} | {r.label} | "
-                     f"{r.stored_params:,} | {lr_text(r.learning_rate)} | {seeds} |")
+                     f"{r.stored_params:,} | {lr_text(r.learning_rate)} | {r.proposed_by or '-'} | {seeds} | "
+                     f"{fresh_dev_text(state.records, side, metric)} |")
     return "\n".join(lines) + "\n"
+
+
+def fresh_dev_text(records: Sequence[TrialRecord], side: PickSide, metric: str) -> str:
+    """The pick's dev `metric` over the confirm seeds that judge it (those of side.predictions), mean ± std (n)."""
+    scores = [r.dev_scores[metric] for r in confirmations(records, side.record.number)
+              if r.seed in side.predictions and isinstance(r.dev_scores.get(metric), (int, float))]
+    if not scores:
+        return "-"
+    mean = sum(scores) / len(scores)
+    return f"{mean:.4f} ({len(scores)})" if len(scores) == 1 else f"{mean:.4f} ± {spread(scores):.4f} ({len(scores)})"
 
 
 def _state_row(state: StudyState) -> str:
