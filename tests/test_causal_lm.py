@@ -154,6 +154,23 @@ def test_the_encoding_is_prompt_then_answer_then_end_of_sequence_with_labels_on_
             assert encoded_row["labels"] == [IGNORED] * len(prompt) + answer
 
 
+def test_two_tasks_of_one_name_never_share_cached_encodings(tmp_path) -> None:
+    """The tokenisation cache (per process, keyed by what the data is) keeps an own task's definition: the same
+    task name and rows with another verbalizer or prompt (a study's task edited, run again in one notebook)
+    encode anew, and the same definition again reuses the first encoding."""
+    first = own_task(tmp_path, VERBALIZED, "same")
+    words = own_task(tmp_path, {**VERBALIZED, "verbalizer": {"neg": " negative", "pos": " positive"}}, "same")
+    prompt = own_task(tmp_path, {**VERBALIZED, "prompt": "Review: {sentence}"}, "same")
+    key, cfg = ("same", "cache test", None), TrainConfig()
+    splits = [encode(load_task(t)["validation"], TOKENIZER, t.task, cfg, key) for t in (first, words, prompt, first)]
+    assert splits[0] is splits[3] and len({id(s) for s in splits[:3]}) == 3
+    row = reviews(40, 1)[0]
+    verbalized = {"neg": " negative", "pos": " positive"}[row["label"]]
+    assert splits[1].rows([0])[0]["labels"][-2:] == [*TOKENIZER(verbalized, add_special_tokens=False)["input_ids"],
+                                                     TOKENIZER.eos_token_id]
+    assert splits[2].rows([0])[0]["prompt_ids"] == prompt_ids(f"Review: {row['sentence']}")
+
+
 def test_a_long_prompt_keeps_its_end_and_the_answer_its_start(tmp_path) -> None:
     _, split = encoded(own_task(tmp_path, VERBALIZED), max_length=3, max_target_length=1)
     row = split.rows([0])[0]

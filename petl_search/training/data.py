@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 from typing import Any, Iterator
 
 import numpy as np
@@ -117,7 +118,11 @@ def encode(dataset: Any, tokenizer: Any, task: Task, cfg: TrainConfig, key: tupl
     data by what it holds); key None: not cached."""
     if key is None:
         return EncodedSplit(dataset, tokenizer, task, cfg)
-    key = (*key, getattr(tokenizer, "name_or_path", id(tokenizer)), cfg.max_length, cfg.max_target_length)
+    # an own task's definition (prompt, verbalizer, labels, files' hashes) enters the key: two tasks of one name
+    # in one process (a study's task edited, a notebook) must not share encodings; a built-in task's is empty
+    definition = json.dumps(task.definition, sort_keys=True) if task.definition else ""
+    key = (*key, definition, getattr(tokenizer, "name_or_path", id(tokenizer)), cfg.max_length,
+           cfg.max_target_length)
     if key not in _ENCODED:
         _ENCODED[key] = EncodedSplit(dataset, tokenizer, task, cfg)
     return _ENCODED[key]
