@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from petl_search.analysis.claims import (ClaimRow, PickSide, compare_picks, judge_rows, pick_sides, rank_agreement,
-                                         study_claims)
+                                         rows_header, study_claims)
 from petl_search.analysis.inference import holm
 from petl_search.analysis.report import markdown
 from petl_search.core.presets import preset
@@ -129,6 +129,22 @@ def test_holm_runs_over_every_judged_claim_of_the_report(study) -> None:
     (alone,) = judge_rows([dataclasses.replace(rows[1], verdict=None)], 0.05)
     assert alone.verdict.of == 1 and alone.verdict.p_adjusted == pytest.approx(rows[1].claim.p_value)
     assert rows[1].verdict.p_adjusted > alone.verdict.p_adjusted
+
+
+def test_one_pair_of_picks_asked_about_at_several_sizes_is_one_test_for_holm(study) -> None:
+    _, records, attrs = study
+    rows = [dataclasses.replace(r, verdict=None) for r in claims_of(records, attrs).rows]
+    again = dataclasses.replace(rows[0], question="the same two picks, asked at another size", size=rows[0].size * 2,
+                                claim=dataclasses.replace(rows[0].claim, question="the same two picks, again"))
+    judged = judge_rows([*rows, again], 0.05)
+    distinct = judge_rows(rows, 0.05)
+    assert all(r.verdict.of == len(rows) for r in judged)  # 8 tests, not 9
+    assert [r.verdict.p_adjusted for r in judged[:-1]] == [r.verdict.p_adjusted for r in distinct]
+    assert judged[-1].verdict.p_adjusted == judged[0].verdict.p_adjusted
+    assert judged[-1].verdict.claim.question == "the same two picks, again"  # each row keeps its own words
+    assert rows_header(judged, 0.05) == ("9 claims, 8 distinct tests (one pair of picks asked about at several sizes "
+                                         "is one test), Holm-corrected at 5% over the 8")
+    assert rows_header(distinct, 0.05) == "8 claims, Holm-corrected at 5%"
 
 
 def test_claims_pair_on_common_seeds_and_need_three(study) -> None:

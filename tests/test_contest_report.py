@@ -84,7 +84,11 @@ def test_claims_of_every_rival_at_every_size_judged_together(contest) -> None:
     rows = [line for line in lines_of(text, "Claims (fresh seeds only)") if line.startswith("| ") and "---" not in line
             and not line.startswith("| question")]
     # 2 rivals x 2 study seeds x 2 sizes x (superiority, half size) + search against random at 2 seeds x 2 sizes
-    assert len(rows) == 20 and "20 claims, Holm-corrected at 5%" in text
+    # a pick that answers at both sizes is compared with the same other pick twice: one test for Holm
+    tests = {(row.split(" | ")[1], row.split(" | ")[2], "no worse" in row.split(" | ")[0]) for row in rows}
+    assert len(rows) == 20 and len(tests) < 20
+    assert f"20 claims, {len(tests)} distinct tests (one pair of picks asked about at several sizes is one test), " \
+           f"Holm-corrected at 5% over the {len(tests)}" in text
     assert all("| 10, 11, 12 |" in row for row in rows)
 
     def verdict(start: str) -> str:

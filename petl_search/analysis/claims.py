@@ -26,7 +26,7 @@ from ..search.optuna_bridge.confirm import SEARCH, Pick, confirmations, picks
 from ..search.optuna_bridge.records import CLAIM_SIZES_KEY, TrialRecord
 from ..search.optuna_bridge.storage import DEV_LABELS_KEY
 from .front import lr_text
-from .inference import Claim, Verdict, judge, paired_bootstrap, spearman, why_no_spearman
+from .inference import Claim, Verdict, correction_header, judge, paired_bootstrap, spearman, why_no_spearman
 from .sampling import ProposalShares, proposal_shares
 
 N_BOOT = 10_000  # bootstrap replicates per claim
@@ -171,14 +171,34 @@ def compare_picks(question: str, kind: str, size: int, a: PickSide | None, b: Pi
     return replace(row, claim=claim)
 
 
+def hypothesis(row: ClaimRow) -> tuple:
+    """What a judged row tests: its kind and margin, the two picks (who picked, which trial) and the seeds.
+    A report asks one question at several sizes, and where one pick answers at each (a small search point is
+    the pick at every size above it) the rows are one test with one p-value, not several."""
+    return (row.kind, row.margin, row.a.role, row.a.record.number, row.b.role, row.b.record.number, row.seeds)
+
+
 def judge_rows(rows: Sequence[ClaimRow], alpha: float) -> list[ClaimRow]:
-    """Every row, the judged ones with their verdicts from Holm's correction over all of them."""
+    """Every row, the judged ones with their verdicts from Holm's correction over the distinct tests among them
+    (`hypothesis`): counting a repeated test again would only make the correction stricter for the others."""
     judged = [i for i, r in enumerate(rows) if r.judged]
-    verdicts = judge([rows[i].claim for i in judged], alpha) if judged else []
+    first: dict[tuple, int] = {}
+    for i in judged:
+        first.setdefault(hypothesis(rows[i]), i)
+    verdicts = dict(zip(first, judge([rows[i].claim for i in first.values()], alpha))) if first else {}
     out = list(rows)
-    for i, verdict in zip(judged, verdicts):
-        out[i] = replace(rows[i], verdict=verdict)
+    for i in judged:
+        out[i] = replace(rows[i], verdict=replace(verdicts[hypothesis(rows[i])], claim=rows[i].claim))
     return out
+
+
+def rows_header(judged: Sequence[ClaimRow], alpha: float) -> str:
+    """What a report's header says about its judged rows: how many, how many distinct tests Holm ran over."""
+    distinct = len({hypothesis(r) for r in judged})
+    if distinct == len(judged):
+        return correction_header(judged, alpha)
+    return (f"{len(judged)} claims, {distinct} distinct tests (one pair of picks asked about at several sizes is "
+            f"one test), Holm-corrected at {100 * alpha:g}% over the {distinct}")
 
 
 def _percent(record: TrialRecord) -> float | None:

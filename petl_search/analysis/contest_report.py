@@ -29,10 +29,10 @@ from ..search.optuna_bridge.confirm import SEARCH, confirmations, pending, picks
 from ..search.optuna_bridge.records import (CLAIM_SIZES_KEY, COUNTED_KINDS, TrialRecord, counts,
                                             fill_learning_rates, read_records)
 from ..search.optuna_bridge.storage import DEV_LABELS_KEY, open_study
-from .claims import N_BOOT, ClaimRow, PickSide, RankAgreement, compare_picks, judge_rows, pick_sides, rank_agreement
+from .claims import (N_BOOT, ClaimRow, PickSide, RankAgreement, compare_picks, judge_rows, pick_sides,
+                     rank_agreement, rows_header)
 from .comparison import spread
 from .front import lr_text
-from .inference import correction_header
 from .report import claims_table
 from .sampling import proposal_shares
 
@@ -268,9 +268,9 @@ def contest_markdown(contest: ContestSpec, *, n_boot: int = N_BOOT) -> str:
              f"Arms {', '.join(a.name for a in contest.arms)}; {rivals} against the reference {contest.reference}. "
              f"{metric} on dev, judged on fresh confirm seeds only (the seed that picked a point never counts), "
              f"paired seed by seed; non-inferiority within {contest.margin:g}; "
-             f"{correction_header(judged, contest.alpha)}. Studies not finished make no claim.", "",
+             f"{rows_header(judged, contest.alpha)}. Studies not finished make no claim.", "",
              "## Targets", "", *target_lines(contest, claims), "",
-             "## Claims (fresh seeds only)", "", f"{correction_header(judged, contest.alpha)}; A − B with its 95% "
+             "## Claims (fresh seeds only)", "", f"{rows_header(judged, contest.alpha)}; A − B with its 95% "
              f"paired-bootstrap interval (unadjusted), p before and after Holm's correction.", ""]
     lines += claims_table(claims.rows) if claims.rows else ["None yet: no finished study to claim from."]
     lines += ["", "## Arms and study seeds", "",

@@ -14,14 +14,13 @@ from collections import Counter
 from typing import Mapping, Sequence
 
 from ..search.optuna_bridge.records import DESIGN_KEY, OneShotStage, TrialRecord
-from .claims import ClaimRow, StudyClaims
+from .claims import ClaimRow, StudyClaims, rows_header
 from .comparison import Comparison
 from .effects import Effect, dimension_effects
 from .findings import baseline_comparisons, mam_claims
 from .dashboard_data import export_command
 from .front import (Claim, Method, best_point, dev_view, front, head_text, lr_text, methods, nothing_learned,
                     study_head_params)
-from .inference import correction_header
 
 # What a section that reads the selecting seed's dev scores says in its heading when the study also has
 # claims judged on fresh seeds alone: those claims are the report's findings, these sections explore.
@@ -107,7 +106,7 @@ def claims_section(claims: StudyClaims, metric: str) -> list[str]:
     """The study's claims on fresh seeds: how many were judged (Holm), the table, then ρ and the proposals."""
     judged = claims.judged
     lines = ["## Claims (fresh seeds only)", "",
-             f"{correction_header(judged, claims.alpha)}. Each pick (chosen on the search split) is judged only by "
+             f"{rows_header(judged, claims.alpha)}. Each pick (chosen on the search split) is judged only by "
              f"its confirm trainings, paired seed by seed over the seeds both sides have; the seed that picked it "
              f"never counts. {metric} on dev; A − B with its 95% paired-bootstrap interval (over dev examples and "
              f"seeds; unadjusted), p before and after Holm's correction; the verdict reads the adjusted p."
