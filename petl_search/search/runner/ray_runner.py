@@ -15,6 +15,8 @@ Ray's object store; every trial reads it from there, so a worker node needs neit
 run (only the package and the model). A trial whose worker is lost (its node died, or Ray lost the process)
 is what a killed driver leaves behind: it stays running in the storage until the trials then running have
 finished; then `reconcile` marks it interrupted and queues its point, and another round of Ray Tune runs it.
+A round Ray Tune gives up on (Ray's memory monitor killed a worker Tune was starting: Tune re-raises that) is
+a round whose running trials were all lost, and goes on the same way (`_fit`).
 """
 from __future__ import annotations
 
@@ -142,7 +144,15 @@ def _searcher_class() -> type:
                     f"{result.get(SCORE, float('nan')):.4f} at its size ranked below the best 1/η of the trials "
                     f"at that point"))
 
-        def _lost(self, number: int) -> None:
+        def abandon(self, why: str) -> None:
+            """Ray Tune gave this round up (`_fit`): every trial it was running is lost, and nothing more is
+            handed out in it."""
+            self.say(f"Ray Tune stopped the round: {why}")
+            for trial_id in list(self.numbers):
+                self._lost(self.numbers.pop(trial_id), why=f"Ray killed its worker ({why})")
+            self.done = True
+
+        def _lost(self, number: int, why: str = "its worker was lost (its node died, or Ray lost the process)") -> None:
             """Trial `number`'s worker is gone (its node died, or the process did): left running in the storage,
             so that it is interrupted and run again after this round, as a killed driver's trials are. A point
             lost before (a queued point whose first trial was lost too) fails instead: it may kill its worker."""
@@ -156,12 +166,27 @@ def _searcher_class() -> type:
                     f"its worker was lost twice (trial #{before} trained the same point): the point may kill its "
                     f"worker (memory?); see the Ray logs under {self.run['ray_dir']}"))
                 return
-            why = "its worker was lost (its node died, or Ray lost the process)"
             self.proposer.store.set_trial_attr(number, LOST, why)  # reconcile gives it its reason after the round
             self.lost.append(number)
             self.say(f"{what}: {why}; it runs again once the trials running now have finished")
 
     return StudySearcher
+
+
+def _fit(tuner: Any, searcher: Any) -> bool:
+    """Run one round; True when Ray Tune gave the round up because Ray killed a worker it was starting or
+    driving (its memory monitor, mostly: Tune 2.x re-raises that as a RuntimeError instead of failing the trial).
+    The round's running trials are then lost, as a dead node's are, and the next round runs them again."""
+    from ray.exceptions import RayError
+
+    try:
+        tuner.fit()
+        return False
+    except RuntimeError as exc:
+        if not isinstance(exc.__cause__, RayError):
+            raise
+        searcher.abandon(str(exc.__cause__).splitlines()[0])
+        return True
 
 
 def _unrestorable(ray_dir: str) -> None:
@@ -326,9 +351,9 @@ def _tune(spec: StudySpec, store: Any, proposer: Proposer, encoded: EncodedTask,
                     max_concurrent_trials=spec.concurrency, reuse_actors=True, time_budget_s=left),
                 run_config=tune.RunConfig(name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                           storage_path=str(ray_dir), verbose=0))
-            tuner.fit()
+            aborted = _fit(tuner, searcher)
             out_of_time = time_budget_s is not None and time.monotonic() - start >= time_budget_s
-            if not searcher.ended_with_losses or proposer.abort or out_of_time:
+            if not (searcher.ended_with_losses or aborted) or proposer.abort or out_of_time:
                 return proposer
             idle = 0 if searcher.told else idle + 1
             if idle >= IDLE_ROUNDS:
