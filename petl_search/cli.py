@@ -231,7 +231,8 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
         open_study(spec, create=False)  # a clear error for an unknown or empty study, before the server
         import optuna_dashboard
 
-        print(f"optuna-dashboard on http://{args.host}:{args.port} for {spec.storage_shown} (Ctrl-C stops it)", flush=True)
+        print(f"optuna-dashboard on http://{args.host}:{args.port} for {spec.storage_shown} (Ctrl-C stops it)",
+              flush=True)
         optuna_dashboard.run_server(spec.storage, host=args.host, port=args.port)
         return
     from .analysis.dashboard import write_dashboard
@@ -352,8 +353,8 @@ def cmd_transfer(args: argparse.Namespace) -> None:
                                   progress=lambda line: print(line, flush=True), time_budget_s=args.time_budget,
                                   provenance=_run_provenance(args))
         except KeyboardInterrupt:
-            raise Interrupted(f"interrupted; finished trainings are saved in {target.storage_shown}: run the same command to "
-                              f"resume") from None
+            raise Interrupted(f"interrupted; finished trainings are saved in {target.storage_shown}: run the same "
+                              f"command to resume") from None
     text = transfer_markdown(stored)
     out = target.sqlite_path.parent / "report.md"
     out.write_text(text)

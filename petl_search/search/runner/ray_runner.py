@@ -235,7 +235,8 @@ def run_study(spec: StudySpec, *, address: str | None = None, progress: Callable
             progress(f"study {spec.name} already has its {spec.n_trials} trials and baselines")
             return read_records(store.study)
         progress(f"study {spec.name}: {proposer.remaining_text()} to run ({spec.concurrency} at a time), "
-                 f"{objective_note(spec)}, budget {budget_text(spec.budget)} ({spec.model}), storage {spec.storage_shown}")
+                 f"{objective_note(spec)}, budget {budget_text(spec.budget)} ({spec.model}), "
+                 f"storage {spec.storage_shown}")
         start = time.monotonic()
         proposer = _tune(spec, store, proposer, encode_study_data(spec, progress), address=address,
                          time_budget_s=time_budget_s, progress=progress,
