@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 from scipy import stats
 
-from petl_search.analysis.comparison import welch_interval
+from petl_search.analysis.comparison import seeds_text, welch_interval
 from petl_search.analysis.findings import baseline_comparisons, mam_claims
 from petl_search.analysis.front import methods
 from petl_search.analysis.report import markdown
@@ -175,3 +175,9 @@ def test_a_stored_pfeiffer_from_before_0_2_is_read_as_what_it_trained() -> None:
     old, new = read_records(study)
     assert (old.preset, old.label) == ("houlsby_ffn", "houlsby_ffn(r=245)")
     assert (new.preset, new.label) == ("pfeiffer", "pfeiffer(r=245)")
+
+
+def test_seeds_text_is_mean_and_sample_std_over_seeds_with_their_count() -> None:
+    assert seeds_text([]) == "-"
+    assert seeds_text([0.8]) == "0.8000 (1)"  # one seed: no spread to show
+    assert seeds_text([0.80, 0.84, 0.82]) == "0.8200 ± 0.0200 (3)"  # sample std: sqrt(((-.02)² + .02²) / 2)

@@ -19,6 +19,15 @@ def spread(scores: Sequence[float]) -> float:
     return statistics.stdev(scores) if len(scores) > 1 else 0.0
 
 
+def seeds_text(scores: Sequence[float]) -> str:
+    """'0.8577 ± 0.0006 (3)': mean ± std over seeds (n), as every report and dashboard writes it; one seed has no
+    spread to show, no seed is '-'."""
+    if not scores:
+        return "-"
+    std = f" ± {spread(scores):.4f}" if len(scores) > 1 else ""
+    return f"{statistics.mean(scores):.4f}{std} ({len(scores)})"
+
+
 @dataclass(frozen=True)
 class Side:
     label: str

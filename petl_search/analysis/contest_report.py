@@ -31,7 +31,7 @@ from ..search.optuna_bridge.records import (CLAIM_SIZES_KEY, COUNTED_KINDS, Tria
 from ..search.optuna_bridge.storage import DEV_LABELS_KEY, open_study
 from .claims import (N_BOOT, ClaimRow, PickSide, RankAgreement, compare_picks, judge_rows, pick_sides,
                      rank_agreement, rows_header)
-from .comparison import spread
+from .comparison import seeds_text
 from .front import lr_text
 from .report import claims_table
 from .sampling import proposal_shares
@@ -295,12 +295,8 @@ def contest_markdown(contest: ContestSpec, *, n_boot: int = N_BOOT) -> str:
 
 def fresh_dev_text(records: Sequence[TrialRecord], side: PickSide, metric: str) -> str:
     """The pick's dev `metric` over the confirm seeds that judge it (those of side.predictions), mean ± std (n)."""
-    scores = [r.dev_scores[metric] for r in confirmations(records, side.record.number)
-              if r.seed in side.predictions and isinstance(r.dev_scores.get(metric), (int, float))]
-    if not scores:
-        return "-"
-    mean = sum(scores) / len(scores)
-    return f"{mean:.4f} ({len(scores)})" if len(scores) == 1 else f"{mean:.4f} ± {spread(scores):.4f} ({len(scores)})"
+    return seeds_text([r.dev_scores[metric] for r in confirmations(records, side.record.number)
+                       if r.seed in side.predictions and isinstance(r.dev_scores.get(metric), (int, float))])
 
 
 def _state_row(state: StudyState) -> str:

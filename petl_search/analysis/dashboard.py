@@ -28,6 +28,7 @@ from ..search.optuna_bridge.records import TrialRecord, counts, fill_learning_ra
 from ..search.optuna_bridge.storage import open_study
 from ..search.language.study import StudySpec
 from ..training.metrics import floor
+from .comparison import seeds_text
 from .dashboard_data import (FrontPlot, Overview, PlotPoint, effect_panels, front_plot, hypervolume_curve,
                              importances, overview, top_importances)
 from .front import Method, head_text, lr_text, other_scores, study_head_params
@@ -140,13 +141,6 @@ def importance_figure(study: Any, metric: str) -> Any:
     return fig
 
 
-def _mean(scores: tuple[float, ...], mean: float | None, std: float) -> str:
-    """mean ± std (seeds); a single seed has no spread to show."""
-    if not scores or mean is None:
-        return "-"
-    return f"{mean:.4f} ({len(scores)})" if len(scores) == 1 else f"{mean:.4f} ± {std:.4f} ({len(scores)})"
-
-
 HEAD_TITLE = ("parameters of the task head (BERT: pooler + classifier) trained and exported with the point; "
               "not in the budget")
 LR_TITLE = "the learning rate the point trained at (part of the design)"
@@ -177,8 +171,8 @@ def overview_html(view: Overview, metric: str) -> str:
 
     def row(m: Method) -> str:
         return (f"<tr data-trial='{m.number}'><td>{m.number}</td><td>{m.kind}</td>"
-                f"<td>{100 * m.stored_fraction:.3f}%</td>{_head(m)}{_lr(m)}<td>{_mean(m.scores, m.mean, m.std)}</td>"
-                f"<td>{_mean(m.dev, m.dev_mean, m.dev_std)}</td>{_label(m)}</tr>")
+                f"<td>{100 * m.stored_fraction:.3f}%</td>{_head(m)}{_lr(m)}<td>{seeds_text(m.scores)}</td>"
+                f"<td>{seeds_text(m.dev)}</td>{_label(m)}</tr>")
 
     parts = [f"<p id='nothing-learnt' class='warning'><b>{html.escape(view.nothing_learnt)}</b></p>"]  \
         if view.nothing_learnt else []
@@ -204,11 +198,11 @@ def overview_html(view: Overview, metric: str) -> str:
                 diff = f"{c.comparison.difference:+.4f}{interval}"
             cls = " class='holds'" if c.holds else ""
             rows.append(f"<tr data-trial='{m.number}'{cls}><td>{m.number}</td><td>{100 * m.stored_fraction:.3f}%"
-                        f"</td>{_head(m)}{_lr(m)}<td>{_mean(m.dev, m.dev_mean, m.dev_std)}</td><td>{diff}</td>"
+                        f"</td>{_head(m)}{_lr(m)}<td>{seeds_text(m.dev)}</td><td>{diff}</td>"
                         f"<td class='verdict'>{html.escape(c.verdict)}</td></tr>")
         parts.append(
             f"<p>Against <b>{html.escape(ref.label)}</b> (#{ref.number}, the best baseline on the {on}; dev "
-            f"{_mean(ref.dev, ref.dev_mean, ref.dev_std)}, {100 * ref.stored_fraction:.3f}%, head "
+            f"{seeds_text(ref.dev)}, {100 * ref.stored_fraction:.3f}%, head "
             f"{head_text(ref.head_params)}, lr {lr_text(ref.learning_rate)}):</p>"
             "<table id='summary-claims'><thead><tr><th>#</th><th>% backbone</th>"
             f"<th title='{HEAD_TITLE}'>head</th><th title='{LR_TITLE}'>lr</th><th>dev (seeds)</th>"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -25,7 +24,7 @@ from ..core.errors import PETLError
 from ..core.params import percent
 from ..search.optuna_bridge.records import TrialRecord
 from ..search.runner.transfer import StoredTransfer, TransferSource
-from .comparison import compare, spread
+from .comparison import compare, seeds_text
 from .front import Method, Pick, best_point, front, front_table, lr_text, methods, nothing_learned
 from .inference import kendall, rank_interval, spearman, why_no_spearman
 
@@ -177,8 +176,8 @@ def transfer_markdown(stored: StoredTransfer) -> str:
         a, b = src[n], tgt.get(n)
         rank = f"{ranks[n][0]} → {ranks[n][1]}" if n in ranks else "-"
         lines.append(f"| {n} | {a.kind} {a.label} | {a.stored_params:,} ({percent(a.stored_fraction)}) | "
-                     f"{lr_text(a.learning_rate)} | {_mean(a.scores)} | {_mean(a.dev)} | "
-                     f"{_mean(b.scores) if b else 'not trained yet'} | {_mean(b.dev) if b else '-'} | {rank} | "
+                     f"{lr_text(a.learning_rate)} | {seeds_text(a.scores)} | {seeds_text(a.dev)} | "
+                     f"{seeds_text(b.scores) if b else 'not trained yet'} | {seeds_text(b.dev) if b else '-'} | {rank} | "
                      f"{'; '.join(b.flags) if b and b.flags else ''} |")
     lines += ["", "## Does the order hold?", ""]
     found = orders(pairs)
@@ -229,14 +228,6 @@ def _provenance(stored: StoredTransfer) -> list[str]:
     return lines
 
 
-def _mean(scores: Sequence[float]) -> str:
-    """'0.8577 ± 0.0006 (3)': mean ± std over seeds (n); one seed has no std."""
-    if not scores:
-        return "-"
-    std = f" ± {spread(scores):.4f}" if len(scores) > 1 else ""
-    return f"{statistics.mean(scores):.4f}{std} ({len(scores)})"
-
-
 def _ranks(pairs: Sequence[tuple[Method, Method]]) -> dict[int, tuple[int, int]]:
     """Each point's rank by its mean on each task (1 the best; ties share the better rank)."""
     def ranked(values: dict[int, float]) -> dict[int, int]:
@@ -261,7 +252,7 @@ def _best_lines(stored: StoredTransfer, src: dict[int, Method], tgt: dict[int, M
         return lines + [head, f"It has no finished training on {task} yet.", ""]
     ranked = sorted(tgt.values(), key=lambda m: (-m.mean, m.stored_params, m.number))
     head += (f" On {task} it ranks {ranked.index(mine) + 1} of {len(ranked)} on the {on} ({metric} "
-             f"{_mean(mine.scores)}).")
+             f"{seeds_text(mine.scores)}).")
     if now.point is None:
         return lines + [head, f"On {task}, the same rule recommends nothing: {now.why}.", ""]
     if now.point.number == was.point.number:
