@@ -468,6 +468,38 @@ def test_a_study_on_a_causal_lm_task_searches_reports_and_exports(tmp_path, caps
     assert evaluate_export(model, tmp_path / "export") == pytest.approx(saved["dev_metrics"])
 
 
+
+@pytest.mark.parametrize("block, score", [(VERBALIZED, "accuracy"), (ANSWERED, "exact_match")],
+                         ids=["verbalizer", "answer"])
+def test_a_oneshot_study_on_a_causal_lm_task_scores_designs_and_trains_its_top_k(block, score, tmp_path) -> None:
+    """The supernet trains on the answer tokens, designs are scored by the task's own score with inherited
+    weights (no head to adapt: adapt_steps is 0), and the top_k are trained stand-alone, in one process
+    (`run_study_inline` once ignored `strategy: oneshot` and ran a plain search)."""
+    write_files(tmp_path)
+    causal_lm("llama").save_pretrained(tmp_path / "model")
+    TOKENIZER.save_pretrained(tmp_path / "model")
+    study = {"name": "oneshot", "model": str(tmp_path / "model"), "task": block, "strategy": "oneshot",
+             "space": str(ROOT / "search_spaces" / "unified.yaml"), "budget": 0.5, "baselines": [],
+             "sampler": {"name": "nsga2", "seed": 0, "population_size": 4},
+             "oneshot": {"supernet_steps": 6, "random_designs": 1, "designs": 6, "eval_examples": 16, "top_k": 2},
+             "train": {"max_steps": 4, "eval_every": 2, "batch_size": 8, "learning_rate": 0.01, "eval_batch_size": 16,
+                       "max_target_length": 3}}
+    (tmp_path / "oneshot.yaml").write_text(yaml.safe_dump(study))
+    spec = load_study(tmp_path / "oneshot.yaml")
+    assert spec.oneshot["adapt_steps"] == 0 and spec.main_metric == score
+    lines: list[str] = []
+    run_study_inline(spec, progress=lines.append)
+    assert any(line.startswith("one-shot: supernet step 6/6") for line in lines), lines
+    designs = optuna.load_study(study_name="oneshot.oneshot", storage=spec.storage)
+    scored = [t for t in designs.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(scored) == 6 and all(0 <= t.values[0] <= 1 and t.values[1] > 0 for t in scored)
+    search = [r for r in read_records(optuna.load_study(study_name="oneshot", storage=spec.storage))
+              if r.kind == "search"]
+    assert len(search) == 2 and all(r.state == "COMPLETE" and score in r.dev_scores for r in search)
+    for r in search:  # each trains the design it was queued for
+        assert r.config == designs.trials[r.extra["oneshot_design"]].user_attrs["config"]
+
+
 STUDY = ROOT / "studies" / "smollm2_sst2_prompt.yaml"
 
 

@@ -499,6 +499,25 @@ def test_a_oneshot_study_fills_its_stages_and_only_it_changes_the_fingerprint(tm
     assert spec.fingerprint() != parse_study(study_data(tmp_path, strategy="oneshot", n_trials=8)).fingerprint()
 
 
+def test_a_oneshot_study_of_a_language_models_task_adapts_no_head(tmp_path) -> None:
+    """adapt_steps fits a task head per design; a causal LM's task has none: 0 by default, and refused when set
+    (it once failed only after the supernet had trained)."""
+    task = {"kind": "causal_lm", "files": {"train": "train.jsonl", "dev": "dev.jsonl"}, "prompt": "{sentence}",
+            "answer": "label_text"}
+    for name in task["files"].values():
+        (tmp_path / name).write_text('{"sentence": "fine", "label_text": "yes"}\n')
+    data = study_data(tmp_path, task=task, strategy="oneshot", oneshot={"top_k": 6})
+    data.pop("data_dir", None)
+    path = tmp_path / "lm.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert load_study(path).oneshot["adapt_steps"] == 0
+    path.write_text(yaml.safe_dump({**data, "oneshot": {"top_k": 6, "adapt_steps": 20}}))
+    with pytest.raises(StudyError, match=re.escape(
+            "oneshot.adapt_steps fits a task head per design, but this task's model answers with its own LM head "
+            "and trains no head: leave adapt_steps out (0 for this task), but got 20")):
+        load_study(path)
+
+
 MISFITS = {"name": "misfits", "sites": {"attn_out": {
     "optional": False, "form": ["bottleneck"], "size": {"low": 1, "high": 8}, "insertion": "parallel",
     "composition": "add", "activation": "relu", "init": "bert", "input_norm": False,

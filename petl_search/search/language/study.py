@@ -382,7 +382,7 @@ def parse_study(data: Any, *, source: str = "<dict>") -> StudySpec:
         data_dir = str(_relative(source, data_dir))
         if not Path(data_dir).is_dir():
             raise StudyError(f"{source}: data_dir {data_dir} is not a folder")
-    strategy, oneshot = _strategy(source, data)
+    strategy, oneshot = _strategy(source, data, has_head=get_task(task).has_head)
     if strategy == "oneshot" and rates is not None:
         raise StudyError(f"{source}: a one-shot study trains one supernet at one rate: train.learning_rate must be "
                          f"a number, but got {data['train']['learning_rate']!r}")
@@ -509,8 +509,9 @@ def _parses_as_float(text: str) -> bool:
     return True
 
 
-def _strategy(source: str, data: Mapping[str, Any]) -> tuple[str, dict[str, Any] | None]:
-    """("standalone", None), or ("oneshot", its stages with defaults filled in), checked."""
+def _strategy(source: str, data: Mapping[str, Any], *, has_head: bool) -> tuple[str, dict[str, Any] | None]:
+    """("standalone", None), or ("oneshot", its stages with defaults filled in), checked. adapt_steps fits the
+    task head per design: a language model's task (seq2seq, causal_lm) has none, so its default is 0 there."""
     strategy = data.get("strategy", "standalone")
     if strategy not in STRATEGIES:
         raise StudyError(f"{source}: strategy must be one of {list(STRATEGIES)}, but got {strategy!r}")
@@ -524,7 +525,11 @@ def _strategy(source: str, data: Mapping[str, Any]) -> tuple[str, dict[str, Any]
     unknown = sorted(set(block or {}) - set(DEFAULT_ONESHOT))
     if unknown:
         raise StudyError(f"{source}: oneshot has no key {unknown[0]!r}; keys: {list(DEFAULT_ONESHOT)}")
-    out = {**DEFAULT_ONESHOT, **(block or {})}
+    out = {**DEFAULT_ONESHOT, **({} if has_head else {"adapt_steps": 0}), **(block or {})}
+    if not has_head and out["adapt_steps"] != 0:
+        raise StudyError(f"{source}: oneshot.adapt_steps fits a task head per design, but this task's model answers "
+                         f"with its own LM head and trains no head: leave adapt_steps out (0 for this task), but got "
+                         f"{out['adapt_steps']!r}")
     for key, value in out.items():
         least = 0 if key in ("random_designs", "adapt_steps") else 1
         if not ((key == "eval_examples" and value is None) or (_int(value) and value >= least)):

@@ -10,6 +10,7 @@ from typing import Callable
 from ...core.errors import PETLError
 from ...training.trainer import train
 from ..language.budget import fit_baselines
+from ..oneshot.pipeline import prepare_oneshot
 from ..optuna_bridge.proposer import WAIT, Proposer
 from ..optuna_bridge.records import TrialRecord, read_records, trained_trial
 from ..optuna_bridge.lease import DriverLease
@@ -21,8 +22,9 @@ def run_study_inline(spec: StudySpec, *, progress: Callable[[str], None] = print
                      on_record: Callable[[list[TrialRecord]], None] | None = None) -> list[TrialRecord]:
     """Run `spec` in this process, one trial after another, without Ray and without early stopping.
 
-    The same Proposer, storage and trainer as `run_study`; for debugging a study, for benchmarks that
-    compare samplers (no scheduling noise) and for tests. on_record(records) runs after each trial.
+    The same Proposer, storage and trainer as `run_study` (a one-shot study's supernet and design search
+    included); for debugging a study, for benchmarks that compare samplers (no scheduling noise) and for tests.
+    on_record(records) runs after each trial.
     """
     model_config = spec.model_config()  # an unknown model fails before the storage is created,
     fit_baselines(spec, model_config)  # and so does a baseline that cannot fit the budget
@@ -31,6 +33,8 @@ def run_study_inline(spec: StudySpec, *, progress: Callable[[str], None] = print
         reconcile(store)
         upgrade(store, spec, model_config)
         record_references(store, spec)
+        if spec.strategy == "oneshot":  # the supernet and the design search, here too; then the queued designs
+            prepare_oneshot(spec, store, model_config, progress=progress)
         proposer = Proposer(store, spec, model_config)
         while (candidate := proposer.next()) is not None:
             if candidate == WAIT:  # cannot happen in one process: every trial it opened has finished
