@@ -132,13 +132,19 @@ def classes(rng: np.random.Generator, labels: np.ndarray, k: int, right: float) 
             for _ in range(3)]
 
 
-@pytest.mark.parametrize("score", ["accuracy", "f1", "matthews_correlation", "pearson", "spearmanr", "combined"])
+@pytest.mark.parametrize("score", ["accuracy", "f1", "matthews_correlation", "pearson", "spearmanr", "combined",
+                                   "exact_match"])
 def test_every_replicate_scores_as_the_task_metric_scores_it(score) -> None:
     """The vectorised scores give, replicate by replicate, what training/metrics.py gives on the same draw
     (called one (replicate, seed) at a time, through a function, which takes the slow path)."""
     rng = np.random.default_rng(5)
     if score in ("pearson", "spearmanr", "combined"):
         a, b, labels = regression_data(rng, n=120)
+    elif score == "exact_match":  # generated answers: case and white space do not count, punctuation does
+        words = np.array(["positive", "negative", "Positive ", " negative\n", "positive."])
+        labels = rng.choice(words[1:4], 120)
+        a, b = ([rng.choice(words, 120).tolist() for _ in range(3)] for _ in range(2))
+        labels = labels.tolist()
     else:
         k = 3 if score == "matthews_correlation" else 2
         labels = rng.integers(0, k, 120)

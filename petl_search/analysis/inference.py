@@ -191,6 +191,14 @@ def _accuracy(c: np.ndarray, correct: np.ndarray) -> np.ndarray:
     return c @ correct / c.shape[1]
 
 
+def _exact_match_prepare(p: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Each (example, seed) answer's match, normalised once here as metrics.exact_match normalises it; then
+    the replicates' scores are accuracy's."""
+    references = [metric_lib.normalise_answer(text) for text in r]
+    return np.array([[metric_lib.normalise_answer(text) == ref for text, ref in zip(seed, references)]
+                     for seed in p], dtype=np.float64).T
+
+
 def _f1_prepare(p: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, ...]:
     return (((p == 1) & (r == 1)).astype(np.float64).T, (p == 1).astype(np.float64).T,
             (r == 1).astype(np.float64))
@@ -292,6 +300,7 @@ def _combined(c: np.ndarray, prepared: tuple) -> np.ndarray:
 
 _BATCHED: dict[str, tuple[Callable, Callable]] = {
     "accuracy": (_accuracy_prepare, _accuracy),
+    "exact_match": (_exact_match_prepare, _accuracy),
     "f1": (_f1_prepare, _f1),
     "matthews_correlation": (_matthews_prepare, _matthews),
     "pearson": (_pearson_prepare, _pearson),
