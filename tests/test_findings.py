@@ -181,3 +181,11 @@ def test_seeds_text_is_mean_and_sample_std_over_seeds_with_their_count() -> None
     assert seeds_text([]) == "-"
     assert seeds_text([0.8]) == "0.8000 (1)"  # one seed: no spread to show
     assert seeds_text([0.80, 0.84, 0.82]) == "0.8200 ± 0.0200 (3)"  # sample std: sqrt(((-.02)² + .02²) / 2)
+
+
+def test_a_study_without_mam_says_so_under_the_mam_heading() -> None:
+    no_mam = [r for r in study_records() if r.preset != "mam"]
+    text = markdown(no_mam, "accuracy", "s")
+    section = text.split("## MAM against the search front")[1].split("\n## ")[0]
+    assert "- The study trained no MAM baseline: nothing to compare." in section
+    assert "The study trained no MAM baseline" not in markdown(study_records(), "accuracy", "s")

@@ -68,7 +68,10 @@ def markdown(records: Sequence[TrialRecord], metric: str, study_name: str, *, se
             lines.append(_effect_row(e))
     lines += ["", f"## MAM against the search front (front points selected on the {selected_on}, judged on "
               f"dev over seeds{explore})", ""]
-    for mam, found in mam_claims(points):
+    mams = mam_claims(points)
+    if not mams:
+        lines.append("- The study trained no MAM baseline: nothing to compare.")
+    for mam, found in mams:
         dev = f"{mam.dev_mean:.4f} ± {mam.dev_std:.4f}" if mam.dev else "no dev score"
         lines.append(f"- {mam.label} ({_size(100 * mam.stored_fraction, mam.head_params)}, lr "
                      f"{lr_text(mam.learning_rate)}): dev {dev} over "
