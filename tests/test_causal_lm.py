@@ -171,6 +171,24 @@ def test_two_tasks_of_one_name_never_share_cached_encodings(tmp_path) -> None:
     assert splits[2].rows([0])[0]["prompt_ids"] == prompt_ids(f"Review: {row['sentence']}")
 
 
+def test_two_tokenizers_built_in_memory_never_share_cached_encodings(tmp_path) -> None:
+    """Tokenizers built in memory (a model_factory's) all have an empty name_or_path; the cache once keyed on it,
+    so a second tokenizer over the same rows got the first one's token ids. An equal tokenizer still reuses."""
+    task = own_task(tmp_path, VERBALIZED, "tokenized")
+    reordered = {word: i for i, word in enumerate(["<unk>", "<eos>", *reversed(WORDS)])}
+    backend = Tokenizer(models.WordLevel(reordered, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    other = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<eos>", unk_token="<unk>")
+    assert TOKENIZER.name_or_path == other.name_or_path == ""
+    same = word_tokenizer()
+    same.pad_token = same.eos_token  # as TOKENIZER's
+    key, cfg, rows = ("tokenized", "cache test", None), TrainConfig(), load_task(task)["validation"]
+    first, second, again = (encode(rows, t, task.task, cfg, key) for t in (TOKENIZER, other, same))
+    assert second is not first and again is first
+    assert second.rows([0])[0]["prompt_ids"] == other(
+        f"Review: {reviews(40, 1)[0]['sentence']} Sentiment:", add_special_tokens=False)["input_ids"]
+
+
 def test_a_long_prompt_keeps_its_end_and_the_answer_its_start(tmp_path) -> None:
     _, split = encoded(own_task(tmp_path, VERBALIZED), max_length=3, max_target_length=1)
     row = split.rows([0])[0]
