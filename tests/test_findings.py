@@ -3,6 +3,7 @@ against SciPy), FFN vs attention per budget band, MAM against the search front, 
 from __future__ import annotations
 
 import dataclasses
+import statistics
 
 import pytest
 from scipy import stats
@@ -30,6 +31,20 @@ def rec(method, metric, fraction, kind="baseline", config=None) -> TrialRecord:
 def test_welch_interval_matches_scipy(a, b) -> None:
     expected = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
     assert welch_interval(a, b) == pytest.approx((expected.low, expected.high))
+
+
+def test_a_constant_side_gives_the_other_sides_t_interval_without_a_warning() -> None:
+    """A collapsed method scores the same on every seed: its variance is 0, so Welch's interval is the other
+    side's one-sample t interval (df = n - 1), which SciPy gets right while warning of cancellation."""
+    import warnings
+
+    constant, other = [0.5] * 3, [0.60, 0.64, 0.62, 0.58]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        low, high = welch_interval(constant, other)
+    half = stats.t.ppf(0.975, len(other) - 1) * statistics.stdev(other) / len(other) ** 0.5
+    centre = 0.5 - statistics.mean(other)
+    assert (low, high) == pytest.approx((centre - half, centre + half), abs=1e-12)
 
 
 def study_records() -> list[TrialRecord]:
