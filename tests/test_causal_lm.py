@@ -486,7 +486,6 @@ def test_a_study_on_a_causal_lm_task_searches_reports_and_exports(tmp_path, caps
     assert evaluate_export(model, tmp_path / "export") == pytest.approx(saved["dev_metrics"])
 
 
-
 @pytest.mark.parametrize("block, score", [(VERBALIZED, "accuracy"), (ANSWERED, "exact_match")],
                          ids=["verbalizer", "answer"])
 def test_a_oneshot_study_on_a_causal_lm_task_scores_designs_and_trains_its_top_k(block, score, tmp_path) -> None:

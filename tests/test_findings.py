@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+import warnings
 
 import pytest
 from scipy import stats
@@ -36,8 +37,6 @@ def test_welch_interval_matches_scipy(a, b) -> None:
 def test_a_constant_side_gives_the_other_sides_t_interval_without_a_warning() -> None:
     """A collapsed method scores the same on every seed: its variance is 0, so Welch's interval is the other
     side's one-sample t interval (df = n - 1), which SciPy gets right while warning of cancellation."""
-    import warnings
-
     constant, other = [0.5] * 3, [0.60, 0.64, 0.62, 0.58]
     with warnings.catch_warnings():
         warnings.simplefilter("error")

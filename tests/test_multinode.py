@@ -194,20 +194,26 @@ def wait_for(condition, what: str, timeout: float = 600) -> None:
     pytest.fail(f"timed out waiting for {what}")
 
 
-def mid_study(spec) -> bool:
-    """A search trial has finished and one training is younger than half the finished one: the moment to kill
-    something. The storage is opened only once the driver has made the study in it (opened earlier, this process
-    would stamp the schema at the same time as the driver)."""
+def search_trials(spec) -> list | None:
+    """The study's search trials, or None while it is not readable yet. The storage is opened only once the driver
+    has made the study in it (opened earlier, this process would stamp the schema at the same time as the
+    driver)."""
     if not study_is_made(spec.folder / "study.db", spec.name):
-        return False
+        return None
     try:
         trials = optuna.load_study(study_name=spec.name, storage=spec.storage).get_trials()
-    except Exception:  # not made yet, or busy: ask again
-        return False
+    except Exception:  # busy: ask again
+        return None
+    return [t for t in trials if t.user_attrs.get("kind") == "search"]
+
+
+def mid_study(spec) -> bool:
+    """A search trial has finished and one training is younger than half the finished one: the moment to kill
+    something."""
+    trials = search_trials(spec) or []
     durations = [t.datetime_complete.timestamp() - t.user_attrs["started"] for t in trials
-                 if t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs.get("kind") == "search"]
-    training = [t for t in trials
-                if t.state == optuna.trial.TrialState.RUNNING and t.user_attrs.get("kind") == "search"]
+                 if t.state == optuna.trial.TrialState.COMPLETE]
+    training = [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
     return bool(durations) and any(
         time.time() - t.user_attrs.get("started", 0) < min(durations) / 2 for t in training)
 
@@ -215,15 +221,9 @@ def mid_study(spec) -> bool:
 def first_trials_training(spec) -> bool:
     """The study's first search trials are training and none has finished: a trial process seen on a node now
     belongs to a trial that the storage holds as running (none can have ended and left its process behind)."""
-    if not study_is_made(spec.folder / "study.db", spec.name):
-        return False
-    try:
-        trials = optuna.load_study(study_name=spec.name, storage=spec.storage).get_trials()
-    except Exception:  # busy: ask again
-        return False
-    search = [t for t in trials if t.user_attrs.get("kind") == "search"]
-    return any(t.state == optuna.trial.TrialState.RUNNING for t in search) and not any(
-        t.state.is_finished() for t in search)
+    trials = search_trials(spec) or []
+    return any(t.state == optuna.trial.TrialState.RUNNING for t in trials) and not any(
+        t.state.is_finished() for t in trials)
 
 
 def test_a_worker_node_killed_mid_study_loses_no_trial(cluster, toy, tmp_path) -> None:

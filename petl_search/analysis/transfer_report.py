@@ -177,7 +177,8 @@ def transfer_markdown(stored: StoredTransfer) -> str:
         rank = f"{ranks[n][0]} → {ranks[n][1]}" if n in ranks else "-"
         lines.append(f"| {n} | {a.kind} {a.label} | {a.stored_params:,} ({percent(a.stored_fraction)}) | "
                      f"{lr_text(a.learning_rate)} | {seeds_text(a.scores)} | {seeds_text(a.dev)} | "
-                     f"{seeds_text(b.scores) if b else 'not trained yet'} | {seeds_text(b.dev) if b else '-'} | {rank} | "
+                     f"{seeds_text(b.scores) if b else 'not trained yet'} | {seeds_text(b.dev) if b else '-'} | "
+                     f"{rank} | "
                      f"{'; '.join(b.flags) if b and b.flags else ''} |")
     lines += ["", "## Does the order hold?", ""]
     found = orders(pairs)
